@@ -1,0 +1,1 @@
+"""The outer layer: the FastAPI app, settings, and the `cuadra` command line."""

@@ -1,0 +1,272 @@
+"""The `cuadra` command line: a thin layer over the library."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from api.settings import ServerSettings, StoreSettings
+from ingest.errors import IngestError
+from store import Store, StoreError
+
+app = typer.Typer(
+    name="cuadra",
+    help="Cuadra: georeferenced crime mapping. Ingest incident files into an H3-indexed "
+    "GeoParquet store and serve aggregates, hotspots and tiles.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+boundaries_app = typer.Typer(help="Boundary layers (colonias, alcaldías, cuadrantes, ...).", no_args_is_help=True)
+streets_app = typer.Typer(help="Street networks for street-level counts.", no_args_is_help=True)
+app.add_typer(boundaries_app, name="boundaries")
+app.add_typer(streets_app, name="streets")
+
+console = Console(stderr=True)
+out = Console()
+
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option("--store", help="Store folder [default: $CUADRA_STORE or data/store].", show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _store(path: Path | None) -> Store:
+    return Store(path if path is not None else StoreSettings().store)
+
+
+@contextmanager
+def _stages(enabled: bool, title: str) -> Iterator[Any]:
+    """A progress display of named stages (on stderr; silent with --json)."""
+    if not enabled:
+        yield lambda _msg: None
+        return
+    with Progress(
+        SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn(), console=console, transient=True
+    ) as progress:
+        task = progress.add_task(title, total=None)
+        yield lambda msg: progress.update(task, description=f"{title}: {msg}")
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def ingest(
+    files: Annotated[list[Path], typer.Argument(help="Input files: CSV (.gz), Parquet, GeoJSON, GeoPackage, Shapefile.")],
+    profile: Annotated[str, typer.Option("--profile", "-p", help="Built-in profile name or path to a .toml profile.")],
+    store: StoreOpt = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")] = None,
+    expect_rows: Annotated[int | None, typer.Option("--expect-rows", min=0, help="Abort unless the input has exactly N data rows.")] = None,
+    sha256: Annotated[str | None, typer.Option("--sha256", help="Abort unless the file's SHA-256 is this hex digest.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate, enrich and commit incident files as one new snapshot."""
+    from ingest.pipeline import ingest as run
+    from ingest.profiles import load_profile
+
+    try:
+        prof = load_profile(profile)
+        with _stages(not as_json, "ingest") as say:
+            result = run(_store(store), [str(f) for f in files], prof, expect_rows=expect_rows, sha256=sha256, progress=say)
+    except (IngestError, StoreError) as exc:
+        _fail(exc)
+        return
+    data = result.to_dict()
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    if as_json:
+        out.print_json(json.dumps(data, ensure_ascii=False))
+        return
+    _print_report(data)
+
+
+def _print_report(data: dict[str, Any]) -> None:
+    verb = {"committed": "Committed", "already_ingested": "Already ingested"}.get(data["status"], data["status"])
+    out.print(f"[bold green]{verb}[/bold green] snapshot {data['snapshot']} — source {data['source']}, batch {data['batch'][:12]}")
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_row("input rows", f"{data['input_rows']:,}")
+    t.add_row("accepted", f"{data['accepted']:,}")
+    t.add_row("rejected", f"{data['rejected_total']:,}")
+    for reason, n in sorted(data["rejected"].items(), key=lambda kv: -kv[1]):
+        t.add_row(f"  {reason}", f"{n:,}")
+    t.add_row("duplicates", f"{data['duplicates']:,} ({data['duplicates_within_input']:,} within input, {data['duplicates_already_stored']:,} already stored)")
+    for code, n in data["repairs"].items():
+        t.add_row(f"repaired: {code}", f"{n:,}")
+    t.add_row("time imputed", f"{data['time_imputed']:,}")
+    if data["unknown_offenses"]:
+        t.add_row("unknown offenses", f"{sum(data['unknown_offenses'].values()):,} rows of {len(data['unknown_offenses'])} names")
+    for layer, n in data["assigned"].items():
+        t.add_row(f"in {layer}", f"{n:,}")
+    if data["rejects_file"]:
+        t.add_row("rejects file", data["rejects_file"])
+    t.add_row("seconds", f"{data['seconds']:.2f}")
+    out.print(t)
+
+
+@boundaries_app.command("add")
+def boundaries_add(
+    name: Annotated[str, typer.Argument(help="Layer name, e.g. colonia, alcaldia, cuadrante (becomes a column).")],
+    file: Annotated[Path, typer.Argument(help="Polygon file: GeoJSON, GeoPackage, Shapefile.")],
+    id_field: Annotated[str | None, typer.Option("--id-field", help="Unique id attribute (default: feature position).")] = None,
+    name_field: Annotated[str | None, typer.Option("--name-field", help="Display name attribute.")] = None,
+    population_field: Annotated[str | None, typer.Option("--population-field", help="Population, for rates per 100k.")] = None,
+    layer: Annotated[str | None, typer.Option("--layer", help="Layer of a multi-layer file.")] = None,
+    dissolve: Annotated[bool, typer.Option("--dissolve", help="Merge features sharing an id (e.g. alcaldías from colonias).")] = False,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store a boundary layer (a new version if it exists) and assign incidents to it."""
+    from ingest.layers import read_boundaries
+
+    st = _store(store)
+    try:
+        with _stages(not as_json, f"boundaries {name}") as say:
+            say("reading")
+            data, notes = read_boundaries(file, id_field=id_field, name_field=name_field, population_field=population_field, layer=layer, dissolve=dissolve)
+            say("indexing and re-assigning incidents")
+            with st.writing() as parent:
+                manifest = st.add_boundary(parent, name, data, id_field=id_field, name_field=name_field, population_field=population_field, source_file=str(file), notes=notes)
+    except (IngestError, StoreError) as exc:
+        _fail(exc)
+        return
+    lay = manifest.layers[name]
+    result = {"snapshot": manifest.snapshot, "layer": name, "version": lay.version, "features": lay.features, "notes": notes, "records": manifest.rows}
+    if as_json:
+        out.print_json(json.dumps(result))
+    else:
+        out.print(f"[bold green]Added[/bold green] boundary layer {name} v{lay.version}: {lay.features:,} polygons; snapshot {manifest.snapshot}; {manifest.rows:,} incidents re-assigned")
+        for k, v in notes.items():
+            out.print(f"  {k}: {v}")
+
+
+@streets_app.command("add")
+def streets_add(
+    name: Annotated[str, typer.Argument(help="Network name, e.g. osm_2018.")],
+    file: Annotated[Path, typer.Argument(help="Line file: GeoJSON, GeoPackage, Shapefile.")],
+    name_field: Annotated[str | None, typer.Option("--name-field", help="Street name attribute.")] = None,
+    id_field: Annotated[str | None, typer.Option("--id-field", help="Source id attribute, kept for reference.")] = None,
+    layer: Annotated[str | None, typer.Option("--layer", help="Layer of a multi-layer file.")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store a street network and snap incidents to their nearest segment (≤ 50 m)."""
+    from ingest.layers import read_streets
+
+    st = _store(store)
+    try:
+        with _stages(not as_json, f"streets {name}") as say:
+            say("reading")
+            data, notes = read_streets(file, name_field=name_field, id_field=id_field, layer=layer)
+            say("indexing and snapping incidents")
+            with st.writing() as parent:
+                manifest = st.add_streets(parent, name, data, name_field=name_field, source_file=str(file), notes=notes)
+    except (IngestError, StoreError) as exc:
+        _fail(exc)
+        return
+    lay = manifest.layers[name]
+    result = {"snapshot": manifest.snapshot, "layer": name, "version": lay.version, "features": lay.features, "metric_crs": lay.metric_crs, "notes": notes}
+    if as_json:
+        out.print_json(json.dumps(result))
+    else:
+        out.print(f"[bold green]Added[/bold green] street network {name} v{lay.version}: {lay.features:,} lines (metric CRS {lay.metric_crs}); snapshot {manifest.snapshot}")
+
+
+@app.command()
+def info(
+    store: StoreOpt = None,
+    as_of: Annotated[int | None, typer.Option("--as-of", min=1, help="Describe an older snapshot.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Current snapshot, record count, date range, layers and data files."""
+    from store.query import snapshot_summary
+
+    st = _store(store)
+    try:
+        manifest = st.require_manifest(as_of)
+    except StoreError as exc:
+        _fail(exc)
+        return
+    summary = snapshot_summary(st, manifest)
+    data = {
+        "store": str(st.root),
+        "snapshot": manifest.snapshot,
+        "snapshots": st.snapshots(),
+        "created_at": manifest.created_at,
+        "operation": manifest.operation,
+        "records": manifest.rows,
+        "date_min": summary.date_min,
+        "date_max": summary.date_max,
+        "sources": summary.sources,
+        "layers": {n: {"kind": lay.kind, "version": lay.version, "features": lay.features} for n, lay in manifest.layers.items()},
+        "street_layer": manifest.street_layer,
+        "batches": len(manifest.batches),
+        "files": [str(p) for p in st.data_files(manifest)],
+    }
+    if as_json:
+        out.print_json(json.dumps(data, ensure_ascii=False))
+        return
+    out.print(f"[bold]Store[/bold] {data['store']}")
+    out.print(f"snapshot {manifest.snapshot} ({manifest.operation}, {manifest.created_at}); {len(data['snapshots'])} snapshots in all")
+    out.print(f"{manifest.rows:,} records from {summary.date_min} to {summary.date_max}; sources: {', '.join(summary.sources) or '-'}")
+    for n, lay in manifest.layers.items():
+        out.print(f"layer {n}: {lay.kind} v{lay.version}, {lay.features:,} features")
+    out.print(f"{len(manifest.files)} data files (use --json to list them)")
+
+
+@app.command()
+def serve(
+    store: StoreOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
+) -> None:
+    """Serve the HTTP API and the map."""
+    import uvicorn
+
+    from api.main import create_app
+
+    settings = ServerSettings(store=store or StoreSettings().store, host=host, port=port)
+    console.print(f"Serving {settings.store} on http://{host}:{port} (Ctrl-C to stop)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def demo(
+    store: StoreOpt = None,
+    data_dir: Annotated[Path | None, typer.Option("--data", help="Folder with the Mexico City files [default: ../shared/data/cdmx].")] = None,
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Load the data and stop.")] = False,
+) -> None:
+    """The main job: load Mexico City's incidents with colonias, cuadrantes and streets, then serve."""
+    from api.demo import DemoError, prepare_demo
+
+    st = _store(store)
+    try:
+        prepare_demo(st, data_dir, out)
+    except (DemoError, IngestError, StoreError) as exc:
+        _fail(exc)
+        return
+    if not no_serve:
+        serve(store=st.root, host="127.0.0.1", port=port)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("POLARS_SKIP_CPU_CHECK", "1")
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,28 @@
+"""Package errors mapped to HTTP statuses, in one place."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from geo.errors import GeoError
+from ingest.errors import IngestError
+from store.errors import StoreError
+
+STATUS_CODES: dict[type[Exception], tuple[int, str]] = {
+    GeoError: (400, "invalid_geometry"),
+    IngestError: (400, "invalid_input"),
+    StoreError: (404, "not_found"),
+}
+
+
+def add_exception_handlers(app: FastAPI) -> None:
+    """Turn our errors into JSON with a stable code and the message."""
+    for exc_type, (status, code) in STATUS_CODES.items():
+
+        async def handler(
+            request: Request, exc: Exception, status: int = status, code: str = code
+        ) -> JSONResponse:
+            return JSONResponse(status_code=status, content={"error": code, "message": str(exc)})
+
+        app.add_exception_handler(exc_type, handler)

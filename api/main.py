@@ -1,0 +1,57 @@
+"""The one place that builds the FastAPI app."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import FastAPI, Request, Response
+
+from api.errors import add_exception_handlers
+from api.routes import meta
+from api.settings import ServerSettings
+from store import Store
+
+log = logging.getLogger("cuadra.api")
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    """Build the app for a store; tests call this with their own settings."""
+    settings = settings or ServerSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.store = Store(settings.store)
+        app.state.settings = settings
+        yield
+
+    app = FastAPI(
+        title="Cuadra",
+        summary="Georeferenced crime aggregates, hotspots and tiles from an H3-indexed store.",
+        version=version("cuadra"),
+        lifespan=lifespan,
+    )
+    add_exception_handlers(app)
+    app.include_router(meta.router)
+
+    @app.middleware("http")
+    async def log_request(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.url.path,
+                "status": response.status_code,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+        return response
+
+    return app

@@ -1,0 +1,88 @@
+"""Service health and dataset metadata."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from store import Store
+from store.query import snapshot_summary
+
+router = APIRouter(tags=["meta"])
+
+
+class Health(BaseModel):
+    """Liveness, the snapshot being served, and versions."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: str = Field(description="`ok` when the service answers.")
+    snapshot: int | None = Field(description="Current snapshot id; null for an empty store.")
+    version: str = Field(description="Cuadra version.")
+    duckdb: str = Field(description="DuckDB version.")
+
+
+class Meta(BaseModel):
+    """What the current (or requested) snapshot holds."""
+
+    model_config = ConfigDict(extra="forbid")
+    snapshot: int = Field(description="Snapshot these figures come from.")
+    records: int = Field(description="Number of incident records.")
+    date_min: str | None = Field(description="First local date (inclusive).")
+    date_max: str | None = Field(description="Last local date (inclusive).")
+    sources: list[str] = Field(description="Source profiles present.")
+    categories: dict[str, int] = Field(description="Records per category.")
+    offenses: dict[str, int] = Field(description="Records per offense name.")
+    layers: list[str] = Field(description="Boundary layers (usable as `unit`).")
+    street_layer: str | None = Field(description="The street network, if any.")
+    units: list[str] = Field(description="Valid values of `unit`.")
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+@router.get("/health", response_model=Health, summary="Liveness, snapshot and versions")
+def health(request: Request) -> Health:
+    """Answer whether the service is up and which snapshot it serves."""
+    import duckdb
+
+    manifest = _store(request).manifest()
+    return Health(
+        status="ok",
+        snapshot=manifest.snapshot if manifest else None,
+        version=version("cuadra"),
+        duckdb=duckdb.__version__,
+    )
+
+
+@router.get("/v1/meta", response_model=Meta, summary="What the dataset holds")
+def meta(
+    request: Request,
+    as_of: Annotated[
+        int | None, Query(ge=1, description="Read an older snapshot by its id.", examples=[1])
+    ] = None,
+) -> Meta:
+    """Snapshot id, date range, record count, categories, offenses, layers and units."""
+    store = _store(request)
+    manifest = store.require_manifest(as_of)
+    summary = snapshot_summary(store, manifest)
+    layers = manifest.boundary_layers
+    units = [f"h3:{r}" for r in range(5, 13)] + layers
+    if manifest.street_layer:
+        units.append("street")
+    return Meta(
+        snapshot=manifest.snapshot,
+        records=manifest.rows,
+        date_min=summary.date_min,
+        date_max=summary.date_max,
+        sources=summary.sources,
+        categories=summary.categories,
+        offenses=summary.offenses,
+        layers=layers,
+        street_layer=manifest.street_layer,
+        units=units,
+    )

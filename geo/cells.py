@@ -1,0 +1,85 @@
+"""H3 cells as uint64 arrays: points to cells and cells to parents.
+
+h3 and polars-h3 take ``lat, lng``; everything else in Cuadra is ``lon, lat``. The swap
+happens here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import polars_h3 as plh3
+
+from geo.errors import GeoError
+from geo.types import Cells, Floats, Resolution
+
+FINEST: Resolution = 15
+
+# H3 index layout (https://h3geo.org/docs/core-library/h3Indexing): bits 52-55 hold the
+# resolution and each finer level stores a 3-bit digit, unused digits set to 7.
+_RES_SHIFT = np.uint64(52)
+_RES_MASK = np.uint64(0xF) << _RES_SHIFT
+
+
+def points_to_cells(lon: Floats, lat: Floats, res: Resolution = FINEST) -> Cells:
+    """Index points to H3 cells at one resolution.
+
+    Parameters
+    ----------
+    lon, lat
+        WGS84 coordinates of equal length; non-finite values give cell 0.
+    res
+        H3 resolution, 0 to 15.
+
+    Returns
+    -------
+    numpy.ndarray of uint64
+        One cell per point, 0 where the point has no valid coordinate.
+    """
+    _check_res(res)
+    lon = np.asarray(lon, dtype=np.float64)
+    lat = np.asarray(lat, dtype=np.float64)
+    if lon.shape != lat.shape:
+        raise GeoError(f"lon and lat differ in length: {lon.shape} vs {lat.shape}")
+    if lon.size == 0:
+        return np.empty(0, dtype=np.uint64)
+    # polars-h3 is vectorised (h3-py 4 only indexes scalars): about 2 M points/s here.
+    frame = pl.DataFrame({"lat": lat, "lng": lon})
+    cells = (
+        frame.lazy()
+        .select(plh3.latlng_to_cell("lat", "lng", res, return_dtype=pl.UInt64).fill_null(0))
+        .collect()
+        .to_series()
+        .to_numpy()
+    )
+    return np.ascontiguousarray(cells, dtype=np.uint64)
+
+
+def cells_to_parents(cells: Cells, res: Resolution) -> Cells:
+    """Return each cell's ancestor at a coarser resolution, by bit arithmetic.
+
+    Equal to ``h3.cell_to_parent`` for every valid cell finer than ``res`` (tested
+    against h3-py), at tens of millions of cells per second. Zeros stay zero.
+    """
+    _check_res(res)
+    cells = np.asarray(cells, dtype=np.uint64)
+    unused = np.uint64((1 << (3 * (FINEST - res))) - 1)
+    parents = (cells & ~_RES_MASK) | (np.uint64(res) << _RES_SHIFT) | unused
+    return np.where(cells == 0, np.uint64(0), parents)
+
+
+def cells_resolution(cells: Cells) -> npt.NDArray[np.int8]:
+    """Return the resolution encoded in each cell."""
+    return ((np.asarray(cells, dtype=np.uint64) & _RES_MASK) >> _RES_SHIFT).astype(np.int8)
+
+
+def cells_to_hex(cells: Cells) -> list[str]:
+    """Format cells as the lower-case hex strings used at the API edge."""
+    return [format(int(c), "x") for c in np.asarray(cells, dtype=np.uint64)]
+
+
+def _check_res(res: int) -> None:
+    if not 0 <= int(res) <= FINEST:
+        raise GeoError(f"H3 resolution must be 0..15, got {res}")
+

@@ -1,0 +1,1 @@
+"""Reading source files, validating and normalising records, enriching them, committing."""

@@ -1,0 +1,502 @@
+"""The ingest pipeline: read, validate, normalise, enrich, deduplicate, commit.
+
+Every input row ends in exactly one of three places: accepted, rejected (with one reason,
+in the rejects file) or duplicate, so ``input_rows == accepted + sum(rejected) +
+duplicates`` always holds, and the report says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from geo.cells import points_to_cells
+from geo.types import BBox
+from ingest.coords import Jurisdiction, check_coordinates, geometry_points, parse_number
+from ingest.errors import IngestError
+from ingest.ids import row_hashes
+from ingest.profiles import Profile
+from ingest.readers import SourceTable, read_source
+from ingest.reasons import CODE, REASONS, Reason, Repair
+from ingest.taxonomy import Taxonomy
+from ingest.times import parse_local_times
+from store import Store
+from store.snapshots import Batch, Manifest
+from store.store import assign_boundary, assign_street
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+REJECTS = "rejects"
+
+
+@dataclass
+class Prepared:
+    """One input file after validation: accepted records and rejected source rows."""
+
+    records: pa.Table
+    rejects: pa.Table
+    input_rows: int
+    rejected: Counter[str]
+    repairs: Counter[str]
+    unknown: Counter[str]
+    time_imputed: int
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did (written as JSON by ``--report``)."""
+
+    status: str
+    source: str
+    inputs: list[str]
+    batch: str
+    snapshot: int | None
+    input_rows: int = 0
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    duplicates_within_input: int = 0
+    duplicates_already_stored: int = 0
+    repairs: dict[str, int] = field(default_factory=dict)
+    time_imputed: int = 0
+    unknown_offenses: dict[str, int] = field(default_factory=dict)
+    assigned: dict[str, int] = field(default_factory=dict)
+    rejects_file: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def rejected_total(self) -> int:
+        """Sum of rejected rows over reasons."""
+        return sum(self.rejected.values())
+
+    def balanced(self) -> bool:
+        """The invariant: every input row is accepted, rejected or a duplicate."""
+        return self.input_rows == self.accepted + self.rejected_total + self.duplicates
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with the invariant's check."""
+        out = dict(self.__dict__)
+        out["rejected_total"] = self.rejected_total
+        out["balanced"] = self.balanced()
+        return out
+
+
+def ingest(
+    store: Store,
+    paths: list[str],
+    profile: Profile,
+    *,
+    expect_rows: int | None = None,
+    sha256: str | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest input files through a profile and commit them as one snapshot.
+
+    Parameters
+    ----------
+    store
+        The store to commit to.
+    paths
+        Input files (CSV, CSV.gz, Parquet/GeoParquet, GeoJSON, GeoPackage, Shapefile).
+    profile
+        The source profile.
+    expect_rows, sha256
+        Integrity checks of the whole input (override the profile's ``[expect]``); a
+        mismatch aborts before anything is written.
+    now
+        The reference time for "future" dates (default: the current time).
+    progress
+        Called with a short message at each stage.
+
+    Returns
+    -------
+    IngestReport
+    """
+    started = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    if not paths:
+        raise IngestError("give at least one input file")
+    now = now or datetime.now(UTC)
+    expect_rows = expect_rows if expect_rows is not None else profile.expect.rows
+    sha256 = sha256 or profile.expect.sha256
+
+    say("reading")
+    sources = [read_source(p, profile) for p in paths]
+    _check_integrity(sources, expect_rows, sha256)
+    batch_id = _batch_id(profile, sources)
+    taxonomy = Taxonomy.load(_taxonomy_path(profile))
+
+    with store.writing() as parent:
+        if parent is not None and batch_id in parent.batches:
+            return _already(parent, batch_id, profile, paths, started)
+        jurisdiction = _jurisdiction(store, parent, profile)
+        say("validating")
+        prepared = [
+            _prepare(src, profile, taxonomy, jurisdiction, now, len(sources) > 1) for src in sources
+        ]
+        records = pa.concat_tables([p.records for p in prepared])
+        say("deduplicating")
+        records, within, stored = _deduplicate(store, parent, records, profile.name)
+        say("enriching")
+        records, assigned = _enrich(store, parent, records)
+        records = records.append_column(
+            "batch", pa.array([batch_id] * records.num_rows, pa.string()).dictionary_encode()
+        )
+        report = IngestReport(
+            status="committed",
+            source=profile.name,
+            inputs=[str(Path(p)) for p in paths],
+            batch=batch_id,
+            snapshot=None,
+            input_rows=sum(p.input_rows for p in prepared),
+            accepted=records.num_rows,
+            rejected=dict(sum((p.rejected for p in prepared), Counter())),
+            duplicates=within + stored,
+            duplicates_within_input=within,
+            duplicates_already_stored=stored,
+            repairs=dict(sum((p.repairs for p in prepared), Counter())),
+            time_imputed=int(pc.sum(records.column("time_imputed")).as_py() or 0),
+            unknown_offenses=dict(sum((p.unknown for p in prepared), Counter())),
+            assigned=assigned,
+        )
+        rejects = [p.rejects for p in prepared if p.rejects.num_rows]
+        if rejects:
+            report.rejects_file = _write_rejects(store, batch_id, rejects)
+        if not report.balanced():  # a bug, never the input's fault
+            raise IngestError(f"row accounting does not balance: {report.to_dict()}")
+        say("writing")
+        batch = Batch(
+            batch=batch_id,
+            source=profile.name,
+            inputs=report.inputs,
+            input_rows=report.input_rows,
+            accepted=report.accepted,
+            rejected=report.rejected_total,
+            duplicates=report.duplicates,
+            report="",
+            rejects=report.rejects_file,
+        )
+        manifest = store.commit_batch(parent, records, batch)
+        report.snapshot = manifest.snapshot
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _batch_id(profile: Profile, sources: list[SourceTable]) -> str:
+    digest = hashlib.sha256(profile.name.encode())
+    for d in sorted(s.sha256 for s in sources):
+        digest.update(d.encode())
+    return digest.hexdigest()
+
+
+def _check_integrity(sources: list[SourceTable], rows: int | None, sha256: str | None) -> None:
+    if sha256 is not None:
+        if len(sources) != 1:
+            raise IngestError("--sha256 checks a single input file; give one file")
+        if sources[0].sha256.lower() != sha256.lower():
+            raise IngestError(
+                f"{Path(sources[0].path).name!r} has SHA-256 {sources[0].sha256}, expected "
+                f"{sha256.lower()}: the file is not the one declared (truncated or altered)"
+            )
+    if rows is not None:
+        total = sum(s.input_rows for s in sources)
+        if total != rows:
+            raise IngestError(
+                f"expected {rows} data rows, the input has {total}: the file may be "
+                "truncated or not the one declared; nothing was ingested"
+            )
+
+
+def _taxonomy_path(profile: Profile) -> Path | None:
+    if profile.taxonomy.file is None:
+        return None
+    path = Path(profile.taxonomy.file)
+    if not path.is_absolute() and profile.path:
+        path = Path(profile.path).parent / path
+    return path
+
+
+def _jurisdiction(store: Store, parent: Manifest | None, profile: Profile) -> Jurisdiction | None:
+    bounds = profile.bounds
+    tests: list[Jurisdiction] = []
+    if bounds.bbox is not None:
+        box = BBox(*bounds.bbox)
+        tests.append(box.contains)
+    if bounds.layer is not None:
+        if parent is None or bounds.layer not in parent.layers:
+            raise IngestError(
+                f"profile {profile.name!r} bounds its jurisdiction by layer {bounds.layer!r}, "
+                "which the store does not have: run `cuadra boundaries add` first"
+            )
+        loaded = store.boundary(parent, bounds.layer)
+
+        def in_layer(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+            return loaded.index.assign(lon, lat, points_to_cells(lon, lat)) >= 0
+
+        tests.append(in_layer)
+    if not tests:
+        return None
+
+    def inside(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        mask = np.ones(lon.shape, dtype=bool)
+        for test in tests:
+            idx = np.flatnonzero(mask)
+            mask[idx] = test(lon[idx], lat[idx])
+        return mask
+
+    return inside
+
+
+def _column(src: SourceTable, name: str | None, what: str) -> pa.ChunkedArray | None:
+    if name is None:
+        return None
+    if name not in src.table.column_names:
+        raise IngestError(
+            f"{Path(src.path).name!r} has no column {name!r} ({what}); its columns are: "
+            f"{', '.join(src.table.column_names)}"
+        )
+    return src.table.column(name)
+
+
+def _prepare(
+    src: SourceTable,
+    profile: Profile,
+    taxonomy: Taxonomy,
+    jurisdiction: Jurisdiction | None,
+    now: datetime,
+    many: bool,
+) -> Prepared:
+    cols = profile.columns
+    table = src.table
+    n = table.num_rows
+    codes = np.zeros(n, dtype=np.int8)
+
+    # Coordinates first: they are what a map cannot do without.
+    source_crs = None
+    if cols.geometry is not None:
+        geom = _column(src, cols.geometry, "geometry")
+        assert geom is not None
+        x, y = geometry_points(geom, codes)
+        crs_meta = (table.schema.metadata or {}).get(b"crs")
+        source_crs = crs_meta.decode() if crs_meta else None
+    else:
+        xname = cols.lon if cols.lon is not None else cols.x
+        yname = cols.lat if cols.lat is not None else cols.y
+        xcol = _column(src, xname, "longitude / x")
+        ycol = _column(src, yname, "latitude / y")
+        assert xcol is not None and ycol is not None
+        # Parse both, then let the first failing axis decide the reason.
+        codes_y = codes.copy()
+        x = parse_number(xcol, profile, codes)
+        y = parse_number(ycol, profile, codes_y)
+        codes = np.where(codes == 0, codes_y, codes).astype(np.int8)
+    coords = check_coordinates(x, y, profile, codes, jurisdiction, source_crs)
+
+    date_col = _column(src, cols.date or cols.datetime, "date")
+    assert date_col is not None
+    times = parse_local_times(date_col, _column(src, cols.time, "time"), profile, codes, now)
+
+    off_col = _column(src, cols.offense, "offense")
+    assert off_col is not None
+    off = off_col.combine_chunks()
+    if pa.types.is_dictionary(off.type):
+        off = off.dictionary_decode()
+    off = pc.utf8_trim_whitespace(pc.cast(off, pa.string()))
+    no_offense = np.asarray(
+        pc.fill_null(pc.or_(pc.is_null(off), pc.equal(off, "")), True)
+    )
+    codes[(codes == 0) & no_offense] = CODE[Reason.MISSING_OFFENSE]
+
+    ok = codes == 0
+    idx = pa.array(np.flatnonzero(ok))
+    classified = taxonomy.classify(off.take(idx))
+
+    ids = _incident_ids(src, profile, many).take(idx)
+    local = times.local_us[ok]
+    repairs = _repairs_column(
+        swapped=coords.swapped[ok],
+        from_date=times.time_from_date[ok],
+        mojibake=classified.mojibake,
+    )
+    records = pa.table(
+        {
+            "incident_id": ids,
+            "source": pa.array([profile.name] * int(ok.sum()), pa.string()).dictionary_encode(),
+            "occurred_at": times.utc.take(idx),
+            "local_date": pa.array(local // 86_400_000_000, pa.int32()).cast(pa.date32()),
+            "local_hour": pa.array(((local // 3_600_000_000) % 24).astype(np.int8)),
+            "time_imputed": pa.array(times.imputed[ok]),
+            "offense": classified.offense.dictionary_encode(),
+            "category": classified.category.dictionary_encode(),
+            "sensitive": pa.array(classified.sensitive),
+            "lon": pa.array(coords.lon[ok]),
+            "lat": pa.array(coords.lat[ok]),
+            "repairs": repairs,
+        }
+    )
+    rejected = Counter(
+        {REASONS[c - 1].value: int(k) for c, k in zip(*np.unique(codes[~ok], return_counts=True), strict=True)}
+    )
+    rejects = _rejects_table(src, codes)
+    if src.malformed:
+        rejected[Reason.MALFORMED_ROW.value] += len(src.malformed)
+    repair_counts: Counter[str] = Counter()
+    for name, mask in (
+        (Repair.SWAPPED_LAT_LON, coords.swapped[ok]),
+        (Repair.TIME_FROM_DATE_FIELD, times.time_from_date[ok]),
+        (Repair.MOJIBAKE, classified.mojibake),
+    ):
+        if mask.any():
+            repair_counts[name.value] = int(mask.sum())
+    return Prepared(
+        records=records,
+        rejects=rejects,
+        input_rows=src.input_rows,
+        rejected=rejected,
+        repairs=repair_counts,
+        unknown=Counter(classified.unknown),
+        time_imputed=int(times.imputed[ok].sum()),
+    )
+
+
+def _incident_ids(src: SourceTable, profile: Profile, many: bool) -> pa.Array:
+    """The source id where there is one, else the row hash (per row)."""
+    distinct = profile.parse.identical_rows == "distinct"
+    table = src.table
+    if src.has_geometry and "geometry" in table.column_names:
+        # Hash the geometry's WKB as hex text, like any other value.
+        table = table.set_column(
+            table.column_names.index("geometry"),
+            "geometry",
+            pc.binary_join_element_wise(pc.cast(table.column("geometry"), pa.binary()), b"", b""),
+        )
+    hashed = row_hashes(table, occurrence=distinct)
+    if profile.columns.id is None:
+        return hashed
+    col = _column(src, profile.columns.id, "id")
+    assert col is not None
+    own = pc.utf8_trim_whitespace(pc.cast(col.combine_chunks(), pa.string()))
+    nulls = pa.array(profile.parse.null_values, pa.string())
+    empty = pc.fill_null(pc.or_(pc.is_null(own), pc.is_in(own, nulls)), True)
+    return pc.if_else(empty, pc.binary_join_element_wise(pa.scalar("h:"), hashed, ""), own)
+
+
+def _repairs_column(**masks: np.ndarray) -> pa.Array:
+    n = len(next(iter(masks.values())))
+    labels = np.full(n, None, dtype=object)
+    for name, mask in masks.items():
+        code = {"swapped": Repair.SWAPPED_LAT_LON, "from_date": Repair.TIME_FROM_DATE_FIELD,
+                "mojibake": Repair.MOJIBAKE}[name].value
+        where = np.flatnonzero(mask)
+        for i in where:
+            labels[i] = code if labels[i] is None else f"{labels[i]},{code}"
+    return pa.array(labels, pa.string()).dictionary_encode()
+
+
+def _rejects_table(src: SourceTable, codes: np.ndarray) -> pa.Table:
+    bad = np.flatnonzero(codes != 0)
+    table = src.table.take(pa.array(bad))
+    cols = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
+            col = pc.cast(pc.binary_join_element_wise(col, b"", b""), pa.string())
+        cols[name] = pc.cast(col, pa.string())
+    out = pa.table(
+        {
+            "_row": pa.array(bad + 1, pa.int64()),
+            "_reason": pa.array([REASONS[c - 1].value for c in codes[bad]], pa.string()),
+            **cols,
+        }
+    )
+    if src.malformed:
+        extra = pa.table(
+            {
+                "_row": pa.array([line for line, _ in src.malformed], pa.int64()),
+                "_reason": pa.array([Reason.MALFORMED_ROW.value] * len(src.malformed)),
+                "_raw": pa.array([text for _, text in src.malformed], pa.string()),
+            }
+        )
+        out = pa.concat_tables([out, extra], promote_options="default")
+    file_col = pa.array([Path(src.path).name] * out.num_rows, pa.string())
+    return out.add_column(0, "_file", file_col)
+
+
+def _write_rejects(store: Store, batch_id: str, tables: list[pa.Table]) -> str:
+    folder = store.root / REJECTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{batch_id[:16]}.csv"
+    table = pa.concat_tables(tables, promote_options="default")
+    pacsv.write_csv(table, path)
+    return str(path)
+
+
+def _deduplicate(
+    store: Store, parent: Manifest | None, records: pa.Table, source: str
+) -> tuple[pa.Table, int, int]:
+    """Drop repeated (source, incident_id) within the input, then those already stored."""
+    ids = records.column("incident_id").combine_chunks()
+    codes = ids.dictionary_encode().indices.to_numpy(zero_copy_only=False)
+    _, first = np.unique(codes, return_index=True)
+    keep = np.zeros(records.num_rows, dtype=bool)
+    keep[first] = True
+    within = int((~keep).sum())
+    existing = store.existing_ids(parent, source)
+    stored = 0
+    if len(existing):
+        seen = np.asarray(pc.is_in(ids, value_set=existing))
+        stored = int((seen & keep).sum())
+        keep &= ~seen
+    return records.filter(pa.array(keep)), within, stored
+
+
+def _enrich(store: Store, parent: Manifest | None, records: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+    lon = records.column("lon").to_numpy()
+    lat = records.column("lat").to_numpy()
+    cells = points_to_cells(lon, lat)
+    records = records.append_column("h3", pa.array(cells, pa.uint64()))
+    assigned: dict[str, int] = {}
+    if parent is None:
+        return records.append_column("street_id", pa.nulls(records.num_rows, pa.string())), assigned
+    for name in parent.boundary_layers:
+        values = assign_boundary(store.boundary(parent, name), records)
+        assigned[name] = len(values) - values.null_count
+        records = records.append_column(name, values)
+    streets = store.streets(parent)
+    if streets is not None:
+        values = assign_street(streets, records)
+        assigned["street_id"] = len(values) - values.null_count
+    else:
+        values = pa.nulls(records.num_rows, pa.string())
+    records = records.append_column("street_id", values)
+    return records, assigned
+
+
+def _already(parent: Manifest, batch_id: str, profile: Profile, paths: list[str], started: float) -> IngestReport:
+    old = parent.batches[batch_id]
+    return IngestReport(
+        status="already_ingested",
+        source=profile.name,
+        inputs=[str(Path(p)) for p in paths],
+        batch=batch_id,
+        snapshot=parent.snapshot,
+        input_rows=old.input_rows,
+        accepted=0,
+        duplicates=old.input_rows,
+        duplicates_already_stored=old.input_rows,
+        seconds=round(time.perf_counter() - started, 3),
+    )

@@ -1,0 +1,157 @@
+"""Stored boundary and street layers: writing them and loading them for assignment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.parquet as pq
+import shapely
+
+from geo.crs import transform_xy
+from geo.polygons import CellTable, PolygonIndex, polygons_to_cell_table
+from geo.streets import SegmentIndex
+from store.schema import geo_metadata, with_geo_metadata
+from store.snapshots import fsync_file
+
+Geometries = npt.NDArray[np.object_]
+
+
+@dataclass(frozen=True)
+class BoundaryData:
+    """A boundary layer's features, ready to store."""
+
+    ids: list[str]
+    names: list[str | None]
+    population: npt.NDArray[np.float64] | None
+    polygons: Geometries
+
+
+@dataclass(frozen=True)
+class StreetData:
+    """A street layer's features, ready to store."""
+
+    names: list[str | None]
+    source_ids: list[str | None]
+    lines: Geometries
+    metric_crs: str
+
+
+@dataclass(frozen=True)
+class LoadedBoundary:
+    """A boundary layer loaded for point assignment."""
+
+    ids: npt.NDArray[np.object_]
+    index: PolygonIndex
+
+
+@dataclass(frozen=True)
+class LoadedStreets:
+    """A street layer loaded for nearest-segment search."""
+
+    ids: npt.NDArray[np.object_]
+    index: SegmentIndex
+    metric_crs: str
+
+
+def _bbox_column(geoms: Geometries) -> pa.Array:
+    bounds = shapely.bounds(geoms)
+    return pa.StructArray.from_arrays(
+        [pa.array(bounds[:, i]) for i in range(4)], names=["xmin", "ymin", "xmax", "ymax"]
+    )
+
+
+def _type_names(geoms: Geometries) -> set[str]:
+    names = {0: "Point", 1: "LineString", 3: "Polygon", 5: "MultiLineString", 6: "MultiPolygon"}
+    return {names.get(int(t), "Unknown") for t in np.unique(shapely.get_type_id(geoms))}
+
+
+def _write_geoparquet(path: Path, columns: dict[str, pa.Array], geoms: Geometries) -> None:
+    table = pa.table(
+        {
+            **columns,
+            "geometry": pa.array(shapely.to_wkb(geoms, byte_order=1), pa.binary()),
+            "bbox": _bbox_column(geoms),
+        }
+    )
+    total = shapely.total_bounds(geoms) if len(geoms) else None
+    meta = geo_metadata(
+        sorted(_type_names(geoms)) if len(geoms) else [],
+        tuple(float(v) for v in total) if total is not None else None,  # type: ignore[arg-type]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(with_geo_metadata(table, meta), path, compression="zstd")
+    fsync_file(path)
+
+
+def write_boundary(folder: Path, data: BoundaryData) -> tuple[str, str]:
+    """Write a boundary layer version (polygons and cell table); return both paths."""
+    polygons_path = folder / "polygons.parquet"
+    columns = {
+        "id": pa.array(data.ids, pa.string()),
+        "name": pa.array(data.names, pa.string()),
+        "population": pa.array(
+            data.population if data.population is not None else [None] * len(data.ids),
+            pa.float64(),
+        ),
+    }
+    _write_geoparquet(polygons_path, columns, data.polygons)
+    table = polygons_to_cell_table(data.polygons)
+    cells_path = folder / "cells.parquet"
+    interior = np.r_[np.ones(table.interior_cells.size, bool), np.zeros(table.band_cells.size, bool)]
+    cells_table = pa.table(
+        {
+            "interior": pa.array(interior),
+            "cell": pa.array(np.r_[table.interior_cells, table.band_cells]),
+            "polygon": pa.array(np.r_[table.interior_polygon, table.band_polygon]),
+        }
+    ).replace_schema_metadata({"res": str(table.res)})
+    pq.write_table(cells_table, cells_path, compression="zstd")
+    fsync_file(cells_path)
+    return str(polygons_path), str(cells_path)
+
+
+def write_streets(folder: Path, data: StreetData) -> str:
+    """Write a street layer version (lines in WGS84); return its path."""
+    path = folder / "lines.parquet"
+    columns = {
+        "street_id": pa.array([str(i) for i in range(len(data.lines))], pa.string()),
+        "name": pa.array(data.names, pa.string()),
+        "source_id": pa.array(data.source_ids, pa.string()),
+    }
+    _write_geoparquet(path, columns, data.lines)
+    return str(path)
+
+
+def load_boundary(polygons_path: Path, cells_path: Path) -> LoadedBoundary:
+    """Load a stored boundary layer and its cell table."""
+    poly = pq.read_table(polygons_path, columns=["id", "geometry"])
+    geoms = shapely.from_wkb(poly.column("geometry").to_numpy(zero_copy_only=False))
+    cells = pq.read_table(cells_path)
+    res = int((cells.schema.metadata or {})[b"res"])
+    interior = cells.column("interior").to_numpy(zero_copy_only=False)
+    cell = cells.column("cell").to_numpy()
+    polygon = cells.column("polygon").to_numpy()
+    table = CellTable(
+        res=res,
+        interior_cells=cell[interior],
+        interior_polygon=polygon[interior],
+        band_cells=cell[~interior],
+        band_polygon=polygon[~interior],
+    )
+    ids = np.asarray(poly.column("id").to_pylist(), dtype=object)
+    return LoadedBoundary(ids=ids, index=PolygonIndex(np.asarray(geoms), table))
+
+
+def load_streets(path: Path, metric_crs: str, reach: float) -> LoadedStreets:
+    """Load a stored street layer, projected to its metric CRS and gridded."""
+    lines = pq.read_table(path, columns=["street_id", "geometry"])
+    geoms = shapely.from_wkb(lines.column("geometry").to_numpy(zero_copy_only=False))
+    coords = shapely.get_coordinates(geoms)
+    x, y = transform_xy(coords[:, 0], coords[:, 1], "EPSG:4326", metric_crs)
+    projected = shapely.set_coordinates(geoms.copy(), np.column_stack([x, y]))
+    ids = np.asarray(lines.column("street_id").to_pylist(), dtype=object)
+    return LoadedStreets(ids=ids, index=SegmentIndex.from_lines(projected, reach), metric_crs=metric_crs)

@@ -1,0 +1,344 @@
+"""The store: a folder of immutable data files and the manifests that name them."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from geo.cells import points_to_cells
+from geo.crs import transform_xy
+from store.errors import StoreError
+from store.incidents import INCIDENTS, conform, read_incidents, write_incidents
+from store.layers import (
+    BoundaryData,
+    LoadedBoundary,
+    LoadedStreets,
+    StreetData,
+    load_boundary,
+    load_streets,
+    write_boundary,
+    write_streets,
+)
+from store.schema import RESERVED
+from store.snapshots import (
+    MANIFESTS,
+    Batch,
+    Layer,
+    Manifest,
+    list_snapshots,
+    publish,
+    read_manifest,
+)
+
+LAYERS = "layers"
+REPORTS = "reports"
+DEFAULT_STREET_DISTANCE = 50.0
+
+Enricher = Callable[[pa.Table, Manifest], pa.Table]
+
+
+class Store:
+    """A Cuadra store rooted at a folder.
+
+    Readers call ``manifest()`` and read exactly the files it names; writers hold an
+    advisory lock, write new files, and publish a new manifest atomically.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+
+    # -- reading ---------------------------------------------------------------------
+
+    def snapshots(self) -> list[int]:
+        """Published snapshot numbers, ascending."""
+        return list_snapshots(self.root)
+
+    def manifest(self, as_of: int | None = None) -> Manifest | None:
+        """The current snapshot's manifest, or snapshot ``as_of``; None if empty."""
+        return read_manifest(self.root, as_of)
+
+    def require_manifest(self, as_of: int | None = None) -> Manifest:
+        """Like ``manifest`` but raise a clear error on an empty store."""
+        manifest = self.manifest(as_of)
+        if manifest is None:
+            raise StoreError(f"the store at {self.root} is empty: ingest a file first")
+        return manifest
+
+    def data_files(self, manifest: Manifest) -> list[Path]:
+        """Absolute paths of a snapshot's incident files."""
+        return [self.root / f.path for f in manifest.files]
+
+    def read(self, manifest: Manifest, columns: list[str] | None = None) -> pa.Table:
+        """Read a snapshot's incidents (for tests and small stores)."""
+        return read_incidents(self.root, manifest.files, columns)
+
+    def existing_ids(self, manifest: Manifest | None, source: str) -> pa.Array:
+        """incident_id values already stored for one source."""
+        if manifest is None or not manifest.files:
+            return pa.array([], pa.string())
+        parts = []
+        for f in manifest.files:
+            t = pq.read_table(
+                self.root / f.path,
+                columns=["incident_id"],
+                filters=[("source", "=", source)],
+            )
+            parts.append(t.column("incident_id").combine_chunks())
+        return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+
+    def boundary(self, manifest: Manifest, name: str) -> LoadedBoundary:
+        """Load a boundary layer of a snapshot for point assignment."""
+        layer = self._layer(manifest, name, "boundary")
+        assert layer.cells_path is not None
+        return load_boundary(self.root / layer.path, self.root / layer.cells_path)
+
+    def streets(self, manifest: Manifest, reach: float = DEFAULT_STREET_DISTANCE) -> LoadedStreets | None:
+        """Load the snapshot's street layer, or None when it has none."""
+        if manifest.street_layer is None:
+            return None
+        layer = self._layer(manifest, manifest.street_layer, "street")
+        assert layer.metric_crs is not None
+        return load_streets(self.root / layer.path, layer.metric_crs, reach)
+
+    def _layer(self, manifest: Manifest, name: str, kind: str) -> Layer:
+        layer = manifest.layers.get(name)
+        if layer is None or layer.kind != kind:
+            have = ", ".join(sorted(manifest.layers)) or "none"
+            raise StoreError(f"no {kind} layer {name!r} in snapshot {manifest.snapshot} (have: {have})")
+        return layer
+
+    # -- writing ---------------------------------------------------------------------
+
+    @contextmanager
+    def writing(self) -> Iterator[Manifest | None]:
+        """Hold the writer lock; yield the current manifest (None for an empty store)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / MANIFESTS).mkdir(exist_ok=True)
+        with open(self.root / ".writer.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield self.manifest()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def commit_batch(
+        self,
+        parent: Manifest | None,
+        table: pa.Table,
+        batch: Batch,
+        operation: str = "ingest",
+    ) -> Manifest:
+        """Write a batch of enriched incidents and publish a snapshot that adds it."""
+        layers = parent.boundary_layers if parent else []
+        files = write_incidents(self.root, conform(table, layers), batch.batch[:12])
+        base_files = parent.files if parent else []
+        manifest = Manifest(
+            snapshot=(parent.snapshot + 1) if parent else 1,
+            parent=parent.snapshot if parent else None,
+            created_at=_now(),
+            operation=operation,
+            files=[*base_files, *files],
+            layers=dict(parent.layers) if parent else {},
+            batches={**(parent.batches if parent else {}), batch.batch: batch},
+            street_layer=parent.street_layer if parent else None,
+        )
+        publish(self.root, manifest)
+        return manifest
+
+    def add_boundary(
+        self,
+        parent: Manifest | None,
+        name: str,
+        data: BoundaryData,
+        *,
+        id_field: str | None,
+        name_field: str | None,
+        population_field: str | None,
+        source_file: str,
+        notes: dict[str, int],
+    ) -> Manifest:
+        """Store a boundary layer version and re-assign stored incidents to it."""
+        _check_layer_name(name, parent)
+        version = _next_version(parent, name)
+        folder = self.root / LAYERS / name / f"v{version}"
+        if folder.exists():
+            shutil.rmtree(folder)  # left by a writer that died before publishing
+        poly_path, cells_path = write_boundary(folder, data)
+        layer = Layer(
+            name=name,
+            kind="boundary",
+            version=version,
+            path=self._rel(poly_path),
+            cells_path=self._rel(cells_path),
+            features=len(data.ids),
+            id_field=id_field,
+            name_field=name_field,
+            population_field=population_field,
+            source_file=source_file,
+            notes=notes,
+        )
+        return self._relayer(parent, layer)
+
+    def add_streets(
+        self,
+        parent: Manifest | None,
+        name: str,
+        data: StreetData,
+        *,
+        name_field: str | None,
+        source_file: str,
+        notes: dict[str, int],
+    ) -> Manifest:
+        """Store a street network version and re-snap stored incidents to it."""
+        _check_layer_name(name, parent, street=True)
+        version = _next_version(parent, name)
+        folder = self.root / LAYERS / name / f"v{version}"
+        if folder.exists():
+            shutil.rmtree(folder)
+        path = write_streets(folder, data)
+        layer = Layer(
+            name=name,
+            kind="street",
+            version=version,
+            path=self._rel(path),
+            features=len(data.lines),
+            name_field=name_field,
+            metric_crs=data.metric_crs,
+            source_file=source_file,
+            notes=notes,
+        )
+        return self._relayer(parent, layer)
+
+    def _relayer(self, parent: Manifest | None, layer: Layer) -> Manifest:
+        """Publish a snapshot with a new layer version, rewriting incident files from the
+        store itself (never from the source files) so that their columns follow it."""
+        layers = dict(parent.layers) if parent else {}
+        layers[layer.name] = layer
+        street_layer = parent.street_layer if parent else None
+        if layer.kind == "street":
+            street_layer = layer.name
+        draft = Manifest(
+            snapshot=(parent.snapshot + 1) if parent else 1,
+            parent=parent.snapshot if parent else None,
+            created_at=_now(),
+            operation=f"{layer.kind} {layer.name} v{layer.version}",
+            files=[],
+            layers=layers,
+            batches=dict(parent.batches) if parent else {},
+            street_layer=street_layer,
+        )
+        files = []
+        if parent and parent.files:
+            if layer.kind == "boundary":
+                loaded_b = self.boundary(draft, layer.name)
+
+                def enrich(t: pa.Table) -> pa.Table:
+                    return _set_column(t, layer.name, assign_boundary(loaded_b, t))
+            else:
+                loaded_s = self.streets(draft)
+                assert loaded_s is not None
+
+                def enrich(t: pa.Table) -> pa.Table:
+                    return _set_column(t, "street_id", assign_street(loaded_s, t))
+
+            for f in parent.files:
+                table = pq.read_table(self.root / f.path)
+                table = enrich(table)
+                files.extend(
+                    write_incidents(self.root, conform(table, draft.boundary_layers), "relayer")
+                )
+        manifest = replace(draft, files=files)
+        publish(self.root, manifest)
+        return manifest
+
+    def _rel(self, path: str) -> str:
+        return Path(path).resolve().relative_to(self.root).as_posix()
+
+    def vacuum(self, dry_run: bool = False) -> list[Path]:
+        """Delete files no published snapshot names (left by killed writers)."""
+        keep: set[Path] = set()
+        for seq in self.snapshots():
+            m = read_manifest(self.root, seq)
+            assert m is not None
+            keep.update(self.root / f.path for f in m.files)
+            for layer in m.layers.values():
+                keep.add(self.root / layer.path)
+                if layer.cells_path:
+                    keep.add(self.root / layer.cells_path)
+        garbage = [
+            p
+            for folder in (self.root / INCIDENTS, self.root / LAYERS)
+            if folder.exists()
+            for p in folder.rglob("*.parquet")
+            if p not in keep
+        ]
+        garbage += list((self.root / MANIFESTS).glob(".tmp-*"))
+        if not dry_run:
+            for p in garbage:
+                p.unlink(missing_ok=True)
+        return garbage
+
+
+def assign_boundary(loaded: LoadedBoundary, table: pa.Table) -> pa.Array:
+    """Polygon ids for the incidents of a table (null outside every polygon)."""
+    lon = table.column("lon").to_numpy()
+    lat = table.column("lat").to_numpy()
+    cells = table.column("h3").to_numpy() if "h3" in table.column_names else points_to_cells(lon, lat)
+    pos = loaded.index.assign(lon, lat, np.asarray(cells, np.uint64))
+    return _ids_at(loaded.ids, pos)
+
+
+def assign_street(loaded: LoadedStreets, table: pa.Table, distance: float = DEFAULT_STREET_DISTANCE) -> pa.Array:
+    """Nearest street segment ids within ``distance`` metres (null beyond)."""
+    x, y = transform_xy(
+        table.column("lon").to_numpy(), table.column("lat").to_numpy(), "EPSG:4326", loaded.metric_crs
+    )
+    pos, _ = loaded.index.nearest(x, y, distance)
+    return _ids_at(loaded.ids, pos)
+
+
+def _ids_at(ids: np.ndarray, pos: np.ndarray) -> pa.Array:
+    dictionary = pa.array(ids.tolist(), pa.string())
+    indices = pa.array(pos, pa.int32(), mask=pos < 0)
+    return pc.take(dictionary, indices)
+
+
+def _set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, values)
+    return table.append_column(name, values)
+
+
+def _check_layer_name(name: str, parent: Manifest | None, street: bool = False) -> None:
+    if not name.isidentifier() or name.lower() != name:
+        raise StoreError(
+            f"layer name {name!r} must be lower-case letters, digits and underscores "
+            "(it becomes a column name)"
+        )
+    if name in RESERVED or (name == "street" and not street):
+        raise StoreError(f"layer name {name!r} is reserved by the record schema")
+    if parent and name in parent.layers:
+        kind = parent.layers[name].kind
+        if (kind == "street") != street:
+            raise StoreError(f"{name!r} is already a {kind} layer")
+
+
+def _next_version(parent: Manifest | None, name: str) -> int:
+    if parent and name in parent.layers:
+        return parent.layers[name].version + 1
+    return 1
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
