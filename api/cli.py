@@ -25,18 +25,23 @@ app = typer.Typer(
     "GeoParquet store and serve aggregates, hotspots and tiles.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,
 )
-boundaries_app = typer.Typer(help="Boundary layers (colonias, alcaldías, cuadrantes, ...).", no_args_is_help=True)
+boundaries_app = typer.Typer(
+    help="Boundary layers (colonias, alcaldías, cuadrantes, ...).", no_args_is_help=True
+)
 streets_app = typer.Typer(help="Street networks for street-level counts.", no_args_is_help=True)
 app.add_typer(boundaries_app, name="boundaries")
 app.add_typer(streets_app, name="streets")
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 StoreOpt = Annotated[
     Path | None,
-    typer.Option("--store", help="Store folder [default: $CUADRA_STORE or data/store].", show_default=False),
+    typer.Option(
+        "--store", help="Store folder [default: $CUADRA_STORE or data/store].", show_default=False
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -52,7 +57,11 @@ def _stages(enabled: bool, title: str) -> Iterator[Any]:
         yield lambda _msg: None
         return
     with Progress(
-        SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn(), console=console, transient=True
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
     ) as progress:
         task = progress.add_task(title, total=None)
         yield lambda msg: progress.update(task, description=f"{title}: {msg}")
@@ -65,12 +74,28 @@ def _fail(exc: Exception) -> None:
 
 @app.command()
 def ingest(
-    files: Annotated[list[Path], typer.Argument(help="Input files: CSV (.gz), Parquet, GeoJSON, GeoPackage, Shapefile.")],
-    profile: Annotated[str, typer.Option("--profile", "-p", help="Built-in profile name or path to a .toml profile.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Input files: CSV (.gz), Parquet, GeoJSON, GeoPackage, Shapefile."),
+    ],
+    profile: Annotated[
+        str,
+        typer.Option("--profile", "-p", help="Built-in profile name or path to a .toml profile."),
+    ],
     store: StoreOpt = None,
-    report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")] = None,
-    expect_rows: Annotated[int | None, typer.Option("--expect-rows", min=0, help="Abort unless the input has exactly N data rows.")] = None,
-    sha256: Annotated[str | None, typer.Option("--sha256", help="Abort unless the file's SHA-256 is this hex digest.")] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write the JSON report here.")
+    ] = None,
+    expect_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--expect-rows", min=0, help="Abort unless the input has exactly N data rows."
+        ),
+    ] = None,
+    sha256: Annotated[
+        str | None,
+        typer.Option("--sha256", help="Abort unless the file's SHA-256 is this hex digest."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Validate, enrich and commit incident files as one new snapshot."""
@@ -80,7 +105,14 @@ def ingest(
     try:
         prof = load_profile(profile)
         with _stages(not as_json, "ingest") as say:
-            result = run(_store(store), [str(f) for f in files], prof, expect_rows=expect_rows, sha256=sha256, progress=say)
+            result = run(
+                _store(store),
+                [str(f) for f in files],
+                prof,
+                expect_rows=expect_rows,
+                sha256=sha256,
+                progress=say,
+            )
     except (IngestError, StoreError) as exc:
         _fail(exc)
         return
@@ -95,20 +127,30 @@ def ingest(
 
 
 def _print_report(data: dict[str, Any]) -> None:
-    verb = {"committed": "Committed", "already_ingested": "Already ingested"}.get(data["status"], data["status"])
-    out.print(f"[bold green]{verb}[/bold green] snapshot {data['snapshot']} — source {data['source']}, batch {data['batch'][:12]}")
+    verb = {"committed": "Committed", "already_ingested": "Already ingested"}.get(
+        data["status"], data["status"]
+    )
+    out.print(
+        f"[bold green]{verb}[/bold green] snapshot {data['snapshot']} — source {data['source']}, batch {data['batch'][:12]}"
+    )
     t = Table(show_header=False, box=None, pad_edge=False)
     t.add_row("input rows", f"{data['input_rows']:,}")
     t.add_row("accepted", f"{data['accepted']:,}")
     t.add_row("rejected", f"{data['rejected_total']:,}")
     for reason, n in sorted(data["rejected"].items(), key=lambda kv: -kv[1]):
         t.add_row(f"  {reason}", f"{n:,}")
-    t.add_row("duplicates", f"{data['duplicates']:,} ({data['duplicates_within_input']:,} within input, {data['duplicates_already_stored']:,} already stored)")
+    t.add_row(
+        "duplicates",
+        f"{data['duplicates']:,} ({data['duplicates_within_input']:,} within input, {data['duplicates_already_stored']:,} already stored)",
+    )
     for code, n in data["repairs"].items():
         t.add_row(f"repaired: {code}", f"{n:,}")
     t.add_row("time imputed", f"{data['time_imputed']:,}")
     if data["unknown_offenses"]:
-        t.add_row("unknown offenses", f"{sum(data['unknown_offenses'].values()):,} rows of {len(data['unknown_offenses'])} names")
+        t.add_row(
+            "unknown offenses",
+            f"{sum(data['unknown_offenses'].values()):,} rows of {len(data['unknown_offenses'])} names",
+        )
     for layer, n in data["assigned"].items():
         t.add_row(f"in {layer}", f"{n:,}")
     if data["rejects_file"]:
@@ -119,13 +161,30 @@ def _print_report(data: dict[str, Any]) -> None:
 
 @boundaries_app.command("add")
 def boundaries_add(
-    name: Annotated[str, typer.Argument(help="Layer name, e.g. colonia, alcaldia, cuadrante (becomes a column).")],
+    name: Annotated[
+        str,
+        typer.Argument(help="Layer name, e.g. colonia, alcaldia, cuadrante (becomes a column)."),
+    ],
     file: Annotated[Path, typer.Argument(help="Polygon file: GeoJSON, GeoPackage, Shapefile.")],
-    id_field: Annotated[str | None, typer.Option("--id-field", help="Unique id attribute (default: feature position).")] = None,
-    name_field: Annotated[str | None, typer.Option("--name-field", help="Display name attribute.")] = None,
-    population_field: Annotated[str | None, typer.Option("--population-field", help="Population, for rates per 100k.")] = None,
-    layer: Annotated[str | None, typer.Option("--layer", help="Layer of a multi-layer file.")] = None,
-    dissolve: Annotated[bool, typer.Option("--dissolve", help="Merge features sharing an id (e.g. alcaldías from colonias).")] = False,
+    id_field: Annotated[
+        str | None,
+        typer.Option("--id-field", help="Unique id attribute (default: feature position)."),
+    ] = None,
+    name_field: Annotated[
+        str | None, typer.Option("--name-field", help="Display name attribute.")
+    ] = None,
+    population_field: Annotated[
+        str | None, typer.Option("--population-field", help="Population, for rates per 100k.")
+    ] = None,
+    layer: Annotated[
+        str | None, typer.Option("--layer", help="Layer of a multi-layer file.")
+    ] = None,
+    dissolve: Annotated[
+        bool,
+        typer.Option(
+            "--dissolve", help="Merge features sharing an id (e.g. alcaldías from colonias)."
+        ),
+    ] = False,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -136,19 +195,44 @@ def boundaries_add(
     try:
         with _stages(not as_json, f"boundaries {name}") as say:
             say("reading")
-            data, notes = read_boundaries(file, id_field=id_field, name_field=name_field, population_field=population_field, layer=layer, dissolve=dissolve)
+            data, notes = read_boundaries(
+                file,
+                id_field=id_field,
+                name_field=name_field,
+                population_field=population_field,
+                layer=layer,
+                dissolve=dissolve,
+            )
             say("indexing and re-assigning incidents")
             with st.writing() as parent:
-                manifest = st.add_boundary(parent, name, data, id_field=id_field, name_field=name_field, population_field=population_field, source_file=str(file), notes=notes)
+                manifest = st.add_boundary(
+                    parent,
+                    name,
+                    data,
+                    id_field=id_field,
+                    name_field=name_field,
+                    population_field=population_field,
+                    source_file=str(file),
+                    notes=notes,
+                )
     except (IngestError, StoreError) as exc:
         _fail(exc)
         return
     lay = manifest.layers[name]
-    result = {"snapshot": manifest.snapshot, "layer": name, "version": lay.version, "features": lay.features, "notes": notes, "records": manifest.rows}
+    result = {
+        "snapshot": manifest.snapshot,
+        "layer": name,
+        "version": lay.version,
+        "features": lay.features,
+        "notes": notes,
+        "records": manifest.rows,
+    }
     if as_json:
         out.print_json(json.dumps(result))
     else:
-        out.print(f"[bold green]Added[/bold green] boundary layer {name} v{lay.version}: {lay.features:,} polygons; snapshot {manifest.snapshot}; {manifest.rows:,} incidents re-assigned")
+        out.print(
+            f"[bold green]Added[/bold green] boundary layer {name} v{lay.version}: {lay.features:,} polygons; snapshot {manifest.snapshot}; {manifest.rows:,} incidents re-assigned"
+        )
         for k, v in notes.items():
             out.print(f"  {k}: {v}")
 
@@ -157,9 +241,15 @@ def boundaries_add(
 def streets_add(
     name: Annotated[str, typer.Argument(help="Network name, e.g. osm_2018.")],
     file: Annotated[Path, typer.Argument(help="Line file: GeoJSON, GeoPackage, Shapefile.")],
-    name_field: Annotated[str | None, typer.Option("--name-field", help="Street name attribute.")] = None,
-    id_field: Annotated[str | None, typer.Option("--id-field", help="Source id attribute, kept for reference.")] = None,
-    layer: Annotated[str | None, typer.Option("--layer", help="Layer of a multi-layer file.")] = None,
+    name_field: Annotated[
+        str | None, typer.Option("--name-field", help="Street name attribute.")
+    ] = None,
+    id_field: Annotated[
+        str | None, typer.Option("--id-field", help="Source id attribute, kept for reference.")
+    ] = None,
+    layer: Annotated[
+        str | None, typer.Option("--layer", help="Layer of a multi-layer file.")
+    ] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -173,22 +263,35 @@ def streets_add(
             data, notes = read_streets(file, name_field=name_field, id_field=id_field, layer=layer)
             say("indexing and snapping incidents")
             with st.writing() as parent:
-                manifest = st.add_streets(parent, name, data, name_field=name_field, source_file=str(file), notes=notes)
+                manifest = st.add_streets(
+                    parent, name, data, name_field=name_field, source_file=str(file), notes=notes
+                )
     except (IngestError, StoreError) as exc:
         _fail(exc)
         return
     lay = manifest.layers[name]
-    result = {"snapshot": manifest.snapshot, "layer": name, "version": lay.version, "features": lay.features, "metric_crs": lay.metric_crs, "notes": notes}
+    result = {
+        "snapshot": manifest.snapshot,
+        "layer": name,
+        "version": lay.version,
+        "features": lay.features,
+        "metric_crs": lay.metric_crs,
+        "notes": notes,
+    }
     if as_json:
         out.print_json(json.dumps(result))
     else:
-        out.print(f"[bold green]Added[/bold green] street network {name} v{lay.version}: {lay.features:,} lines (metric CRS {lay.metric_crs}); snapshot {manifest.snapshot}")
+        out.print(
+            f"[bold green]Added[/bold green] street network {name} v{lay.version}: {lay.features:,} lines (metric CRS {lay.metric_crs}); snapshot {manifest.snapshot}"
+        )
 
 
 @app.command()
 def info(
     store: StoreOpt = None,
-    as_of: Annotated[int | None, typer.Option("--as-of", min=1, help="Describe an older snapshot.")] = None,
+    as_of: Annotated[
+        int | None, typer.Option("--as-of", min=1, help="Describe an older snapshot.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Current snapshot, record count, date range, layers and data files."""
@@ -201,7 +304,7 @@ def info(
         _fail(exc)
         return
     summary = snapshot_summary(st, manifest)
-    data = {
+    data: dict[str, Any] = {
         "store": str(st.root),
         "snapshot": manifest.snapshot,
         "snapshots": st.snapshots(),
@@ -211,7 +314,10 @@ def info(
         "date_min": summary.date_min,
         "date_max": summary.date_max,
         "sources": summary.sources,
-        "layers": {n: {"kind": lay.kind, "version": lay.version, "features": lay.features} for n, lay in manifest.layers.items()},
+        "layers": {
+            n: {"kind": lay.kind, "version": lay.version, "features": lay.features}
+            for n, lay in manifest.layers.items()
+        },
         "street_layer": manifest.street_layer,
         "batches": len(manifest.batches),
         "files": [str(p) for p in st.data_files(manifest)],
@@ -220,8 +326,12 @@ def info(
         out.print_json(json.dumps(data, ensure_ascii=False))
         return
     out.print(f"[bold]Store[/bold] {data['store']}")
-    out.print(f"snapshot {manifest.snapshot} ({manifest.operation}, {manifest.created_at}); {len(data['snapshots'])} snapshots in all")
-    out.print(f"{manifest.rows:,} records from {summary.date_min} to {summary.date_max}; sources: {', '.join(summary.sources) or '-'}")
+    out.print(
+        f"snapshot {manifest.snapshot} ({manifest.operation}, {manifest.created_at}); {len(data['snapshots'])} snapshots in all"
+    )
+    out.print(
+        f"{manifest.rows:,} records from {summary.date_min} to {summary.date_max}; sources: {', '.join(summary.sources) or '-'}"
+    )
     for n, lay in manifest.layers.items():
         out.print(f"layer {n}: {lay.kind} v{lay.version}, {lay.features:,} features")
     out.print(f"{len(manifest.files)} data files (use --json to list them)")
@@ -246,7 +356,12 @@ def serve(
 @app.command()
 def demo(
     store: StoreOpt = None,
-    data_dir: Annotated[Path | None, typer.Option("--data", help="Folder with the Mexico City files [default: ../shared/data/cdmx].")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="Folder with the Mexico City files [default: ../shared/data/cdmx]."
+        ),
+    ] = None,
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Load the data and stop.")] = False,
 ) -> None:
@@ -265,8 +380,15 @@ def demo(
 
 def main() -> None:
     """Console-script entry point."""
-    os.environ.setdefault("POLARS_SKIP_CPU_CHECK", "1")
+    import logging
+
+    level = os.environ.get("CUADRA_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -28,7 +28,10 @@ def find_data(explicit: Path | None) -> Path:
     if os.environ.get("CUADRA_DEMO_DATA"):
         candidates.append(Path(os.environ["CUADRA_DEMO_DATA"]))
     here = Path(__file__).resolve().parent.parent
-    candidates += [here.parent / "shared" / "data" / "cdmx", Path.cwd().parent / "shared" / "data" / "cdmx"]
+    candidates += [
+        here.parent / "shared" / "data" / "cdmx",
+        Path.cwd().parent / "shared" / "data" / "cdmx",
+    ]
     for c in candidates:
         if c is not None and (c / POINTS).exists():
             return c
@@ -48,24 +51,71 @@ def prepare_demo(store: Store, data_dir: Path | None, out: Console) -> None:
     layers = manifest.layers if manifest else {}
     if "colonia" not in layers:
         out.print("Adding colonias (IECM) ...")
-        data, notes = read_boundaries(folder / COLONIAS, id_field="CVEUT", name_field="NOMUT", population_field="SUMPOB1")
+        data, notes = read_boundaries(
+            folder / COLONIAS, id_field="CVEUT", name_field="NOMUT", population_field="SUMPOB1"
+        )
         with store.writing() as parent:
-            store.add_boundary(parent, "colonia", data, id_field="CVEUT", name_field="NOMUT", population_field="SUMPOB1", source_file=str(folder / COLONIAS), notes=notes)
+            store.add_boundary(
+                parent,
+                "colonia",
+                data,
+                id_field="CVEUT",
+                name_field="NOMUT",
+                population_field="SUMPOB1",
+                source_file=str(folder / COLONIAS),
+                notes=notes,
+            )
     if "alcaldia" not in layers:
         out.print("Adding alcaldías (colonias dissolved by NOMDT) ...")
-        data, notes = read_boundaries(folder / COLONIAS, id_field="NOMDT", name_field="NOMDT", population_field="SUMPOB1", dissolve=True)
+        data, notes = read_boundaries(
+            folder / COLONIAS,
+            id_field="NOMDT",
+            name_field="NOMDT",
+            population_field="SUMPOB1",
+            dissolve=True,
+        )
         with store.writing() as parent:
-            store.add_boundary(parent, "alcaldia", data, id_field="NOMDT", name_field="NOMDT", population_field="SUMPOB1", source_file=str(folder / COLONIAS), notes=notes)
+            store.add_boundary(
+                parent,
+                "alcaldia",
+                data,
+                id_field="NOMDT",
+                name_field="NOMDT",
+                population_field="SUMPOB1",
+                source_file=str(folder / COLONIAS),
+                notes=notes,
+            )
     if "cuadrante" not in layers:
         out.print("Adding cuadrantes (SSC 2023) ...")
-        data, notes = read_boundaries(folder / CUADRANTES, id_field="Nomenclatu", name_field="Nomenclatu", population_field="SUMPOB1")
+        data, notes = read_boundaries(
+            folder / CUADRANTES,
+            id_field="Nomenclatu",
+            name_field="Nomenclatu",
+            population_field="SUMPOB1",
+        )
         with store.writing() as parent:
-            store.add_boundary(parent, "cuadrante", data, id_field="Nomenclatu", name_field="Nomenclatu", population_field="SUMPOB1", source_file=str(folder / CUADRANTES), notes=notes)
+            store.add_boundary(
+                parent,
+                "cuadrante",
+                data,
+                id_field="Nomenclatu",
+                name_field="Nomenclatu",
+                population_field="SUMPOB1",
+                source_file=str(folder / CUADRANTES),
+                notes=notes,
+            )
     if "calles" not in layers:
         out.print("Adding streets (Geochicas, partial network) ...")
         sdata, snotes = read_streets(folder / STREETS, name_field="name", id_field="id")
         with store.writing() as parent:
-            store.add_streets(parent, "calles", sdata, name_field="name", source_file=str(folder / STREETS), notes=snotes)
+            store.add_streets(
+                parent,
+                "calles",
+                sdata,
+                name_field="name",
+                source_file=str(folder / STREETS),
+                notes=snotes,
+            )
     out.print(f"Ingesting {POINTS} ...")
     report = ingest(store, [str(folder / POINTS)], load_profile("fgj-cdmx"))
     out.print(

@@ -82,4 +82,3 @@ def cells_to_hex(cells: Cells) -> list[str]:
 def _check_res(res: int) -> None:
     if not 0 <= int(res) <= FINEST:
         raise GeoError(f"H3 resolution must be 0..15, got {res}")
-

@@ -28,4 +28,9 @@ class BBox(NamedTuple):
 
     def contains(self, lon: Floats, lat: Floats) -> npt.NDArray[np.bool_]:
         """Return which points fall inside the box (edges included)."""
-        return (lon >= self.minlon) & (lon <= self.maxlon) & (lat >= self.minlat) & (lat <= self.maxlat)
+        return (
+            (lon >= self.minlon)
+            & (lon <= self.maxlon)
+            & (lat >= self.minlat)
+            & (lat <= self.maxlat)
+        )

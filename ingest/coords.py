@@ -22,7 +22,7 @@ Floats = npt.NDArray[np.float64]
 Jurisdiction = Callable[[Floats, Floats], Mask]
 
 # Values that sources write for "no location" (exact matches on either axis).
-SENTINELS = np.array([0.0, 99.0, 999.0, 9999.0, 99999.0, 999999.0, -99.0, -999.0, -9999.0])
+SENTINELS = np.array([0.0, 999.0, 9999.0, 99999.0, 999999.0, -999.0, -9999.0, -99999.0, -999999.0])
 _NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _COMMA_NUMBER = r"^[+-]?\d+,\d+$"
 
@@ -40,9 +40,7 @@ def _reject(codes: Codes, mask: Mask, reason: Reason) -> None:
     codes[(codes == 0) & mask] = CODE[reason]
 
 
-def parse_number(
-    column: pa.ChunkedArray | pa.Array, profile: Profile, codes: Codes
-) -> Floats:
+def parse_number(column: pa.ChunkedArray | pa.Array, profile: Profile, codes: Codes) -> Floats:
     """Parse one coordinate column to float64, recording missing and non-numeric rows."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     n = len(arr)
@@ -99,7 +97,9 @@ def check_coordinates(
     """
     crs = profile.parse.crs or source_crs or WGS84
     live = codes == 0
-    _reject(codes, live & (np.isin(x, SENTINELS) | np.isin(y, SENTINELS)), Reason.SENTINEL_COORDINATES)
+    _reject(
+        codes, live & (np.isin(x, SENTINELS) | np.isin(y, SENTINELS)), Reason.SENTINEL_COORDINATES
+    )
     if is_geographic(crs):
         big = (np.abs(x) > 1000) | (np.abs(y) > 1000)
         _reject(codes, big, Reason.PROJECTED_WITHOUT_CRS)
@@ -131,7 +131,11 @@ def check_coordinates(
             lon[fix], lat[fix] = lat[fix].copy(), lon[fix].copy()
             swapped[fix] = True
             outside = live[~inside & ~inside_swapped]
-            _reject(codes, _mask(x.shape, outside[~_in_range(lon[outside], lat[outside])]), Reason.OUT_OF_RANGE)
+            _reject(
+                codes,
+                _mask(x.shape, outside[~_in_range(lon[outside], lat[outside])]),
+                Reason.OUT_OF_RANGE,
+            )
             _reject(codes, _mask(x.shape, outside), Reason.OUTSIDE_JURISDICTION)
         else:
             bad = live[~in_range & in_range_swapped]

@@ -1,49 +1,130 @@
-"""Incident ids: the source's own, or a stable hash of the whole source row."""
+"""Incident ids: the source's own, or a stable hash of the normalised record.
+
+Sources without ids (FGJ's open file has none) get a 96-bit hash of the normalised fields
+that identify an incident: source, WGS84 lon/lat, local wall-clock time and offense name.
+Rows equal in all of them are the same incident published twice; ``identical_rows =
+"distinct"`` in a profile numbers such repeats instead (police.uk anti-social behaviour
+rows are distinct incidents that share month and snap point).
+
+The hash is defined here, not by a library whose output may change between versions:
+each field becomes 64-bit words (IEEE-754 bits for floats, BLAKE2b of UTF-8 for text),
+folded into two lanes (a polynomial with distinct odd multipliers, each finished
+with the SplitMix64 finaliser, Steele et al. 2014).
+"""
 
 from __future__ import annotations
 
-import duckdb
+import hashlib
+
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_SEP = "\x1f"
+U64 = npt.NDArray[np.uint64]
+_SEEDS = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F))
+_MULTS = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
+# Each byte's two hex digits as one little-endian uint16, so one gather formats a byte.
+_BYTE_HEX = np.frombuffer(b"".join(f"{b:02x}".encode() for b in range(256)), dtype="<u2").copy()
 
 
-def row_hashes(table: pa.Table, occurrence: bool) -> pa.Array:
-    """MD5 (hex, first 24 digits = 96 bits) of each row's values joined by U+001F.
+def _mix(x: U64) -> U64:
+    """SplitMix64's finaliser: a bijection on 64-bit words with full avalanche."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
 
-    The row text is the values as the source wrote them (numbers formatted by Arrow's
-    shortest round-trip form), so the id does not change between runs or versions.
-    With ``occurrence``, the n-th repeat of an identical row gets ``#n`` appended before
-    hashing: identical rows then count as distinct incidents.
+
+def _text_words(values: pa.Array) -> U64:
+    """One 64-bit word per row for a text column (hashing each distinct value once)."""
+    encoded = pc.cast(values, pa.string()).dictionary_encode()
+    words = np.fromiter(
+        (
+            int.from_bytes(hashlib.blake2b((v or "").encode(), digest_size=8).digest(), "little")
+            for v in encoded.dictionary.to_pylist()
+        ),
+        dtype=np.uint64,
+        count=len(encoded.dictionary),
+    )
+    idx = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
+    return words[idx] if words.size else np.zeros(len(values), np.uint64)
+
+
+def _fold(fields: list[U64], occurrence: U64 | None) -> tuple[U64, U64]:
+    """Two independent 64-bit lanes: a polynomial over the words, then the finaliser."""
+    words = fields + ([occurrence] if occurrence is not None else [])
+    lanes = []
+    for seed, mult in zip(_SEEDS, _MULTS, strict=True):
+        h = np.full(words[0].shape, seed, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for word in words:
+                h = h * mult + word
+        lanes.append(_mix(h))
+    return lanes[0], lanes[1]
+
+
+def _hex(hi: U64, lo: U64, width: int = 24) -> pa.Array:
+    """Fixed-width lower-case hex of (hi, lo) bits, truncated to ``width`` digits."""
+    n = hi.size
+    raw = np.empty((n, 16), dtype=np.uint8)
+    raw[:, :8] = hi.astype(">u8").view(np.uint8).reshape(n, 8)
+    raw[:, 8:] = lo.astype(">u8").view(np.uint8).reshape(n, 8)
+    digits = _BYTE_HEX[raw].view(np.uint8).reshape(n, 32)
+    data = np.ascontiguousarray(digits[:, :width])
+    offsets = np.arange(0, width * (n + 1), width, dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def record_ids(
+    source: str,
+    lon: npt.NDArray[np.float64],
+    lat: npt.NDArray[np.float64],
+    local_us: npt.NDArray[np.int64],
+    offense: pa.Array,
+    distinct_repeats: bool = False,
+) -> pa.Array:
+    """Stable 24-hex-digit ids for records without a source id.
+
+    Parameters
+    ----------
+    source
+        Profile name.
+    lon, lat
+        WGS84 coordinates as stored.
+    local_us
+        Local wall-clock time, microseconds since 1970-01-01.
+    offense
+        The offense name as published (trimmed).
+    distinct_repeats
+        Number the k-th repeat of an identical record so that each gets its own id.
     """
-    cols = []
-    for col in table.columns:
-        arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-        if pa.types.is_dictionary(arr.type):
-            arr = arr.dictionary_decode()
-        cols.append(pc.fill_null(pc.cast(arr, pa.large_string()), ""))
-    joined = pc.binary_join_element_wise(*cols, pa.scalar(_SEP, pa.large_string()))
-    if occurrence:
-        joined = _with_occurrence(joined)
-    con = duckdb.connect()
-    try:
-        con.register("row_text", pa.table({"s": joined}))
-        out = con.sql("SELECT substr(md5(s), 1, 24) AS h FROM row_text").to_arrow_table()
-    finally:
-        con.close()
-    return out.column("h").combine_chunks().cast(pa.string())
+    n = lon.size
+    src_word = np.full(n, _text_words(pa.array([source]))[0], dtype=np.uint64)
+    fields = [
+        src_word,
+        np.ascontiguousarray(lon, dtype=np.float64).view(np.uint64),
+        np.ascontiguousarray(lat, dtype=np.float64).view(np.uint64),
+        np.ascontiguousarray(local_us, dtype=np.int64).view(np.uint64),
+        _text_words(offense),
+    ]
+    hi, lo = _fold(fields, None)
+    if distinct_repeats:
+        rank = _repeat_rank(hi, lo)
+        if rank.any():
+            hi2, lo2 = _fold(fields, rank.astype(np.uint64))
+            hi = np.where(rank > 0, hi2, hi)
+            lo = np.where(rank > 0, lo2, lo)
+    return _hex(hi, lo)
 
 
-def _with_occurrence(joined: pa.Array) -> pa.Array:
-    codes = joined.dictionary_encode().indices.to_numpy(zero_copy_only=False)
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1]
-    rank_sorted = np.arange(codes.size) - np.repeat(starts, np.diff(np.r_[starts, codes.size]))
-    rank = np.empty_like(rank_sorted)
+def _repeat_rank(hi: U64, lo: U64) -> npt.NDArray[np.int64]:
+    """0 for the first occurrence of each (hi, lo), 1 for the second, and so on."""
+    order = np.lexsort((lo, hi))
+    h, l_ = hi[order], lo[order]
+    new = np.r_[True, (h[1:] != h[:-1]) | (l_[1:] != l_[:-1])]
+    group_start = np.maximum.accumulate(np.where(new, np.arange(h.size), 0))
+    rank_sorted = np.arange(h.size) - group_start
+    rank = np.empty(h.size, dtype=np.int64)
     rank[order] = rank_sorted
-    suffix = pc.cast(pa.array(rank), pa.large_string())
-    marked = pc.binary_join_element_wise(joined, suffix, pa.scalar("#", pa.large_string()))
-    return pc.if_else(pa.array(rank > 0), marked, joined)
+    return rank

@@ -8,8 +8,10 @@ projected to WGS84.
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,13 +32,21 @@ def _read(path: str | Path, layer: str | None) -> tuple[dict, object]:
     if not p.exists():
         raise IngestError(f"layer file {str(p)!r} does not exist")
     try:
-        frame = pyogrio.read_dataframe(p, layer=layer)
+        with warnings.catch_warnings():
+            # GDAL renumbers repeated GeoJSON feature ids; we never use them (the Geochicas
+            # streets repeat 388 OSM way ids across tile-clipped pieces).
+            warnings.filterwarnings(
+                "ignore", message="Several features with id", category=RuntimeWarning
+            )
+            frame = pyogrio.read_dataframe(p, layer=layer)
     except Exception as exc:  # GDAL raises several error types
         raise IngestError(f"cannot read {p.name!r} with GDAL: {exc}") from exc
     return {"crs": frame.crs}, frame
 
 
-def _to_wgs84(geoms: npt.NDArray[np.object_], crs: CRS | None, notes: Counter[str]) -> npt.NDArray[np.object_]:
+def _to_wgs84(
+    geoms: npt.NDArray[np.object_], crs: CRS | None, notes: Counter[str]
+) -> npt.NDArray[np.object_]:
     if shapely.has_z(geoms).any():
         notes["dropped_z"] += int(shapely.has_z(geoms).sum())
         geoms = shapely.force_2d(geoms)
@@ -58,7 +68,9 @@ def _field(frame: object, name: str | None, what: str) -> list[object] | None:
         return None
     columns = list(frame.columns)  # type: ignore[attr-defined]
     if name not in columns:
-        raise IngestError(f"no field {name!r} ({what}); the file's fields are: {', '.join(c for c in columns if c != 'geometry')}")
+        raise IngestError(
+            f"no field {name!r} ({what}); the file's fields are: {', '.join(c for c in columns if c != 'geometry')}"
+        )
     return frame[name].tolist()  # type: ignore[index]
 
 
@@ -86,7 +98,7 @@ def read_boundaries(
     """
     meta, frame = _read(path, layer)
     notes: Counter[str] = Counter()
-    geoms = np.asarray(frame.geometry.values, dtype=object)  # type: ignore[attr-defined]
+    geoms = np.asarray(frame.geometry.values, dtype=np.object_)  # type: ignore[attr-defined]
     n = len(geoms)
     if n == 0:
         raise IngestError(f"{Path(path).name!r} has no features")
@@ -104,7 +116,7 @@ def read_boundaries(
         notes["repaired_invalid"] += int(invalid.sum())
         fixed = shapely.make_valid(geoms[invalid])
         # make_valid may return a collection with stray lines; keep the polygonal part.
-        geoms[invalid] = np.asarray([_polygonal(g) for g in fixed], dtype=object)
+        geoms[invalid] = np.asarray([_polygonal(g) for g in fixed], dtype=np.object_)
     if missing.any():
         notes["skipped_empty"] += int(missing.sum())
 
@@ -113,12 +125,19 @@ def read_boundaries(
     names_raw = _field(frame, name_field, "name")
     names = [None] * n if names_raw is None else [_text(v) for v in names_raw]
     pop_raw = _field(frame, population_field, "population")
-    pop = None if pop_raw is None else np.asarray(
-        [np.nan if v is None else float(v) for v in pop_raw], dtype=np.float64  # type: ignore[arg-type]
+    pop = (
+        None
+        if pop_raw is None
+        else np.asarray(
+            [np.nan if v is None else float(v) for v in pop_raw],  # type: ignore[arg-type]
+            dtype=np.float64,  # type: ignore[arg-type]
+        )
     )
     keep = ~missing & np.array([i is not None and i != "" for i in ids])
     if (~missing & ~keep).any():
-        raise IngestError(f"{Path(path).name!r}: {int((~missing & ~keep).sum())} features have an empty id in {id_field!r}")
+        raise IngestError(
+            f"{Path(path).name!r}: {int((~missing & ~keep).sum())} features have an empty id in {id_field!r}"
+        )
     geoms = geoms[keep]
     ids = [i for i, k in zip(ids, keep, strict=True) if k]
     names = [v for v, k in zip(names, keep, strict=True) if k]
@@ -147,17 +166,21 @@ def _dissolve(
     ids: list[str | None],
     names: list[str | None],
     pop: npt.NDArray[np.float64] | None,
-) -> tuple[npt.NDArray[np.object_], list[str | None], list[str | None], npt.NDArray[np.float64] | None]:
+) -> tuple[
+    npt.NDArray[np.object_], list[str | None], list[str | None], npt.NDArray[np.float64] | None
+]:
     order: dict[str | None, list[int]] = {}
     for i, key in enumerate(ids):
         order.setdefault(key, []).append(i)
-    out_geoms = np.asarray([shapely.union_all(geoms[idx]) for idx in order.values()], dtype=object)
+    out_geoms = np.asarray(
+        [shapely.union_all(geoms[idx]) for idx in order.values()], dtype=np.object_
+    )
     out_names = [names[idx[0]] for idx in order.values()]
     out_pop = None if pop is None else np.asarray([np.nansum(pop[idx]) for idx in order.values()])
     return out_geoms, list(order), out_names, out_pop
 
 
-def _polygonal(geom: object) -> object:
+def _polygonal(geom: Any) -> Any:
     parts = shapely.get_parts(geom)
     polys = [p for p in parts if shapely.get_type_id(p) in POLYGON_TYPES]
     return shapely.multipolygons(polys) if len(polys) != 1 else polys[0]
@@ -172,12 +195,16 @@ def _text(value: object) -> str | None:
 
 
 def read_streets(
-    path: str | Path, *, name_field: str | None = None, id_field: str | None = None, layer: str | None = None
+    path: str | Path,
+    *,
+    name_field: str | None = None,
+    id_field: str | None = None,
+    layer: str | None = None,
 ) -> tuple[StreetData, dict[str, int]]:
     """Read street lines for ``cuadra streets add`` and pick their metric CRS (UTM)."""
     meta, frame = _read(path, layer)
     notes: Counter[str] = Counter()
-    geoms = np.asarray(frame.geometry.values, dtype=object)  # type: ignore[attr-defined]
+    geoms = np.asarray(frame.geometry.values, dtype=np.object_)  # type: ignore[attr-defined]
     if len(geoms) == 0:
         raise IngestError(f"{Path(path).name!r} has no features")
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
@@ -199,4 +226,6 @@ def read_streets(
     source_ids = [v for v, m in zip(source_ids, missing, strict=True) if not m]
     xmin, ymin, xmax, ymax = shapely.total_bounds(geoms)
     metric = utm_crs_for((xmin + xmax) / 2, (ymin + ymax) / 2)
-    return StreetData(names=names, source_ids=source_ids, lines=geoms, metric_crs=metric), dict(notes)
+    return StreetData(names=names, source_ids=source_ids, lines=geoms, metric_crs=metric), dict(
+        notes
+    )

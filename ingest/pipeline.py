@@ -12,6 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,12 +22,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import shapely
 
 from geo.cells import points_to_cells
 from geo.types import BBox
 from ingest.coords import Jurisdiction, check_coordinates, geometry_points, parse_number
+from ingest.enrich import Enrichment
 from ingest.errors import IngestError
-from ingest.ids import row_hashes
+from ingest.ids import record_ids
 from ingest.profiles import Profile
 from ingest.readers import SourceTable, read_source
 from ingest.reasons import CODE, REASONS, Reason, Repair
@@ -34,7 +37,6 @@ from ingest.taxonomy import Taxonomy
 from ingest.times import parse_local_times
 from store import Store
 from store.snapshots import Batch, Manifest
-from store.store import assign_boundary, assign_street
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class Prepared:
     repairs: Counter[str]
     unknown: Counter[str]
     time_imputed: int
+    duplicates: int
 
 
 @dataclass
@@ -76,6 +79,7 @@ class IngestReport:
     assigned: dict[str, int] = field(default_factory=dict)
     rejects_file: str | None = None
     seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def rejected_total(self) -> int:
@@ -127,7 +131,19 @@ def ingest(
     IngestReport
     """
     started = time.perf_counter()
-    say = progress or (lambda _msg: None)
+    stages: dict[str, float] = {}
+    last = [started]
+    inform = progress or (lambda _msg: None)
+
+    def say(stage: str) -> None:
+        # Each call closes the previous stage; the report keeps the wall-clock split.
+        now_ = time.perf_counter()
+        if stages or stage != "reading":
+            stages[list(stages)[-1] if stages else "reading"] = round(now_ - last[0], 3)
+        stages.setdefault(stage, 0.0)
+        last[0] = now_
+        inform(stage)
+
     if not paths:
         raise IngestError("give at least one input file")
     now = now or datetime.now(UTC)
@@ -144,15 +160,23 @@ def ingest(
         if parent is not None and batch_id in parent.batches:
             return _already(parent, batch_id, profile, paths, started)
         jurisdiction = _jurisdiction(store, parent, profile)
-        say("validating")
-        prepared = [
-            _prepare(src, profile, taxonomy, jurisdiction, now, len(sources) > 1) for src in sources
-        ]
-        records = pa.concat_tables([p.records for p in prepared])
+        say("validating and enriching")
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            prepared = [
+                _prepare(store, parent, src, profile, taxonomy, jurisdiction, now, pool)
+                for src in sources
+            ]
         say("deduplicating")
-        records, within, stored = _deduplicate(store, parent, records, profile.name)
-        say("enriching")
-        records, assigned = _enrich(store, parent, records)
+        records = pa.concat_tables([p.records for p in prepared])
+        records, across, stored = _deduplicate(
+            store, parent, records, profile.name, across_files=len(sources) > 1
+        )
+        within = across + sum(p.duplicates for p in prepared)
+        assigned = {
+            name: records.num_rows - records.column(name).null_count
+            for name in ([*parent.boundary_layers, "street_id"] if parent else [])
+            if name != "street_id" or parent.street_layer  # type: ignore[union-attr]
+        }
         records = records.append_column(
             "batch", pa.array([batch_id] * records.num_rows, pa.string()).dictionary_encode()
         )
@@ -192,6 +216,9 @@ def ingest(
         )
         manifest = store.commit_batch(parent, records, batch)
         report.snapshot = manifest.snapshot
+    say("done")
+    stages.pop("done", None)
+    report.stage_seconds = stages
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 
@@ -273,12 +300,14 @@ def _column(src: SourceTable, name: str | None, what: str) -> pa.ChunkedArray | 
 
 
 def _prepare(
+    store: Store,
+    parent: Manifest | None,
     src: SourceTable,
     profile: Profile,
     taxonomy: Taxonomy,
     jurisdiction: Jurisdiction | None,
     now: datetime,
-    many: bool,
+    pool: ThreadPoolExecutor,
 ) -> Prepared:
     cols = profile.columns
     table = src.table
@@ -305,6 +334,9 @@ def _prepare(
         y = parse_number(ycol, profile, codes_y)
         codes = np.where(codes == 0, codes_y, codes).astype(np.int8)
     coords = check_coordinates(x, y, profile, codes, jurisdiction, source_crs)
+    # Enrich every located row now, on the other core, while dates are checked here.
+    located = np.flatnonzero(codes == 0)
+    enrichment = Enrichment(pool, store, parent, coords.lon[located], coords.lat[located])
 
     date_col = _column(src, cols.date or cols.datetime, "date")
     assert date_col is not None
@@ -316,48 +348,78 @@ def _prepare(
     if pa.types.is_dictionary(off.type):
         off = off.dictionary_decode()
     off = pc.utf8_trim_whitespace(pc.cast(off, pa.string()))
-    no_offense = np.asarray(
-        pc.fill_null(pc.or_(pc.is_null(off), pc.equal(off, "")), True)
-    )
+    no_offense = np.asarray(pc.fill_null(pc.or_(pc.is_null(off), pc.equal(off, "")), True))
     codes[(codes == 0) & no_offense] = CODE[Reason.MISSING_OFFENSE]
 
     ok = codes == 0
-    idx = pa.array(np.flatnonzero(ok))
-    classified = taxonomy.classify(off.take(idx))
-
-    ids = _incident_ids(src, profile, many).take(idx)
-    local = times.local_us[ok]
-    repairs = _repairs_column(
-        swapped=coords.swapped[ok],
-        from_date=times.time_from_date[ok],
-        mojibake=classified.mojibake,
+    rows = np.flatnonzero(ok)
+    offense = off.take(pa.array(rows))
+    ids = _incident_ids(
+        src, profile, rows, coords.lon[rows], coords.lat[rows], times.local_us[rows], offense
     )
-    records = pa.table(
-        {
-            "incident_id": ids,
-            "source": pa.array([profile.name] * int(ok.sum()), pa.string()).dictionary_encode(),
-            "occurred_at": times.utc.take(idx),
-            "local_date": pa.array(local // 86_400_000_000, pa.int32()).cast(pa.date32()),
-            "local_hour": pa.array(((local // 3_600_000_000) % 24).astype(np.int8)),
-            "time_imputed": pa.array(times.imputed[ok]),
-            "offense": classified.offense.dictionary_encode(),
-            "category": classified.category.dictionary_encode(),
-            "sensitive": pa.array(classified.sensitive),
-            "lon": pa.array(coords.lon[ok]),
-            "lat": pa.array(coords.lat[ok]),
-            "repairs": repairs,
-        }
+    # Within-file duplicates go now, and rows are put in H3 order, before any column is
+    # gathered: one gather per column, in the order the files are written.
+    first = _first_occurrences(ids)
+    keep = np.flatnonzero(first)
+    classified_unsorted = taxonomy.classify(offense)
+    at = np.searchsorted(located, rows)  # position of each accepted row among located
+    enriched = enrichment.result()
+    # Files are per year, rows by cell within: sort by (year, cell) so that the writer
+    # can slice instead of filter.
+    year = (
+        (times.local_us[rows[keep]] // 86_400_000_000)
+        .astype("datetime64[D]")
+        .astype("datetime64[Y]")
     )
+    keep = keep[np.lexsort((enriched.cells[at[keep]], year))]
+    rows, at = rows[keep], at[keep]
+    take = pa.array(rows)
+    classified = classified_unsorted.take(keep)
+    local = times.local_us[rows]
+    columns: dict[str, pa.Array] = {
+        "incident_id": ids.take(pa.array(keep)),
+        "source": pa.DictionaryArray.from_arrays(
+            pa.array(np.zeros(rows.size, np.int32)), pa.array([profile.name])
+        ),
+        "occurred_at": times.utc.take(take),
+        "local_date": pa.array(local // 86_400_000_000, pa.int32()).cast(pa.date32()),
+        "local_hour": pa.array(((local // 3_600_000_000) % 24).astype(np.int8)),
+        "time_imputed": pa.array(times.imputed[rows]),
+        "offense": classified.offense,
+        "category": classified.category,
+        "sensitive": pa.array(classified.sensitive),
+        "lon": pa.array(coords.lon[rows]),
+        "lat": pa.array(coords.lat[rows]),
+        "h3": pa.array(enriched.cells[at], pa.uint64()),
+        "repairs": _repairs_column(
+            swapped=coords.swapped[rows],
+            from_date=times.time_from_date[rows],
+            mojibake=classified.mojibake,
+        ),
+    }
+    at_arr = pa.array(at)
+    for name, values in enriched.layers.items():
+        columns[name] = values.take(at_arr)
+    columns["street_id"] = (
+        enriched.street.take(at_arr)
+        if enriched.street is not None
+        else pa.nulls(rows.size, pa.string())
+    )
+    records = pa.table(columns)
+    duplicates = int((~first).sum())
     rejected = Counter(
-        {REASONS[c - 1].value: int(k) for c, k in zip(*np.unique(codes[~ok], return_counts=True), strict=True)}
+        {
+            REASONS[c - 1].value: int(k)
+            for c, k in zip(*np.unique(codes[~ok], return_counts=True), strict=True)
+        }
     )
     rejects = _rejects_table(src, codes)
     if src.malformed:
         rejected[Reason.MALFORMED_ROW.value] += len(src.malformed)
     repair_counts: Counter[str] = Counter()
     for name, mask in (
-        (Repair.SWAPPED_LAT_LON, coords.swapped[ok]),
-        (Repair.TIME_FROM_DATE_FIELD, times.time_from_date[ok]),
+        (Repair.SWAPPED_LAT_LON, coords.swapped[rows]),
+        (Repair.TIME_FROM_DATE_FIELD, times.time_from_date[rows]),
         (Repair.MOJIBAKE, classified.mojibake),
     ):
         if mask.any():
@@ -369,29 +431,32 @@ def _prepare(
         rejected=rejected,
         repairs=repair_counts,
         unknown=Counter(classified.unknown),
-        time_imputed=int(times.imputed[ok].sum()),
+        time_imputed=int(times.imputed[rows].sum()),
+        duplicates=duplicates,
     )
 
 
-def _incident_ids(src: SourceTable, profile: Profile, many: bool) -> pa.Array:
-    """The source id where there is one, else the row hash (per row)."""
-    distinct = profile.parse.identical_rows == "distinct"
-    table = src.table
-    if src.has_geometry and "geometry" in table.column_names:
-        # Hash the geometry's WKB as hex text, like any other value.
-        table = table.set_column(
-            table.column_names.index("geometry"),
-            "geometry",
-            pc.binary_join_element_wise(pc.cast(table.column("geometry"), pa.binary()), b"", b""),
-        )
-    hashed = row_hashes(table, occurrence=distinct)
+def _incident_ids(
+    src: SourceTable,
+    profile: Profile,
+    rows: pa.Array,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    local_us: np.ndarray,
+    offense: pa.Array,
+) -> pa.Array:
+    """The source id where there is one, else the hash of the normalised record."""
+    hashed = record_ids(
+        profile.name, lon, lat, local_us, offense, profile.parse.identical_rows == "distinct"
+    )
     if profile.columns.id is None:
         return hashed
     col = _column(src, profile.columns.id, "id")
     assert col is not None
-    own = pc.utf8_trim_whitespace(pc.cast(col.combine_chunks(), pa.string()))
+    own = pc.utf8_trim_whitespace(pc.cast(col.combine_chunks().take(rows), pa.string()))
     nulls = pa.array(profile.parse.null_values, pa.string())
     empty = pc.fill_null(pc.or_(pc.is_null(own), pc.is_in(own, nulls)), True)
+    # Hashed ids carry a prefix so that they can never equal a source's own id.
     return pc.if_else(empty, pc.binary_join_element_wise(pa.scalar("h:"), hashed, ""), own)
 
 
@@ -399,8 +464,11 @@ def _repairs_column(**masks: np.ndarray) -> pa.Array:
     n = len(next(iter(masks.values())))
     labels = np.full(n, None, dtype=object)
     for name, mask in masks.items():
-        code = {"swapped": Repair.SWAPPED_LAT_LON, "from_date": Repair.TIME_FROM_DATE_FIELD,
-                "mojibake": Repair.MOJIBAKE}[name].value
+        code = {
+            "swapped": Repair.SWAPPED_LAT_LON,
+            "from_date": Repair.TIME_FROM_DATE_FIELD,
+            "mojibake": Repair.MOJIBAKE,
+        }[name].value
         where = np.flatnonzero(mask)
         for i in where:
             labels[i] = code if labels[i] is None else f"{labels[i]},{code}"
@@ -409,12 +477,14 @@ def _repairs_column(**masks: np.ndarray) -> pa.Array:
 
 def _rejects_table(src: SourceTable, codes: np.ndarray) -> pa.Table:
     bad = np.flatnonzero(codes != 0)
-    table = src.table.take(pa.array(bad))
+    table = src.full_rows(bad) if bad.size else src.table.slice(0, 0)
     cols = {}
     for name in table.column_names:
         col = table.column(name)
         if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
-            col = pc.cast(pc.binary_join_element_wise(col, b"", b""), pa.string())
+            # Geometry as WKT, readable in a spreadsheet.
+            wkb = np.asarray(col.to_pylist(), dtype=object)
+            col = pa.array(shapely.to_wkt(shapely.from_wkb(wkb)), pa.string())
         cols[name] = pc.cast(col, pa.string())
     out = pa.table(
         {
@@ -445,48 +515,42 @@ def _write_rejects(store: Store, batch_id: str, tables: list[pa.Table]) -> str:
     return str(path)
 
 
+def _first_occurrences(ids: pa.Array) -> np.ndarray:
+    """True for the first row of each incident id."""
+    import polars as pl
+
+    return pl.Series("id", ids).is_first_distinct().to_numpy()
+
+
 def _deduplicate(
-    store: Store, parent: Manifest | None, records: pa.Table, source: str
+    store: Store, parent: Manifest | None, records: pa.Table, source: str, across_files: bool
 ) -> tuple[pa.Table, int, int]:
-    """Drop repeated (source, incident_id) within the input, then those already stored."""
-    ids = records.column("incident_id").combine_chunks()
-    codes = ids.dictionary_encode().indices.to_numpy(zero_copy_only=False)
-    _, first = np.unique(codes, return_index=True)
-    keep = np.zeros(records.num_rows, dtype=bool)
-    keep[first] = True
-    within = int((~keep).sum())
+    """Drop ids repeated across input files, then those already in the store.
+
+    Returns the table, the count dropped across files and the count already stored (the
+    count dropped within each file is in its Prepared).
+    """
+    import polars as pl
+
     existing = store.existing_ids(parent, source)
+    if not across_files and not len(existing):
+        return records, 0, 0
+    ids = pl.Series("id", records.column("incident_id").combine_chunks())
+    keep = ids.is_first_distinct().to_numpy() if across_files else np.ones(len(ids), bool)
+    across = int((~keep).sum())
     stored = 0
     if len(existing):
-        seen = np.asarray(pc.is_in(ids, value_set=existing))
+        seen = ids.is_in(pl.Series("e", existing).implode()).to_numpy()
         stored = int((seen & keep).sum())
         keep &= ~seen
-    return records.filter(pa.array(keep)), within, stored
+    if keep.all():
+        return records, across, stored
+    return records.filter(pa.array(keep)), across, stored
 
 
-def _enrich(store: Store, parent: Manifest | None, records: pa.Table) -> tuple[pa.Table, dict[str, int]]:
-    lon = records.column("lon").to_numpy()
-    lat = records.column("lat").to_numpy()
-    cells = points_to_cells(lon, lat)
-    records = records.append_column("h3", pa.array(cells, pa.uint64()))
-    assigned: dict[str, int] = {}
-    if parent is None:
-        return records.append_column("street_id", pa.nulls(records.num_rows, pa.string())), assigned
-    for name in parent.boundary_layers:
-        values = assign_boundary(store.boundary(parent, name), records)
-        assigned[name] = len(values) - values.null_count
-        records = records.append_column(name, values)
-    streets = store.streets(parent)
-    if streets is not None:
-        values = assign_street(streets, records)
-        assigned["street_id"] = len(values) - values.null_count
-    else:
-        values = pa.nulls(records.num_rows, pa.string())
-    records = records.append_column("street_id", values)
-    return records, assigned
-
-
-def _already(parent: Manifest, batch_id: str, profile: Profile, paths: list[str], started: float) -> IngestReport:
+def _already(
+    parent: Manifest, batch_id: str, profile: Profile, paths: list[str], started: float
+) -> IngestReport:
     old = parent.batches[batch_id]
     return IngestReport(
         status="already_ingested",

@@ -8,10 +8,14 @@ with their raw text, to be rejected with reason ``malformed_row``.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -26,18 +30,38 @@ PARQUET_SUFFIXES = (".parquet", ".geoparquet", ".pq")
 
 @dataclass
 class SourceTable:
-    """What a reader returns: the rows, the unsplittable lines, and the file's digest."""
+    """What a reader returns: the rows, the unsplittable lines, and the file's digest.
+
+    For Parquet, ``table`` holds only the columns the profile maps (the rest are read back
+    by ``full_rows`` for the few rows that go to the rejects file).
+    """
 
     table: pa.Table
     path: str
     sha256: str
     malformed: list[tuple[int, str]] = field(default_factory=list)
     has_geometry: bool = False
+    projected: bool = False
 
     @property
     def input_rows(self) -> int:
         """Rows in the input: parsed rows plus malformed lines."""
         return self.table.num_rows + len(self.malformed)
+
+    def full_rows(self, rows: npt.NDArray[np.int64]) -> pa.Table:
+        """Every source column of the given rows (0-based positions), as published."""
+        if not self.projected:
+            return self.table.take(pa.array(rows))
+        pf = pq.ParquetFile(self.path)
+        starts = np.cumsum(
+            [0] + [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
+        )
+        groups = sorted(set(np.searchsorted(starts, rows, side="right") - 1))
+        if not groups:
+            return pf.schema_arrow.empty_table()
+        part = pf.read_row_groups(groups)
+        base = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
+        return part.take(pa.array(np.searchsorted(base, rows)))
 
 
 def file_sha256(path: Path) -> str:
@@ -63,17 +87,30 @@ def read_source(path: str | Path, profile: Profile) -> SourceTable:
         return SourceTable(table, str(p), digest, malformed)
     if name.endswith(PARQUET_SUFFIXES):
         try:
-            table = pq.read_table(p)
+            schema = pq.read_schema(p)
+            wanted = [c for c in _mapped_columns(profile) if c in schema.names]
+            missing = [c for c in _mapped_columns(profile) if c not in schema.names]
+            # A missing column is reported by the pipeline with the file's column list.
+            table = pq.read_table(p, columns=None if missing else wanted)
         except (pa.ArrowInvalid, OSError) as exc:
             raise IngestError(f"{str(p)!r} is not a readable Parquet file: {exc}") from exc
-        has_geom = b"geo" in (table.schema.metadata or {})
-        return SourceTable(table, str(p), digest, has_geometry=has_geom)
+        has_geom = b"geo" in (schema.metadata or {})
+        return SourceTable(
+            table, str(p), digest, has_geometry=has_geom, projected=len(wanted) < len(schema.names)
+        )
     if name.endswith(VECTOR_SUFFIXES):
         return SourceTable(_read_vector(p, profile), str(p), digest, has_geometry=True)
     raise IngestError(
         f"cannot tell the format of {p.name!r}: expected one of "
         f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES + VECTOR_SUFFIXES)}"
     )
+
+
+def _mapped_columns(profile: Profile) -> list[str]:
+    cols = profile.columns
+    names = [cols.id, cols.lat, cols.lon, cols.x, cols.y, cols.geometry, cols.date]
+    names += [cols.datetime, cols.time, cols.offense]
+    return list(dict.fromkeys(n for n in names if n is not None))
 
 
 def _read_csv(path: Path, profile: Profile) -> tuple[pa.Table, list[tuple[int, str]]]:
@@ -101,34 +138,33 @@ def _read_csv(path: Path, profile: Profile) -> tuple[pa.Table, list[tuple[int, s
     except pa.ArrowInvalid as exc:
         msg = str(exc)
         if "UTF8" in msg or "utf-8" in msg.lower():
-            raise IngestError(
-                f"{path.name!r} is not valid {parse.encoding}: {msg}. If the file comes from "
-                "Excel or an older system, set [parse] encoding = \"cp1252\" (or \"latin-1\") "
-                "in the profile."
-            ) from exc
+            raise IngestError(_encoding_hint(path.name, parse.encoding, msg)) from exc
         raise IngestError(f"cannot read {path.name!r} as CSV: {msg}") from exc
     return table, malformed
 
 
-def _csv_header(path: Path, encoding: str, delimiter: str) -> list[str]:
-    import gzip
+def _encoding_hint(name: str, encoding: str, detail: str) -> str:
+    return (
+        f"{name!r} is not valid {encoding} ({detail}). If the file comes from Excel or an "
+        'older system, set [parse] encoding = "cp1252" (or "latin-1") in the profile.'
+    )
 
+
+def _csv_header(path: Path, encoding: str, delimiter: str) -> list[str]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding=encoding, newline="") as fh:  # type: ignore[operator]
+        with opener(path, "rb") as fh:
             first = fh.readline()
-    except UnicodeDecodeError as exc:
-        raise IngestError(
-            f"the header of {path.name!r} is not valid {encoding}; set [parse] encoding"
-        ) from exc
     except (OSError, EOFError) as exc:
         raise IngestError(f"cannot read {path.name!r}: {exc}") from exc
-    import csv
-
-    names = next(csv.reader([first], delimiter=delimiter), [])
+    try:
+        line = first.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise IngestError(_encoding_hint(path.name, encoding, f"header: {exc}")) from exc
+    names = next(csv.reader([line], delimiter=delimiter), [])
     if not names:
         raise IngestError(f"{path.name!r} is empty: no header line")
-    return [n.lstrip("\ufeff") for n in names]
+    return [n.lstrip("\ufeff").strip("\r\n") for n in names]
 
 
 def _read_vector(path: Path, profile: Profile) -> pa.Table:
@@ -145,5 +181,7 @@ def _read_vector(path: Path, profile: Profile) -> pa.Table:
         )
     crs = meta.get("crs")
     if crs:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"crs": crs.encode()})
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), b"crs": crs.encode()}
+        )
     return table

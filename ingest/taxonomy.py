@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ingest.errors import IngestError
 
@@ -71,7 +70,9 @@ class Taxonomy:
 
     def classify(self, offense: pa.Array) -> Classified:
         """Map a column of offense names; repairs mojibake in names and says where."""
-        encoded = offense.dictionary_encode() if not pa.types.is_dictionary(offense.type) else offense
+        encoded = (
+            offense.dictionary_encode() if not pa.types.is_dictionary(offense.type) else offense
+        )
         names = encoded.dictionary.to_pylist()
         fixed_names: list[str] = []
         repaired_name = np.zeros(len(names), dtype=bool)
@@ -92,9 +93,10 @@ class Taxonomy:
         for i, name in enumerate(fixed_names):
             if cats[i] == UNKNOWN and counts[i]:
                 unknown[name] += int(counts[i])
+        indices = encoded.indices.cast(pa.int32())
         return Classified(
-            offense=pc.take(pa.array(fixed_names, pa.string()), encoded.indices),
-            category=pc.take(pa.array(cats, pa.string()), encoded.indices),
+            offense=pa.DictionaryArray.from_arrays(indices, pa.array(fixed_names, pa.string())),
+            category=pa.DictionaryArray.from_arrays(indices, pa.array(cats, pa.string())),
             sensitive=sens[idx],
             mojibake=repaired_name[idx],
             unknown=dict(unknown),
@@ -110,3 +112,14 @@ class Classified:
     sensitive: npt.NDArray[np.bool_]
     mojibake: npt.NDArray[np.bool_]
     unknown: dict[str, int]
+
+    def take(self, rows: npt.NDArray[np.intp]) -> Classified:
+        """The same classification for a subset (or reordering) of rows."""
+        idx = pa.array(rows)
+        return Classified(
+            offense=self.offense.take(idx),
+            category=self.category.take(idx),
+            sensitive=self.sensitive[rows],
+            mojibake=self.mojibake[rows],
+            unknown=self.unknown,
+        )

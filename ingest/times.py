@@ -1,9 +1,14 @@
-"""Local date and time: parsing, filler times, time zones, and date sanity checks."""
+"""Local date and time: parsing, filler times, time zones, and date sanity checks.
+
+Date and time columns repeat a few thousand distinct values over millions of rows, so
+every parse runs on the distinct values (Arrow dictionary) and is spread back by index.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -16,6 +21,7 @@ from ingest.profiles import Profile
 from ingest.reasons import Reason
 
 US_PER_DAY = 86_400_000_000
+_Y2000_US = 946_684_800_000_000
 _EXTRA_FIELD_TIME = r"^\d{1,2}:\d{2}:\d{2}:\d{2}$"
 
 
@@ -29,20 +35,30 @@ class LocalTimes:
     time_from_date: Mask
 
 
-def _text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+@dataclass
+class _Distinct:
+    """A text column as its distinct values and, per row, the value's position (-1: null)."""
+
+    values: pa.Array
+    index: npt.NDArray[np.int64]
+
+    def spread(self, per_value: np.ndarray, fill: Any) -> np.ndarray:
+        out = np.asarray(per_value)[np.maximum(self.index, 0)]
+        return np.where(self.index >= 0, out, fill)
+
+
+def _distinct(column: pa.ChunkedArray | pa.Array) -> _Distinct:
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_decode()
-    if pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type):
-        return arr
-    return pc.utf8_trim_whitespace(pc.cast(arr, pa.string()))
+    if not pa.types.is_dictionary(arr.type):
+        arr = pc.cast(arr, pa.string()).dictionary_encode()
+    values = pc.utf8_trim_whitespace(pc.cast(arr.dictionary, pa.string()))
+    index = arr.indices.cast(pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)
+    return _Distinct(values, index)
 
 
-def _missing(text: pa.Array, profile: Profile) -> Mask:
+def _missing(values: pa.Array, profile: Profile) -> Mask:
     nulls = pa.array(profile.parse.null_values, pa.string())
-    if not pa.types.is_string(text.type):
-        return np.asarray(pc.is_null(text))
-    return np.asarray(pc.fill_null(pc.or_(pc.is_null(text), pc.is_in(text, nulls)), True))
+    return np.asarray(pc.fill_null(pc.or_(pc.is_null(values), pc.is_in(values, nulls)), True))
 
 
 def _strptime_any(text: pa.Array, formats: list[str]) -> tuple[npt.NDArray[np.int64], Mask, Mask]:
@@ -55,15 +71,31 @@ def _strptime_any(text: pa.Array, formats: list[str]) -> tuple[npt.NDArray[np.in
         todo = np.flatnonzero(~parsed)
         if todo.size == 0:
             break
-        sub = text.take(pa.array(todo)) if todo.size < n else text
-        ts = pc.strptime(sub, format=fmt, unit="us", error_is_null=True)
-        ok = ~np.asarray(pc.is_null(ts))
-        vals = ts.cast(pa.int64()).fill_null(0).to_numpy()
+        sub = text.take(pa.array(todo))
+        ts = pc.strptime(sub, format=fmt, unit="s", error_is_null=True)
+        # Arrow's strptime rolls impossible dates over (2023-02-30 -> 2023-03-02): accept a
+        # parse only if formatting it back gives the same numbers as the text.
+        back = pc.strftime(ts, format=fmt)
+        ok = np.asarray(pc.fill_null(pc.equal(_numbers(sub), _numbers(back)), False))
+        ts = ts.cast(pa.timestamp("us"))
+        vals = ts.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
         out[todo[ok]] = vals[ok]
         parsed[todo[ok]] = True
         if "%H" in fmt:
             has_time[todo[ok]] = True
     return out, parsed, has_time
+
+
+def _numbers(text: pa.Array) -> pa.Array:
+    """The text with leading zeros of every number removed (so 2023-2-3 == 2023-02-03)."""
+    return pc.replace_substring_regex(text, r"(^|\D)0+(\d)", r"\1\2")
+
+
+def _parse_times(values: pa.Array, formats: list[str]) -> tuple[npt.NDArray[np.int64], Mask]:
+    """Times of day (µs since midnight) of text values, with the parsed mask."""
+    prefixed = pc.binary_join_element_wise(pa.scalar("2000-01-01 "), values, "")
+    tod, ok, _ = _strptime_any(prefixed, [f"%Y-%m-%d {f}" for f in formats])
+    return tod - _Y2000_US, ok
 
 
 def parse_local_times(
@@ -80,64 +112,65 @@ def parse_local_times(
     ``time_from_date_field``. Where they disagree the row is rejected as ambiguous.
     """
     parse = profile.parse
-    text = _text(date_col)
-    n = len(text)
-    _reject(codes, _missing(text, profile), Reason.MISSING_DATE)
-    if pa.types.is_timestamp(text.type) or pa.types.is_date(text.type):
-        local = pc.cast(pc.cast(text, pa.timestamp("us")), pa.int64()).fill_null(0).to_numpy()
-        parsed = ~np.asarray(pc.is_null(text))
-        has_time = np.full(n, pa.types.is_timestamp(text.type))
+    raw = date_col.combine_chunks() if isinstance(date_col, pa.ChunkedArray) else date_col
+    if pa.types.is_timestamp(raw.type) or pa.types.is_date(raw.type):
+        n = len(raw)
+        _reject(codes, np.asarray(pc.is_null(raw)), Reason.MISSING_DATE)
+        local = pc.cast(pc.cast(raw, pa.timestamp("us")), pa.int64()).fill_null(0).to_numpy()
+        has_time = np.full(n, pa.types.is_timestamp(raw.type))
+        if time_col is not None:
+            # A typed timestamp at midnight beside a time column is a date.
+            has_time &= local % US_PER_DAY != 0
     else:
-        local, parsed, has_time = _strptime_any(text, parse.date_format)
-    _reject(codes, ~parsed, Reason.MALFORMED_DATE)
+        dates = _distinct(raw)
+        n = len(dates.index)
+        missing_v = _missing(dates.values, profile)
+        _reject(codes, dates.spread(missing_v, True).astype(bool), Reason.MISSING_DATE)
+        local_v, parsed_v, has_time_v = _strptime_any(dates.values, parse.date_format)
+        _reject(codes, ~dates.spread(parsed_v, False).astype(bool), Reason.MALFORMED_DATE)
+        local = dates.spread(local_v, 0).astype(np.int64)
+        has_time = dates.spread(has_time_v, False).astype(bool)
     local = np.asarray(local, dtype=np.int64)
-    time_of_day_from_date = local % US_PER_DAY
-    day_us = local - time_of_day_from_date
+    date_tod = local % US_PER_DAY
+    day_us = local - date_tod
 
-    imputed = ~has_time.copy()
+    imputed = ~has_time
     from_date = np.zeros(n, dtype=bool)
     if time_col is not None:
-        ttext = _text(time_col)
-        tmissing = _missing(ttext, profile)
-        prefixed = pc.binary_join_element_wise(
-            pa.scalar("2000-01-01 "), pc.cast(ttext, pa.string()), ""
-        )
-        tod, tparsed, _ = _strptime_any(prefixed, [f"%Y-%m-%d {f}" for f in parse.time_format])
-        tod = tod - 946_684_800_000_000  # 2000-01-01 in µs
-        extra = np.asarray(
-            pc.fill_null(pc.match_substring_regex(pc.cast(ttext, pa.string()), _EXTRA_FIELD_TIME), False)
-        )
-        # Time field present and valid: it must agree with a time in the date field.
-        both = tparsed & has_time
-        _reject(codes, both & (tod != time_of_day_from_date), Reason.AMBIGUOUS_TIME)
-        use_time = tparsed & ~has_time
-        # Time field like 06:30:00:00: fine only if it starts with the date field's time.
+        times = _distinct(time_col)
+        tmissing = times.spread(_missing(times.values, profile), True).astype(bool)
+        tod_v, tparsed_v = _parse_times(times.values, parse.time_format)
+        tod = times.spread(tod_v, 0).astype(np.int64)
+        tparsed = times.spread(tparsed_v, False).astype(bool)
+        # A valid time field must agree with a time carried in the date field.
+        _reject(codes, tparsed & has_time & (tod != date_tod), Reason.AMBIGUOUS_TIME)
         bad_time = ~tmissing & ~tparsed
         if bad_time.any():
-            head = pc.utf8_slice_codeunits(pc.cast(ttext, pa.string()), 0, 8)
-            head_tod, head_ok, _ = _strptime_any(
-                pc.binary_join_element_wise(pa.scalar("2000-01-01 "), head, ""),
-                ["%Y-%m-%d %H:%M:%S"],
+            extra_v = np.asarray(
+                pc.fill_null(pc.match_substring_regex(times.values, _EXTRA_FIELD_TIME), False)
             )
-            agree = head_ok & (head_tod - 946_684_800_000_000 == time_of_day_from_date)
-            from_date = bad_time & extra & has_time & agree
+            head_v, head_ok_v = _parse_times(
+                pc.utf8_slice_codeunits(times.values, 0, 8), ["%H:%M:%S"]
+            )
+            extra = times.spread(extra_v, False).astype(bool)
+            head = times.spread(head_v, -1).astype(np.int64)
+            head_ok = times.spread(head_ok_v, False).astype(bool)
+            # "06:30:00:00" beside a date field carrying 06:30:00: the date field's time.
+            from_date = bad_time & extra & has_time & head_ok & (head == date_tod)
             _reject(codes, bad_time & extra & ~from_date, Reason.AMBIGUOUS_TIME)
             _reject(codes, bad_time & ~extra, Reason.MALFORMED_TIME)
-        local = np.where(use_time, day_us + tod, local)
-        imputed = np.where(tparsed | has_time, False, True)
-        imputed &= ~from_date
+        local = np.where(tparsed & ~has_time, day_us + tod, local)
+        imputed = ~(tparsed | has_time)
     if parse.filler_times:
-        tod_final = local % US_PER_DAY
         fillers = np.array([_time_us(t) for t in parse.filler_times], dtype=np.int64)
-        imputed |= np.isin(tod_final, fillers)
+        imputed = imputed | np.isin(local % US_PER_DAY, fillers)
 
     tz = ZoneInfo(profile.timezone)
-    today_local = now.astimezone(tz).replace(tzinfo=None)
-    now_us = int((today_local - datetime(1970, 1, 1)).total_seconds() * 1_000_000)
+    now_local = now.astimezone(tz).replace(tzinfo=None)
+    now_us = int((now_local - datetime(1970, 1, 1)).total_seconds() * 1_000_000)
     _reject(codes, local > now_us, Reason.FUTURE_DATE)
     if parse.start_date is not None:
-        start_us = _date_us(parse.start_date)
-        _reject(codes, local < start_us, Reason.BEFORE_SOURCE_START)
+        _reject(codes, local < _date_us(parse.start_date), Reason.BEFORE_SOURCE_START)
 
     naive = pa.array(local, pa.timestamp("us"))
     # A local time in a DST gap moves to the transition; an ambiguous one takes the

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from store.errors import StoreError
 from store.schema import (
+    BASE_NAMES,
     BBOX,
     GEOMETRY,
     geo_metadata,
@@ -25,6 +26,18 @@ from store.snapshots import DataFile, fsync_dir, fsync_file
 
 INCIDENTS = "incidents"
 ROW_GROUP_SIZE = 65_536
+_DICTIONARY = {
+    "source",
+    "offense",
+    "category",
+    "batch",
+    "repairs",
+    "street_id",
+    "local_date",
+    "local_hour",
+}
+_NO_STATS = {"incident_id", GEOMETRY, BBOX, "repairs", "street_id"}
+_BBOX_STATS = [f"{BBOX}.xmin", f"{BBOX}.ymin", f"{BBOX}.xmax", f"{BBOX}.ymax"]
 
 
 def conform(table: pa.Table, layers: list[str]) -> pa.Table:
@@ -57,9 +70,14 @@ def write_incidents(root: Path, table: pa.Table, tag: str) -> list[DataFile]:
         return []
     years = pc.year(table.column("local_date")).to_numpy()
     jobs = []
-    for year in np.unique(years):
-        part = table.filter(pa.array(years == year))
-        jobs.append((int(year), part))
+    if years.size and bool(np.all(years[1:] >= years[:-1])):
+        # Already grouped by year (ingest sorts by year, then cell): zero-copy slices.
+        bounds = np.flatnonzero(np.diff(years)) + 1
+        for start, stop in zip(np.r_[0, bounds], np.r_[bounds, years.size], strict=True):
+            jobs.append((int(years[start]), table.slice(int(start), int(stop - start))))
+    else:
+        for year in np.unique(years):
+            jobs.append((int(year), table.filter(pa.array(years == year))))
     with ThreadPoolExecutor(max_workers=2) as pool:
         files = list(pool.map(lambda job: _write_one(root, job[0], job[1], tag), jobs))
     for folder in {root / Path(f.path).parent for f in files}:
@@ -69,11 +87,14 @@ def write_incidents(root: Path, table: pa.Table, tag: str) -> list[DataFile]:
 
 
 def _write_one(root: Path, year: int, part: pa.Table, tag: str) -> DataFile:
-    part = part.take(pc.sort_indices(part, sort_keys=[("h3", "ascending")]))
+    cells = part.column("h3").to_numpy()
+    if cells.size > 1 and not bool(np.all(cells[1:] >= cells[:-1])):
+        part = part.take(pa.array(np.argsort(cells, kind="stable")))
     lon = part.column("lon").to_numpy()
     lat = part.column("lat").to_numpy()
     bbox = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
     part = with_geo_metadata(part, geo_metadata(["Point"], bbox))
+    layer_names = set(part.column_names) - set(BASE_NAMES) - {GEOMETRY, BBOX}
     rel = Path(INCIDENTS) / f"year={year}" / f"part-{tag}-{uuid.uuid4().hex[:8]}.parquet"
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +104,10 @@ def _write_one(root: Path, year: int, part: pa.Table, tag: str) -> DataFile:
         compression="zstd",
         row_group_size=ROW_GROUP_SIZE,
         write_page_index=True,
+        # Dictionary pages and statistics only where they pay: ids, points and WKB are
+        # unique per row, and their min/max prune nothing.
+        use_dictionary=[c for c in part.column_names if c in _DICTIONARY or c in layer_names],
+        write_statistics=[c for c in part.column_names if c not in _NO_STATS] + _BBOX_STATS,
     )
     fsync_file(path)
     dates = part.column("local_date")

@@ -11,7 +11,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 
-from geo.crs import transform_xy
 from geo.polygons import CellTable, PolygonIndex, polygons_to_cell_table
 from geo.streets import SegmentIndex
 from store.schema import geo_metadata, with_geo_metadata
@@ -40,12 +39,27 @@ class StreetData:
     metric_crs: str
 
 
+def labels_at(ids: npt.NDArray[np.object_], pos: npt.NDArray[np.int32]) -> pa.Array:
+    """Feature ids at positions (null where the position is -1)."""
+    dictionary = pa.array(ids.tolist(), pa.string())
+    return dictionary.take(pa.array(pos, pa.int32(), mask=pos < 0))
+
+
 @dataclass(frozen=True)
 class LoadedBoundary:
     """A boundary layer loaded for point assignment."""
 
     ids: npt.NDArray[np.object_]
     index: PolygonIndex
+
+    def assign(
+        self,
+        lon: npt.NDArray[np.float64],
+        lat: npt.NDArray[np.float64],
+        cells15: npt.NDArray[np.uint64],
+    ) -> pa.Array:
+        """Polygon ids for points (null outside every polygon)."""
+        return labels_at(self.ids, self.index.assign(lon, lat, cells15))
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,16 @@ class LoadedStreets:
     ids: npt.NDArray[np.object_]
     index: SegmentIndex
     metric_crs: str
+
+    def snap(
+        self, lon: npt.NDArray[np.float64], lat: npt.NDArray[np.float64], distance: float
+    ) -> pa.Array:
+        """Nearest street ids within ``distance`` metres (null beyond)."""
+        index = self.index
+        if distance > index.reach:
+            index = index.with_reach(distance)
+        pos, _ = index.nearest(lon, lat, distance)
+        return labels_at(self.ids, pos)
 
 
 def _bbox_column(geoms: Geometries) -> pa.Array:
@@ -101,7 +125,9 @@ def write_boundary(folder: Path, data: BoundaryData) -> tuple[str, str]:
     _write_geoparquet(polygons_path, columns, data.polygons)
     table = polygons_to_cell_table(data.polygons)
     cells_path = folder / "cells.parquet"
-    interior = np.r_[np.ones(table.interior_cells.size, bool), np.zeros(table.band_cells.size, bool)]
+    interior = np.r_[
+        np.ones(table.interior_cells.size, bool), np.zeros(table.band_cells.size, bool)
+    ]
     cells_table = pa.table(
         {
             "interior": pa.array(interior),
@@ -114,8 +140,8 @@ def write_boundary(folder: Path, data: BoundaryData) -> tuple[str, str]:
     return str(polygons_path), str(cells_path)
 
 
-def write_streets(folder: Path, data: StreetData) -> str:
-    """Write a street layer version (lines in WGS84); return its path."""
+def write_streets(folder: Path, data: StreetData, reach: float) -> tuple[str, str]:
+    """Write a street layer version (lines in WGS84, and its search grid); return paths."""
     path = folder / "lines.parquet"
     columns = {
         "street_id": pa.array([str(i) for i in range(len(data.lines))], pa.string()),
@@ -123,7 +149,12 @@ def write_streets(folder: Path, data: StreetData) -> str:
         "source_id": pa.array(data.source_ids, pa.string()),
     }
     _write_geoparquet(path, columns, data.lines)
-    return str(path)
+    grid_path = folder / "grid.npz"
+    index = SegmentIndex.from_lines(np.asarray(data.lines), data.metric_crs, reach)
+    with open(grid_path, "wb") as fh:
+        np.savez(fh, **index.to_arrays())  # type: ignore[arg-type]
+    fsync_file(grid_path)
+    return str(path), str(grid_path)
 
 
 def load_boundary(polygons_path: Path, cells_path: Path) -> LoadedBoundary:
@@ -146,12 +177,9 @@ def load_boundary(polygons_path: Path, cells_path: Path) -> LoadedBoundary:
     return LoadedBoundary(ids=ids, index=PolygonIndex(np.asarray(geoms), table))
 
 
-def load_streets(path: Path, metric_crs: str, reach: float) -> LoadedStreets:
-    """Load a stored street layer, projected to its metric CRS and gridded."""
-    lines = pq.read_table(path, columns=["street_id", "geometry"])
-    geoms = shapely.from_wkb(lines.column("geometry").to_numpy(zero_copy_only=False))
-    coords = shapely.get_coordinates(geoms)
-    x, y = transform_xy(coords[:, 0], coords[:, 1], "EPSG:4326", metric_crs)
-    projected = shapely.set_coordinates(geoms.copy(), np.column_stack([x, y]))
-    ids = np.asarray(lines.column("street_id").to_pylist(), dtype=object)
-    return LoadedStreets(ids=ids, index=SegmentIndex.from_lines(projected, reach), metric_crs=metric_crs)
+def load_streets(path: Path, grid_path: Path, metric_crs: str) -> LoadedStreets:
+    """Load a stored street layer's ids and its search grid."""
+    ids = np.asarray(pq.read_table(path, columns=["street_id"]).column(0).to_pylist(), dtype=object)
+    with np.load(grid_path) as arrays:
+        index = SegmentIndex.from_arrays(arrays)
+    return LoadedStreets(ids=ids, index=index, metric_crs=metric_crs)

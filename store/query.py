@@ -38,10 +38,22 @@ def snapshot_summary(store: Store, manifest: Manifest) -> Summary:
         return Summary(None, None, [], {}, {})
     con = connect(store, manifest)
     try:
-        lo, hi = con.execute("SELECT min(local_date), max(local_date) FROM incidents").fetchone() or (None, None)
-        sources = [r[0] for r in con.execute("SELECT DISTINCT source FROM incidents ORDER BY 1").fetchall()]
-        cats = dict(con.execute("SELECT category, count(*) FROM incidents GROUP BY 1 ORDER BY 2 DESC").fetchall())
-        offs = dict(con.execute("SELECT offense, count(*) FROM incidents GROUP BY 1 ORDER BY 2 DESC").fetchall())
+        lo, hi = con.execute(
+            "SELECT min(local_date), max(local_date) FROM incidents"
+        ).fetchone() or (None, None)
+        sources = [
+            r[0] for r in con.execute("SELECT DISTINCT source FROM incidents ORDER BY 1").fetchall()
+        ]
+        cats = dict(
+            con.execute(
+                "SELECT category, count(*) FROM incidents GROUP BY 1 ORDER BY 2 DESC"
+            ).fetchall()
+        )
+        offs = dict(
+            con.execute(
+                "SELECT offense, count(*) FROM incidents GROUP BY 1 ORDER BY 2 DESC"
+            ).fetchall()
+        )
     finally:
         con.close()
     return Summary(str(lo) if lo else None, str(hi) if hi else None, sources, cats, offs)

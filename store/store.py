@@ -13,11 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from geo.cells import points_to_cells
-from geo.crs import transform_xy
 from store.errors import StoreError
 from store.incidents import INCIDENTS, conform, read_incidents, write_incidents
 from store.layers import (
@@ -44,6 +42,8 @@ from store.snapshots import (
 LAYERS = "layers"
 REPORTS = "reports"
 DEFAULT_STREET_DISTANCE = 50.0
+# Street grids are stored for this reach; a larger snapping distance rebuilds the grid.
+STREET_REACH = DEFAULT_STREET_DISTANCE
 
 Enricher = Callable[[pa.Table, Manifest], pa.Table]
 
@@ -103,19 +103,21 @@ class Store:
         assert layer.cells_path is not None
         return load_boundary(self.root / layer.path, self.root / layer.cells_path)
 
-    def streets(self, manifest: Manifest, reach: float = DEFAULT_STREET_DISTANCE) -> LoadedStreets | None:
+    def streets(self, manifest: Manifest) -> LoadedStreets | None:
         """Load the snapshot's street layer, or None when it has none."""
         if manifest.street_layer is None:
             return None
         layer = self._layer(manifest, manifest.street_layer, "street")
-        assert layer.metric_crs is not None
-        return load_streets(self.root / layer.path, layer.metric_crs, reach)
+        assert layer.metric_crs is not None and layer.cells_path is not None
+        return load_streets(self.root / layer.path, self.root / layer.cells_path, layer.metric_crs)
 
     def _layer(self, manifest: Manifest, name: str, kind: str) -> Layer:
         layer = manifest.layers.get(name)
         if layer is None or layer.kind != kind:
             have = ", ".join(sorted(manifest.layers)) or "none"
-            raise StoreError(f"no {kind} layer {name!r} in snapshot {manifest.snapshot} (have: {have})")
+            raise StoreError(
+                f"no {kind} layer {name!r} in snapshot {manifest.snapshot} (have: {have})"
+            )
         return layer
 
     # -- writing ---------------------------------------------------------------------
@@ -206,12 +208,13 @@ class Store:
         folder = self.root / LAYERS / name / f"v{version}"
         if folder.exists():
             shutil.rmtree(folder)
-        path = write_streets(folder, data)
+        path, grid = write_streets(folder, data, STREET_REACH)
         layer = Layer(
             name=name,
             kind="street",
             version=version,
             path=self._rel(path),
+            cells_path=self._rel(grid),
             features=len(data.lines),
             name_field=name_field,
             metric_crs=data.metric_crs,
@@ -221,8 +224,11 @@ class Store:
         return self._relayer(parent, layer)
 
     def _relayer(self, parent: Manifest | None, layer: Layer) -> Manifest:
-        """Publish a snapshot with a new layer version, rewriting incident files from the
-        store itself (never from the source files) so that their columns follow it."""
+        """Publish a snapshot with a new layer version.
+
+        Incident files are rewritten from the store itself (never from the source files)
+        so that their layer columns follow the new version.
+        """
         layers = dict(parent.layers) if parent else {}
         layers[layer.name] = layer
         street_layer = parent.street_layer if parent else None
@@ -280,7 +286,8 @@ class Store:
             p
             for folder in (self.root / INCIDENTS, self.root / LAYERS)
             if folder.exists()
-            for p in folder.rglob("*.parquet")
+            for p in folder.rglob("*")
+            if p.is_file()
             if p not in keep
         ]
         garbage += list((self.root / MANIFESTS).glob(".tmp-*"))
@@ -294,24 +301,17 @@ def assign_boundary(loaded: LoadedBoundary, table: pa.Table) -> pa.Array:
     """Polygon ids for the incidents of a table (null outside every polygon)."""
     lon = table.column("lon").to_numpy()
     lat = table.column("lat").to_numpy()
-    cells = table.column("h3").to_numpy() if "h3" in table.column_names else points_to_cells(lon, lat)
-    pos = loaded.index.assign(lon, lat, np.asarray(cells, np.uint64))
-    return _ids_at(loaded.ids, pos)
-
-
-def assign_street(loaded: LoadedStreets, table: pa.Table, distance: float = DEFAULT_STREET_DISTANCE) -> pa.Array:
-    """Nearest street segment ids within ``distance`` metres (null beyond)."""
-    x, y = transform_xy(
-        table.column("lon").to_numpy(), table.column("lat").to_numpy(), "EPSG:4326", loaded.metric_crs
+    cells = (
+        table.column("h3").to_numpy() if "h3" in table.column_names else points_to_cells(lon, lat)
     )
-    pos, _ = loaded.index.nearest(x, y, distance)
-    return _ids_at(loaded.ids, pos)
+    return loaded.assign(lon, lat, np.asarray(cells, np.uint64))
 
 
-def _ids_at(ids: np.ndarray, pos: np.ndarray) -> pa.Array:
-    dictionary = pa.array(ids.tolist(), pa.string())
-    indices = pa.array(pos, pa.int32(), mask=pos < 0)
-    return pc.take(dictionary, indices)
+def assign_street(
+    loaded: LoadedStreets, table: pa.Table, distance: float = DEFAULT_STREET_DISTANCE
+) -> pa.Array:
+    """Nearest street segment ids within ``distance`` metres (null beyond)."""
+    return loaded.snap(table.column("lon").to_numpy(), table.column("lat").to_numpy(), distance)
 
 
 def _set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:

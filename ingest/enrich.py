@@ -1,0 +1,119 @@
+"""Enrichment of validated points: H3 cells, boundary layers and the nearest street.
+
+Runs on the two cores while validation goes on. Worker A indexes cells, sorts the points
+by cell (cell-table lookups on sorted cells are cache-friendly) and assigns half of the
+boundary layers; worker B snaps points to streets, then assigns the other half. All of it
+releases the GIL (polars-h3, GEOS, numpy).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from geo.cells import points_to_cells
+from store import Store
+from store.snapshots import Manifest
+from store.store import DEFAULT_STREET_DISTANCE
+
+Floats = npt.NDArray[np.float64]
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Enriched:
+    """Per point: its H3 cell, one id column per boundary layer, and its street id."""
+
+    cells: npt.NDArray[np.uint64]
+    layers: dict[str, pa.Array]
+    street: pa.Array | None
+
+
+@dataclass
+class _Sorted:
+    cells: npt.NDArray[np.uint64]
+    order: npt.NDArray[np.intp]
+    back: pa.Array
+    lon: Floats
+    lat: Floats
+
+
+class Enrichment:
+    """Enrichment running in the background; ``result()`` waits for it."""
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        store: Store,
+        parent: Manifest | None,
+        lon: Floats,
+        lat: Floats,
+    ) -> None:
+        names = parent.boundary_layers if parent else []
+        self._names = names
+        half = (len(names) + 1) // 2
+        self._sorted: Future[_Sorted] = Future()
+        self._a = pool.submit(self._worker_a, store, parent, lon, lat, names[:half])
+        self._b = pool.submit(self._worker_b, store, parent, lon, lat, names[half:])
+
+    def _worker_a(
+        self, store: Store, parent: Manifest | None, lon: Floats, lat: Floats, names: list[str]
+    ) -> dict[str, pa.Array]:
+        started = time.perf_counter()
+        try:
+            cells = points_to_cells(lon, lat)
+            order = np.argsort(cells, kind="stable")
+            ready = _Sorted(
+                cells, order, pa.array(np.argsort(order, kind="stable")), lon[order], lat[order]
+            )
+            self._sorted.set_result(ready)
+        except BaseException as exc:
+            self._sorted.set_exception(exc)
+            raise
+        log.debug("cells and sort: %.3f s", time.perf_counter() - started)
+        return _assign(store, parent, ready, names)
+
+    def _worker_b(
+        self, store: Store, parent: Manifest | None, lon: Floats, lat: Floats, names: list[str]
+    ) -> tuple[pa.Array | None, dict[str, pa.Array]]:
+        street = None
+        started = time.perf_counter()
+        if parent is not None:
+            streets = store.streets(parent)
+            if streets is not None:
+                street = streets.snap(lon, lat, DEFAULT_STREET_DISTANCE)
+                log.debug("streets: %.3f s", time.perf_counter() - started)
+        return street, _assign(store, parent, self._sorted.result(), names)
+
+    def result(self) -> Enriched:
+        """Wait for both workers."""
+        layers_a = self._a.result()
+        street, layers_b = self._b.result()
+        merged = {**layers_a, **layers_b}
+        return Enriched(
+            cells=self._sorted.result().cells,
+            layers={name: merged[name] for name in self._names},
+            street=street,
+        )
+
+
+def _assign(
+    store: Store, parent: Manifest | None, pts: _Sorted, names: list[str]
+) -> dict[str, pa.Array]:
+    out: dict[str, pa.Array] = {}
+    if parent is None:
+        return out
+    sorted_cells = pts.cells[pts.order]
+    for name in names:
+        started = time.perf_counter()
+        out[name] = (
+            store.boundary(parent, name).assign(pts.lon, pts.lat, sorted_cells).take(pts.back)
+        )
+        log.debug("layer %s: %.3f s", name, time.perf_counter() - started)
+    return out

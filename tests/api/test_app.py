@@ -1,0 +1,33 @@
+"""The HTTP service: health and metadata."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.settings import ServerSettings
+from ingest.pipeline import ingest
+from ingest.profiles import load_profile
+from store import Store
+from tests.conftest import SAMPLE_CSV
+
+
+def test_health_and_meta(empty_store: Store) -> None:
+    with TestClient(create_app(ServerSettings(store=empty_store.root))) as client:
+        health = client.get("/health").json()
+        assert health["status"] == "ok" and health["snapshot"] is None
+        empty = client.get("/v1/meta")
+        assert empty.status_code == 404 and empty.json()["error"] == "not_found"
+    ingest(empty_store, [str(SAMPLE_CSV)], load_profile("fgj-cdmx"))
+    with TestClient(create_app(ServerSettings(store=empty_store.root))) as client:
+        meta = client.get("/v1/meta").json()
+        assert meta["snapshot"] == 1 and meta["records"] == 50_000
+        assert meta["sources"] == ["fgj-cdmx"]
+        assert sum(meta["categories"].values()) == 50_000
+        assert "h3:8" in meta["units"]
+        old = client.get("/v1/meta", params={"as_of": 1}).json()
+        assert old["snapshot"] == 1
+        missing = client.get("/v1/meta", params={"as_of": 9})
+        assert missing.status_code == 404 and "no snapshot 9" in missing.json()["message"]
+        bad = client.get("/v1/meta", params={"as_of": "x"})
+        assert bad.status_code == 422

@@ -1,0 +1,84 @@
+"""Shared fixtures: the real data in ../shared/data, and stores built from it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ingest.layers import read_boundaries, read_streets
+from store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+CDMX = DATA / "cdmx"
+SAMPLE_CSV = CDMX / "fgj_carpetas_sample_50k.csv.gz"
+POINTS = CDMX / "fgj_carpetas_2019_2024_points.parquet"
+COLONIAS = CDMX / "colonias_iecm.gpkg"
+CUADRANTES = CDMX / "cuadrantes_2023.gpkg"
+STREETS = CDMX / "streets_geochicas_person_named_2018.geojson"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not SAMPLE_CSV.exists():
+        raise pytest.UsageError(
+            f"the real data is missing: expected {DATA} beside the checkout (see README)"
+        )
+
+
+def add_cdmx_layers(store: Store) -> None:
+    """colonia (IECM), cuadrante (SSC 2023) and the Geochicas streets, as `make demo` does."""
+    data, notes = read_boundaries(
+        COLONIAS, id_field="CVEUT", name_field="NOMUT", population_field="SUMPOB1"
+    )
+    with store.writing() as parent:
+        store.add_boundary(
+            parent,
+            "colonia",
+            data,
+            id_field="CVEUT",
+            name_field="NOMUT",
+            population_field="SUMPOB1",
+            source_file=str(COLONIAS),
+            notes=notes,
+        )
+    data, notes = read_boundaries(CUADRANTES, id_field="Nomenclatu")
+    with store.writing() as parent:
+        store.add_boundary(
+            parent,
+            "cuadrante",
+            data,
+            id_field="Nomenclatu",
+            name_field=None,
+            population_field=None,
+            source_file=str(CUADRANTES),
+            notes=notes,
+        )
+    sdata, snotes = read_streets(STREETS, name_field="name", id_field="id")
+    with store.writing() as parent:
+        store.add_streets(parent, "calles", sdata, name_field="name", source_file=str(STREETS),
+                          notes=snotes)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def layers_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding the CDMX layers and no incidents (built once per session)."""
+    root = tmp_path_factory.mktemp("layers") / "store"
+    add_cdmx_layers(Store(root))
+    return root
+
+
+@pytest.fixture
+def layers_store(layers_store_template: Path, tmp_path: Path) -> Iterator[Store]:
+    """A private copy of the layers-only store."""
+    root = tmp_path / "store"
+    shutil.copytree(layers_store_template, root)
+    yield Store(root)
+
+
+@pytest.fixture
+def empty_store(tmp_path: Path) -> Store:
+    """A store with nothing in it."""
+    return Store(tmp_path / "store")

@@ -1,0 +1,86 @@
+"""The `cuadra` command line, in-process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from api.cli import app
+from tests.conftest import CDMX, SAMPLE_CSV
+
+runner = CliRunner()
+
+
+def test_help_lists_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("ingest", "boundaries", "streets", "info", "serve", "demo"):
+        assert command in result.output
+
+
+def test_ingest_report_and_info(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    report_path = tmp_path / "report.json"
+    result = runner.invoke(app, ["ingest", str(SAMPLE_CSV), "--profile", "fgj-cdmx",
+                                 "--store", str(store), "--report", str(report_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Committed" in result.output and "50,000" in result.output
+    report = json.loads(report_path.read_text())
+    for key in ("input_rows", "accepted", "rejected", "duplicates", "snapshot"):
+        assert key in report
+    assert (
+        report["input_rows"]
+        == report["accepted"] + sum(report["rejected"].values()) + report["duplicates"]
+    )
+
+    info = runner.invoke(app, ["info", "--store", str(store), "--json"])
+    assert info.exit_code == 0, info.output
+    data = json.loads(info.output)
+    assert data["snapshot"] == report["snapshot"] == 1
+    assert data["records"] == 50_000
+    assert all(Path(f).exists() for f in data["files"]) and len(data["files"]) >= 6
+    assert data["date_min"] >= "2019-01-01"
+
+
+def test_errors_are_clear_and_exit_2(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    missing = runner.invoke(
+        app, ["ingest", str(tmp_path / "nope.csv"), "-p", "fgj-cdmx", "--store", str(store)]
+    )
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    profile = runner.invoke(app, ["ingest", str(SAMPLE_CSV), "-p", "nope", "--store", str(store)])
+    assert profile.exit_code == 2 and "unknown profile" in profile.output
+    empty = runner.invoke(app, ["info", "--store", str(store)])
+    assert empty.exit_code == 2 and "empty" in empty.output
+
+
+def test_boundaries_add_reassigns_stored_incidents(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    assert (
+        runner.invoke(
+            app, ["ingest", str(SAMPLE_CSV), "-p", "fgj-cdmx", "--store", str(store)]
+        ).exit_code
+        == 0
+    )
+    result = runner.invoke(app, ["boundaries", "add", "cuadrante", str(CDMX / "cuadrantes_2016.geojson"),
+                                 "--id-field", "cuadrante", "--store", str(store), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    # The 2016 file is EPSG:4979 with z = 0: the z is dropped, and said so.
+    assert data["notes"]["dropped_z"] == 847 and data["records"] == 50_000
+    info = json.loads(runner.invoke(app, ["info", "--store", str(store), "--json"]).output)
+    assert info["layers"]["cuadrante"]["version"] == 1 and info["snapshot"] == 2
+
+
+def test_duplicate_ids_need_dissolve(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    dup = runner.invoke(app, ["boundaries", "add", "alcaldia", str(CDMX / "colonias_iecm.gpkg"),
+                              "--id-field", "NOMDT", "--store", str(store)])  # fmt: skip
+    assert dup.exit_code == 2 and "--dissolve" in dup.output
+    ok = runner.invoke(app, ["boundaries", "add", "alcaldia", str(CDMX / "colonias_iecm.gpkg"),
+                             "--id-field", "NOMDT", "--population-field", "SUMPOB1",
+                             "--dissolve", "--store", str(store), "--json"])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["features"] == 16  # Mexico City's 16 alcaldías
