@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import shapely
 
 from geo.crs import WGS84, is_geographic, transform_xy
+from ingest.arrays import to_bool
 from ingest.profiles import Profile
 from ingest.reasons import CODE, Reason
 
@@ -46,21 +47,21 @@ def parse_number(column: pa.ChunkedArray | pa.Array, profile: Profile, codes: Co
     n = len(arr)
     if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
         values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
-        values = np.where(np.asarray(pc.is_null(arr)), np.nan, values).astype(np.float64)
+        values = np.where(to_bool(pc.is_null(arr)), np.nan, values).astype(np.float64)
         _reject(codes, np.isnan(values), Reason.MISSING_COORDINATES)
         return values
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     text = pc.utf8_trim_whitespace(pc.cast(arr, pa.string()))
     nulls = pa.array(profile.parse.null_values, pa.string())
-    missing = np.asarray(pc.fill_null(pc.or_(pc.is_null(text), pc.is_in(text, nulls)), True))
+    missing = to_bool(pc.or_(pc.is_null(text), pc.is_in(text, nulls)), True)
     _reject(codes, missing, Reason.MISSING_COORDINATES)
     if profile.parse.decimal == ",":
         text = pc.replace_substring(text, ",", ".", max_replacements=1)
     else:
-        comma = np.asarray(pc.fill_null(pc.match_substring_regex(text, _COMMA_NUMBER), False))
+        comma = to_bool(pc.match_substring_regex(text, _COMMA_NUMBER))
         _reject(codes, comma, Reason.DECIMAL_COMMA)
-    ok = np.asarray(pc.fill_null(pc.match_substring_regex(text, _NUMBER), False))
+    ok = to_bool(pc.match_substring_regex(text, _NUMBER))
     _reject(codes, ~ok, Reason.NON_NUMERIC_COORDINATES)
     values = np.full(n, np.nan)
     idx = np.flatnonzero(ok)

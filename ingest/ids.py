@@ -38,7 +38,11 @@ def _mix(x: U64) -> U64:
 
 def _text_words(values: pa.Array) -> U64:
     """One 64-bit word per row for a text column (hashing each distinct value once)."""
-    encoded = pc.cast(values, pa.string()).dictionary_encode()
+    encoded = (
+        values
+        if pa.types.is_dictionary(values.type)
+        else pc.cast(values, pa.string()).dictionary_encode()
+    )
     words = np.fromiter(
         (
             int.from_bytes(hashlib.blake2b((v or "").encode(), digest_size=8).digest(), "little")
@@ -83,8 +87,8 @@ def record_ids(
     local_us: npt.NDArray[np.int64],
     offense: pa.Array,
     distinct_repeats: bool = False,
-) -> pa.Array:
-    """Stable 24-hex-digit ids for records without a source id.
+) -> tuple[pa.Array, U64]:
+    """Stable 24-hex-digit ids for records without a source id, and their first 64 bits.
 
     Parameters
     ----------
@@ -98,6 +102,11 @@ def record_ids(
         The offense name as published (trimmed).
     distinct_repeats
         Number the k-th repeat of an identical record so that each gets its own id.
+
+    Returns
+    -------
+    ids, key
+        The ids, and their first 16 hex digits as uint64 (a fast key for deduplication).
     """
     n = lon.size
     src_word = np.full(n, _text_words(pa.array([source]))[0], dtype=np.uint64)
@@ -115,7 +124,7 @@ def record_ids(
             hi2, lo2 = _fold(fields, rank.astype(np.uint64))
             hi = np.where(rank > 0, hi2, hi)
             lo = np.where(rank > 0, lo2, lo)
-    return _hex(hi, lo)
+    return _hex(hi, lo), hi
 
 
 def _repeat_rank(hi: U64, lo: U64) -> npt.NDArray[np.int64]:

@@ -26,6 +26,7 @@ import shapely
 
 from geo.cells import points_to_cells
 from geo.types import BBox
+from ingest.arrays import to_bool
 from ingest.coords import Jurisdiction, check_coordinates, geometry_points, parse_number
 from ingest.enrich import Enrichment
 from ingest.errors import IngestError
@@ -33,7 +34,7 @@ from ingest.ids import record_ids
 from ingest.profiles import Profile
 from ingest.readers import SourceTable, read_source
 from ingest.reasons import CODE, REASONS, Reason, Repair
-from ingest.taxonomy import Taxonomy
+from ingest.taxonomy import Taxonomy, trimmed_dictionary
 from ingest.times import parse_local_times
 from store import Store
 from store.snapshots import Batch, Manifest
@@ -344,22 +345,21 @@ def _prepare(
 
     off_col = _column(src, cols.offense, "offense")
     assert off_col is not None
-    off = off_col.combine_chunks()
-    if pa.types.is_dictionary(off.type):
-        off = off.dictionary_decode()
-    off = pc.utf8_trim_whitespace(pc.cast(off, pa.string()))
-    no_offense = np.asarray(pc.fill_null(pc.or_(pc.is_null(off), pc.equal(off, "")), True))
+    off = trimmed_dictionary(off_col)
+    blank = to_bool(pc.equal(off.dictionary, ""), True)
+    index = off.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    no_offense = (index < 0) | blank[np.maximum(index, 0)]
     codes[(codes == 0) & no_offense] = CODE[Reason.MISSING_OFFENSE]
 
     ok = codes == 0
     rows = np.flatnonzero(ok)
     offense = off.take(pa.array(rows))
-    ids = _incident_ids(
+    ids, id_key = _incident_ids(
         src, profile, rows, coords.lon[rows], coords.lat[rows], times.local_us[rows], offense
     )
     # Within-file duplicates go now, and rows are put in H3 order, before any column is
     # gathered: one gather per column, in the order the files are written.
-    first = _first_occurrences(ids)
+    first = _first_occurrences(ids, id_key)
     keep = np.flatnonzero(first)
     classified_unsorted = taxonomy.classify(offense)
     at = np.searchsorted(located, rows)  # position of each accepted row among located
@@ -403,7 +403,7 @@ def _prepare(
     columns["street_id"] = (
         enriched.street.take(at_arr)
         if enriched.street is not None
-        else pa.nulls(rows.size, pa.string())
+        else pa.nulls(rows.size, pa.dictionary(pa.int32(), pa.string()))
     )
     records = pa.table(columns)
     duplicates = int((~first).sum())
@@ -439,40 +439,47 @@ def _prepare(
 def _incident_ids(
     src: SourceTable,
     profile: Profile,
-    rows: pa.Array,
+    rows: np.ndarray,
     lon: np.ndarray,
     lat: np.ndarray,
     local_us: np.ndarray,
     offense: pa.Array,
-) -> pa.Array:
-    """The source id where there is one, else the hash of the normalised record."""
-    hashed = record_ids(
+) -> tuple[pa.Array, np.ndarray | None]:
+    """The source id where there is one, else the hash of the normalised record.
+
+    Also returns a uint64 key per row when every id is a hash (None otherwise).
+    """
+    hashed, key = record_ids(
         profile.name, lon, lat, local_us, offense, profile.parse.identical_rows == "distinct"
     )
     if profile.columns.id is None:
-        return hashed
+        return hashed, key
     col = _column(src, profile.columns.id, "id")
     assert col is not None
-    own = pc.utf8_trim_whitespace(pc.cast(col.combine_chunks().take(rows), pa.string()))
+    own = pc.utf8_trim_whitespace(pc.cast(col.combine_chunks().take(pa.array(rows)), pa.string()))
     nulls = pa.array(profile.parse.null_values, pa.string())
     empty = pc.fill_null(pc.or_(pc.is_null(own), pc.is_in(own, nulls)), True)
     # Hashed ids carry a prefix so that they can never equal a source's own id.
-    return pc.if_else(empty, pc.binary_join_element_wise(pa.scalar("h:"), hashed, ""), own)
+    ids = pc.if_else(empty, pc.binary_join_element_wise(pa.scalar("h:"), hashed, ""), own)
+    return ids, None
 
 
 def _repairs_column(**masks: np.ndarray) -> pa.Array:
+    """The ``repairs`` column: comma-joined repair codes per row, null for none."""
+    names = {"swapped": Repair.SWAPPED_LAT_LON, "from_date": Repair.TIME_FROM_DATE_FIELD,
+             "mojibake": Repair.MOJIBAKE}  # fmt: skip
     n = len(next(iter(masks.values())))
-    labels = np.full(n, None, dtype=object)
-    for name, mask in masks.items():
-        code = {
-            "swapped": Repair.SWAPPED_LAT_LON,
-            "from_date": Repair.TIME_FROM_DATE_FIELD,
-            "mojibake": Repair.MOJIBAKE,
-        }[name].value
-        where = np.flatnonzero(mask)
-        for i in where:
-            labels[i] = code if labels[i] is None else f"{labels[i]},{code}"
-    return pa.array(labels, pa.string()).dictionary_encode()
+    bits = np.zeros(n, dtype=np.int32)
+    for bit, mask in enumerate(masks.values()):
+        bits |= mask.astype(np.int32) << bit
+    # One dictionary entry per combination of repairs (at most 2**3).
+    labels = [
+        ",".join(names[key].value for b, key in enumerate(masks) if combo >> b & 1)
+        for combo in range(1, 1 << len(masks))
+    ]
+    return pa.DictionaryArray.from_arrays(
+        pa.array(bits - 1, pa.int32(), mask=bits == 0), pa.array(labels, pa.string())
+    )
 
 
 def _rejects_table(src: SourceTable, codes: np.ndarray) -> pa.Table:
@@ -515,11 +522,26 @@ def _write_rejects(store: Store, batch_id: str, tables: list[pa.Table]) -> str:
     return str(path)
 
 
-def _first_occurrences(ids: pa.Array) -> np.ndarray:
-    """True for the first row of each incident id."""
-    import polars as pl
+def _first_occurrences(ids: pa.Array, key: np.ndarray | None) -> np.ndarray:
+    """True for the first row of each incident id.
 
-    return pl.Series("id", ids).is_first_distinct().to_numpy()
+    With a uint64 key (the ids' first 64 bits), rows are grouped by key with a sort, and
+    only rows sharing a key are compared as strings.
+    """
+    if key is None:
+        import polars as pl
+
+        return pl.Series("id", ids).is_first_distinct().to_numpy()
+    first = np.zeros(key.size, dtype=bool)
+    uniq, firsts, counts = np.unique(key, return_index=True, return_counts=True)
+    first[firsts] = True
+    shared = np.flatnonzero(np.isin(key, uniq[counts > 1]))
+    seen: set[str] = set()
+    for i in shared:  # few rows: exact duplicates and (never seen) 64-bit collisions
+        text = ids[int(i)].as_py()
+        first[i] = text not in seen
+        seen.add(text)
+    return first
 
 
 def _deduplicate(

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ingest.errors import IngestError
 
@@ -38,6 +39,19 @@ def repair_mojibake(text: str) -> str | None:
         if fixed != text:
             return fixed
     return None
+
+
+def trimmed_dictionary(column: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
+    """A text column as a dictionary array whose values are trimmed of white space.
+
+    Offense names repeat a few hundred values over millions of rows: trimming, matching
+    and hashing then run once per distinct value.
+    """
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not pa.types.is_dictionary(arr.type):
+        arr = pc.cast(arr, pa.string()).dictionary_encode()
+    values = pc.utf8_trim_whitespace(pc.cast(arr.dictionary, pa.string()))
+    return pa.DictionaryArray.from_arrays(arr.indices.cast(pa.int32()), values)
 
 
 @dataclass(frozen=True)

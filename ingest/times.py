@@ -16,6 +16,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingest.arrays import to_bool
 from ingest.coords import Codes, Mask, _reject
 from ingest.profiles import Profile
 from ingest.reasons import Reason
@@ -58,7 +59,7 @@ def _distinct(column: pa.ChunkedArray | pa.Array) -> _Distinct:
 
 def _missing(values: pa.Array, profile: Profile) -> Mask:
     nulls = pa.array(profile.parse.null_values, pa.string())
-    return np.asarray(pc.fill_null(pc.or_(pc.is_null(values), pc.is_in(values, nulls)), True))
+    return to_bool(pc.or_(pc.is_null(values), pc.is_in(values, nulls)), True)
 
 
 def _strptime_any(text: pa.Array, formats: list[str]) -> tuple[npt.NDArray[np.int64], Mask, Mask]:
@@ -76,7 +77,7 @@ def _strptime_any(text: pa.Array, formats: list[str]) -> tuple[npt.NDArray[np.in
         # Arrow's strptime rolls impossible dates over (2023-02-30 -> 2023-03-02): accept a
         # parse only if formatting it back gives the same numbers as the text.
         back = pc.strftime(ts, format=fmt)
-        ok = np.asarray(pc.fill_null(pc.equal(_numbers(sub), _numbers(back)), False))
+        ok = to_bool(pc.equal(_numbers(sub), _numbers(back)))
         ts = ts.cast(pa.timestamp("us"))
         vals = ts.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
         out[todo[ok]] = vals[ok]
@@ -115,7 +116,7 @@ def parse_local_times(
     raw = date_col.combine_chunks() if isinstance(date_col, pa.ChunkedArray) else date_col
     if pa.types.is_timestamp(raw.type) or pa.types.is_date(raw.type):
         n = len(raw)
-        _reject(codes, np.asarray(pc.is_null(raw)), Reason.MISSING_DATE)
+        _reject(codes, to_bool(pc.is_null(raw)), Reason.MISSING_DATE)
         local = pc.cast(pc.cast(raw, pa.timestamp("us")), pa.int64()).fill_null(0).to_numpy()
         has_time = np.full(n, pa.types.is_timestamp(raw.type))
         if time_col is not None:
@@ -146,9 +147,7 @@ def parse_local_times(
         _reject(codes, tparsed & has_time & (tod != date_tod), Reason.AMBIGUOUS_TIME)
         bad_time = ~tmissing & ~tparsed
         if bad_time.any():
-            extra_v = np.asarray(
-                pc.fill_null(pc.match_substring_regex(times.values, _EXTRA_FIELD_TIME), False)
-            )
+            extra_v = to_bool(pc.match_substring_regex(times.values, _EXTRA_FIELD_TIME))
             head_v, head_ok_v = _parse_times(
                 pc.utf8_slice_codeunits(times.values, 0, 8), ["%H:%M:%S"]
             )

@@ -33,7 +33,7 @@ BASE_FIELDS: list[pa.Field] = [
     pa.field("lon", pa.float64(), nullable=False),
     pa.field("lat", pa.float64(), nullable=False),
     pa.field("h3", pa.uint64(), nullable=False),
-    pa.field("street_id", pa.string()),
+    pa.field("street_id", pa.dictionary(pa.int32(), pa.string())),
     pa.field("repairs", pa.dictionary(pa.int32(), pa.string())),
     pa.field("batch", pa.dictionary(pa.int32(), pa.string()), nullable=False),
 ]
@@ -58,7 +58,7 @@ RESERVED = set(BASE_NAMES) | {GEOMETRY, BBOX, "year", "month", "weekday"}
 
 def incident_schema(layers: list[str]) -> pa.Schema:
     """Return the on-disk schema for a store with the given boundary layers."""
-    layer_fields = [pa.field(name, pa.string()) for name in layers]
+    layer_fields = [pa.field(name, pa.dictionary(pa.int32(), pa.string())) for name in layers]
     return pa.schema(BASE_FIELDS + layer_fields + TAIL_FIELDS)
 
 
