@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CDMX = ROOT.parent / "shared" / "data" / "cdmx"
 POINTS = CDMX / "fgj_carpetas_2019_2024_points.parquet"
-CUADRA = [sys.executable, "-m", "api.cli"]
+CUADRA = [sys.executable, "-m", "api.entry"]
 
 
 def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:

@@ -152,6 +152,7 @@ def ingest(
     sha256 = sha256 or profile.expect.sha256
 
     say("reading")
+    _warm_imports()
     sources = [read_source(p, profile) for p in paths]
     _check_integrity(sources, expect_rows, sha256)
     batch_id = _batch_id(profile, sources)
@@ -222,6 +223,18 @@ def ingest(
     report.stage_seconds = stages
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def _warm_imports() -> None:
+    """Import pandas on the side while the input is read (I/O, GIL released).
+
+    pyarrow imports pandas (when installed) at its first conversion from numpy, a third
+    of a second spent with the GIL held; done here it overlaps reading and hashing.
+    """
+    import importlib
+    import threading
+
+    threading.Thread(target=importlib.import_module, args=("pandas",), daemon=True).start()
 
 
 def _batch_id(profile: Profile, sources: list[SourceTable]) -> str:
@@ -300,6 +313,18 @@ def _column(src: SourceTable, name: str | None, what: str) -> pa.ChunkedArray | 
     return src.table.column(name)
 
 
+class _Clock:
+    """Debug-level timings of the stages of one input file."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+
+    def lap(self, what: str) -> None:
+        now = time.perf_counter()
+        log.debug("%s: %.3f s", what, now - self.last)
+        self.last = now
+
+
 def _prepare(
     store: Store,
     parent: Manifest | None,
@@ -310,6 +335,7 @@ def _prepare(
     now: datetime,
     pool: ThreadPoolExecutor,
 ) -> Prepared:
+    clock = _Clock()
     cols = profile.columns
     table = src.table
     n = table.num_rows
@@ -335,6 +361,7 @@ def _prepare(
         y = parse_number(ycol, profile, codes_y)
         codes = np.where(codes == 0, codes_y, codes).astype(np.int8)
     coords = check_coordinates(x, y, profile, codes, jurisdiction, source_crs)
+    clock.lap("coordinates")
     # Enrich every located row now, on the other core, while dates are checked here.
     located = np.flatnonzero(codes == 0)
     enrichment = Enrichment(pool, store, parent, coords.lon[located], coords.lat[located])
@@ -342,6 +369,7 @@ def _prepare(
     date_col = _column(src, cols.date or cols.datetime, "date")
     assert date_col is not None
     times = parse_local_times(date_col, _column(src, cols.time, "time"), profile, codes, now)
+    clock.lap("dates and times")
 
     off_col = _column(src, cols.offense, "offense")
     assert off_col is not None
@@ -359,11 +387,14 @@ def _prepare(
     )
     # Within-file duplicates go now, and rows are put in H3 order, before any column is
     # gathered: one gather per column, in the order the files are written.
+    clock.lap("offenses and ids")
     first = _first_occurrences(ids, id_key)
     keep = np.flatnonzero(first)
     classified_unsorted = taxonomy.classify(offense)
     at = np.searchsorted(located, rows)  # position of each accepted row among located
+    clock.lap("duplicates and categories")
     enriched = enrichment.result()
+    clock.lap("waiting for enrichment")
     # Files are per year, rows by cell within: sort by (year, cell) so that the writer
     # can slice instead of filter.
     year = (
@@ -406,6 +437,7 @@ def _prepare(
         else pa.nulls(rows.size, pa.dictionary(pa.int32(), pa.string()))
     )
     records = pa.table(columns)
+    clock.lap("gathering columns")
     duplicates = int((~first).sum())
     rejected = Counter(
         {

@@ -38,14 +38,17 @@ class LocalTimes:
 
 @dataclass
 class _Distinct:
-    """A text column as its distinct values and, per row, the value's position (-1: null)."""
+    """A text column as its distinct values and, per row, the value's position.
+
+    A null row points one past the last value, where ``spread`` puts its fill value: one
+    gather per spread, no masking.
+    """
 
     values: pa.Array
-    index: npt.NDArray[np.int64]
+    index: npt.NDArray[np.int32]
 
     def spread(self, per_value: np.ndarray, fill: Any) -> np.ndarray:
-        out = np.asarray(per_value)[np.maximum(self.index, 0)]
-        return np.where(self.index >= 0, out, fill)
+        return np.append(per_value, np.asarray([fill], dtype=per_value.dtype))[self.index]
 
 
 def _distinct(column: pa.ChunkedArray | pa.Array) -> _Distinct:
@@ -53,7 +56,7 @@ def _distinct(column: pa.ChunkedArray | pa.Array) -> _Distinct:
     if not pa.types.is_dictionary(arr.type):
         arr = pc.cast(arr, pa.string()).dictionary_encode()
     values = pc.utf8_trim_whitespace(pc.cast(arr.dictionary, pa.string()))
-    index = arr.indices.cast(pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)
+    index = arr.indices.cast(pa.int32()).fill_null(len(values)).to_numpy(zero_copy_only=False)
     return _Distinct(values, index)
 
 
@@ -126,11 +129,11 @@ def parse_local_times(
         dates = _distinct(raw)
         n = len(dates.index)
         missing_v = _missing(dates.values, profile)
-        _reject(codes, dates.spread(missing_v, True).astype(bool), Reason.MISSING_DATE)
+        _reject(codes, dates.spread(missing_v, True), Reason.MISSING_DATE)
         local_v, parsed_v, has_time_v = _strptime_any(dates.values, parse.date_format)
-        _reject(codes, ~dates.spread(parsed_v, False).astype(bool), Reason.MALFORMED_DATE)
-        local = dates.spread(local_v, 0).astype(np.int64)
-        has_time = dates.spread(has_time_v, False).astype(bool)
+        _reject(codes, ~dates.spread(parsed_v, False), Reason.MALFORMED_DATE)
+        local = dates.spread(local_v, 0)
+        has_time = dates.spread(has_time_v, False)
     local = np.asarray(local, dtype=np.int64)
     date_tod = local % US_PER_DAY
     day_us = local - date_tod
@@ -139,10 +142,10 @@ def parse_local_times(
     from_date = np.zeros(n, dtype=bool)
     if time_col is not None:
         times = _distinct(time_col)
-        tmissing = times.spread(_missing(times.values, profile), True).astype(bool)
+        tmissing = times.spread(_missing(times.values, profile), True)
         tod_v, tparsed_v = _parse_times(times.values, parse.time_format)
-        tod = times.spread(tod_v, 0).astype(np.int64)
-        tparsed = times.spread(tparsed_v, False).astype(bool)
+        tod = times.spread(tod_v, 0)
+        tparsed = times.spread(tparsed_v, False)
         # A valid time field must agree with a time carried in the date field.
         _reject(codes, tparsed & has_time & (tod != date_tod), Reason.AMBIGUOUS_TIME)
         bad_time = ~tmissing & ~tparsed
@@ -151,9 +154,9 @@ def parse_local_times(
             head_v, head_ok_v = _parse_times(
                 pc.utf8_slice_codeunits(times.values, 0, 8), ["%H:%M:%S"]
             )
-            extra = times.spread(extra_v, False).astype(bool)
-            head = times.spread(head_v, -1).astype(np.int64)
-            head_ok = times.spread(head_ok_v, False).astype(bool)
+            extra = times.spread(extra_v, False)
+            head = times.spread(head_v, -1)
+            head_ok = times.spread(head_ok_v, False)
             # "06:30:00:00" beside a date field carrying 06:30:00: the date field's time.
             from_date = bad_time & extra & has_time & head_ok & (head == date_tod)
             _reject(codes, bad_time & extra & ~from_date, Reason.AMBIGUOUS_TIME)
