@@ -1,9 +1,11 @@
 """Enrichment of validated points: H3 cells, boundary layers and the nearest street.
 
-Runs on the two cores while validation goes on. Worker A indexes cells, sorts the points
-by cell (cell-table lookups on sorted cells are cache-friendly) and assigns half of the
-boundary layers; worker B snaps points to streets, then assigns the other half. All of it
-releases the GIL (polars-h3, GEOS, numpy).
+Runs on the two cores while validation goes on. Streets need no cells, so a worker starts
+snapping at once. The caller indexes cells and sorts the points by cell (cell-table
+lookups on sorted cells are cache-friendly); then a second worker assigns half of the
+boundary layers, and the street worker the other half when it is done with streets.
+GEOS and numpy release the GIL; polars-h3, the fastest indexer here, does not, which is
+why it runs on the calling thread rather than in a worker where it would stall the rest.
 """
 
 from __future__ import annotations
@@ -59,27 +61,20 @@ class Enrichment:
         self._names = names
         half = (len(names) + 1) // 2
         self._sorted: Future[_Sorted] = Future()
-        self._a = pool.submit(self._worker_a, store, parent, lon, lat, names[:half])
-        self._b = pool.submit(self._worker_b, store, parent, lon, lat, names[half:])
-
-    def _worker_a(
-        self, store: Store, parent: Manifest | None, lon: Floats, lat: Floats, names: list[str]
-    ) -> dict[str, pa.Array]:
+        self._b = pool.submit(self._streets_then_layers, store, parent, lon, lat, names[half:])
         started = time.perf_counter()
         try:
             cells = points_to_cells(lon, lat)
             order = np.argsort(cells, kind="stable")
-            ready = _Sorted(
-                cells, order, pa.array(np.argsort(order, kind="stable")), lon[order], lat[order]
-            )
-            self._sorted.set_result(ready)
+            back = pa.array(np.argsort(order, kind="stable"))
+            self._sorted.set_result(_Sorted(cells, order, back, lon[order], lat[order]))
         except BaseException as exc:
             self._sorted.set_exception(exc)
             raise
         log.debug("cells and sort: %.3f s", time.perf_counter() - started)
-        return _assign(store, parent, ready, names)
+        self._a = pool.submit(_assign, store, parent, self._sorted.result(), names[:half])
 
-    def _worker_b(
+    def _streets_then_layers(
         self, store: Store, parent: Manifest | None, lon: Floats, lat: Floats, names: list[str]
     ) -> tuple[pa.Array | None, dict[str, pa.Array]]:
         street = None
