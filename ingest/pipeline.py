@@ -179,9 +179,7 @@ def ingest(
             for name in ([*parent.boundary_layers, "street_id"] if parent else [])
             if name != "street_id" or parent.street_layer  # type: ignore[union-attr]
         }
-        records = records.append_column(
-            "batch", pa.array([batch_id] * records.num_rows, pa.string()).dictionary_encode()
-        )
+        records = records.append_column("batch", _constant(batch_id, records.num_rows))
         report = IngestReport(
             status="committed",
             source=profile.name,
@@ -223,6 +221,11 @@ def ingest(
     report.stage_seconds = stages
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def _constant(value: str, n: int) -> pa.DictionaryArray:
+    """A column holding one string n times, as a one-entry dictionary."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([value]))
 
 
 def _warm_imports() -> None:
@@ -409,9 +412,7 @@ def _prepare(
     local = times.local_us[rows]
     columns: dict[str, pa.Array] = {
         "incident_id": ids.take(pa.array(keep)),
-        "source": pa.DictionaryArray.from_arrays(
-            pa.array(np.zeros(rows.size, np.int32)), pa.array([profile.name])
-        ),
+        "source": _constant(profile.name, rows.size),
         "occurred_at": times.utc.take(take),
         "local_date": pa.array(local // 86_400_000_000, pa.int32()).cast(pa.date32()),
         "local_hour": pa.array(((local // 3_600_000_000) % 24).astype(np.int8)),
