@@ -8,8 +8,10 @@ from fastapi.responses import JSONResponse
 from geo.errors import GeoError
 from ingest.errors import IngestError
 from store.errors import StoreError
+from store.filters import FilterError
 
 STATUS_CODES: dict[type[Exception], tuple[int, str]] = {
+    FilterError: (400, "invalid_parameter"),
     GeoError: (400, "invalid_geometry"),
     IngestError: (400, "invalid_input"),
     StoreError: (404, "not_found"),
@@ -23,6 +25,9 @@ def add_exception_handlers(app: FastAPI) -> None:
         async def handler(
             request: Request, exc: Exception, status: int = status, code: str = code
         ) -> JSONResponse:
-            return JSONResponse(status_code=status, content={"error": code, "message": str(exc)})
+            content: dict[str, object] = {"error": code, "message": str(exc)}
+            if isinstance(exc, FilterError):
+                content["parameter"] = exc.param
+            return JSONResponse(status_code=status, content=content)
 
         app.add_exception_handler(exc_type, handler)

@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
+import duckdb
 from fastapi import FastAPI, Request, Response
 
 from api.errors import add_exception_handlers
-from api.routes import meta
+from api.routes import aggregates, meta
 from api.settings import ServerSettings
 from store import Store
 
@@ -26,7 +27,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = Store(settings.store)
         app.state.settings = settings
-        yield
+        # One DuckDB connection for the app; each request takes its own cursor (a
+        # connection is not thread-safe, and FastAPI runs sync routes in a thread pool).
+        app.state.duckdb = duckdb.connect(config={"threads": 2})
+        try:
+            yield
+        finally:
+            app.state.duckdb.close()
 
     app = FastAPI(
         title="Cuadra",
@@ -36,6 +43,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     add_exception_handlers(app)
     app.include_router(meta.router)
+    app.include_router(aggregates.router)
 
     @app.middleware("http")
     async def log_request(

@@ -82,3 +82,19 @@ def cells_to_hex(cells: Cells) -> list[str]:
 def _check_res(res: int) -> None:
     if not 0 <= int(res) <= FINEST:
         raise GeoError(f"H3 resolution must be 0..15, got {res}")
+
+
+def cells_to_polygons(cells: Cells) -> npt.NDArray[np.object_]:
+    """Cell outlines as shapely polygons in lon/lat (from h3ronpy's WKB, already x/y)."""
+    import shapely
+    from h3ronpy.vector import cells_to_wkb_polygons
+
+    if len(cells) == 0:
+        return np.empty(0, dtype=np.object_)
+    wkb = cells_to_wkb_polygons(np.asarray(cells, dtype=np.uint64))
+    return np.asarray(shapely.from_wkb(np.asarray(wkb.to_pylist(), dtype=object)), dtype=np.object_)
+
+
+def hex_to_cells(hexes: list[str]) -> Cells:
+    """Parse lower-case hex cell ids (the API edge) to uint64."""
+    return np.array([int(h, 16) for h in hexes], dtype=np.uint64)

@@ -1,0 +1,123 @@
+"""Shared request dependencies: the store snapshot, and the common filters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from geo.types import BBox
+from store import Store
+from store.filters import FilterError, Filters
+from store.snapshots import Manifest
+
+
+def get_store(request: Request) -> Store:
+    """The store the app serves."""
+    store: Store = request.app.state.store
+    return store
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+
+
+def get_manifest(
+    store: StoreDep,
+    as_of: Annotated[
+        int | None,
+        Query(ge=1, le=10**8, description="Read an older snapshot by its id.", examples=[1]),
+    ] = None,
+) -> Manifest:
+    """The current snapshot, or ``as_of``."""
+    return store.require_manifest(as_of)
+
+
+ManifestDep = Annotated[Manifest, Depends(get_manifest)]
+
+
+@dataclass
+class CommonFilters:
+    """The filters every aggregate, hotspot and tile route takes (SPEC §5)."""
+
+    start: Annotated[
+        date | None,
+        Query(description="First local date (inclusive), ISO.", examples=["2023-01-01"]),
+    ] = None
+    end: Annotated[
+        date | None,
+        Query(
+            description="Local date after the last one (exclusive), ISO.", examples=["2024-01-01"]
+        ),
+    ] = None
+    category: Annotated[
+        list[str] | None,
+        Query(
+            max_length=50,
+            description="Category (repeatable); see /v1/meta.",
+            examples=["robo_transeunte"],
+        ),
+    ] = None
+    offense: Annotated[
+        list[str] | None,
+        Query(max_length=50, description="Offense as published (repeatable).",
+              examples=["ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA"]),
+    ] = None  # fmt: skip
+    hour_from: Annotated[
+        int | None,
+        Query(ge=0, le=23, description="Local hour window start (inclusive).", examples=[22]),
+    ] = None
+    hour_to: Annotated[
+        int | None,
+        Query(ge=1, le=24, description="Local hour window end (exclusive); smaller than hour_from wraps past midnight.", examples=[6]),
+    ] = None  # fmt: skip
+    weekday: Annotated[
+        list[int] | None,
+        Query(max_length=7, description="Local weekday (repeatable), 0 = Monday … 6 = Sunday.", examples=[4]),
+    ] = None  # fmt: skip
+    bbox: Annotated[
+        str | None,
+        Query(
+            pattern=r"^-?\d+(\.\d+)?,-?\d+(\.\d+)?,-?\d+(\.\d+)?,-?\d+(\.\d+)?$",
+            max_length=100,
+            description="minlon,minlat,maxlon,maxlat (WGS84).",
+            examples=["-99.20,19.38,-99.12,19.45"],
+        ),
+    ] = None
+    within: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[a-z0-9_]+:.+$",
+            max_length=200,
+            description="layer:id, e.g. alcaldia:COYOACAN or colonia:03-045.",
+            examples=["alcaldia:COYOACAN"],
+        ),
+    ] = None
+
+    def to_filters(self) -> Filters:
+        """The store's filter object (validated further against the snapshot)."""
+        box = None
+        if self.bbox is not None:
+            box = BBox(*(float(v) for v in self.bbox.split(",")))
+        within = None
+        if self.within is not None:
+            layer, _, ident = self.within.partition(":")
+            within = (layer, ident)
+        for w in self.weekday or []:
+            if not 0 <= w <= 6:
+                raise FilterError("weekday", w, "must be 0 (Monday) to 6 (Sunday)")
+        return Filters(
+            start=self.start,
+            end=self.end,
+            categories=tuple(self.category or ()),
+            offenses=tuple(self.offense or ()),
+            hour_from=self.hour_from,
+            hour_to=self.hour_to,
+            weekdays=tuple(self.weekday or ()),
+            bbox=box,
+            within=within,
+        )
+
+
+FiltersDep = Annotated[CommonFilters, Depends()]

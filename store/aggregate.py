@@ -1,0 +1,147 @@
+"""Counts per spatial unit (H3 cell, boundary polygon or street segment) over a snapshot."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from store.errors import StoreError
+from store.filters import FilterError, Filters, quote
+from store.snapshots import Manifest
+from store.store import Store
+
+H3_MIN, H3_MAX = 5, 12
+_H3_UNIT = re.compile(r"^h3:(\d{1,2})$")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A spatial unit of aggregation."""
+
+    kind: Literal["h3", "layer", "street"]
+    res: int | None = None
+    layer: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, manifest: Manifest) -> Unit:
+        """``h3:<5..12>``, a boundary layer name, or ``street``; FilterError otherwise."""
+        match = _H3_UNIT.match(text)
+        if match:
+            res = int(match.group(1))
+            if not H3_MIN <= res <= H3_MAX:
+                raise FilterError("unit", text, f"H3 resolution must be {H3_MIN}..{H3_MAX}")
+            return cls("h3", res=res)
+        if text == "street":
+            if manifest.street_layer is None:
+                raise FilterError("unit", text, "the store has no street network")
+            return cls("street", layer=manifest.street_layer)
+        if text in manifest.boundary_layers:
+            return cls("layer", layer=text)
+        units = [f"h3:{H3_MIN}..{H3_MAX}", *manifest.boundary_layers]
+        if manifest.street_layer:
+            units.append("street")
+        raise FilterError("unit", text, f"unknown unit; use one of: {', '.join(units)}")
+
+    def key_sql(self) -> str:
+        """SQL expression of a record's unit id (text), null when it has none."""
+        if self.kind == "h3":
+            assert self.res is not None
+            # The res-15 cell's parent, by the bits of the H3 index (= h3.cell_to_parent).
+            r = int(self.res)
+            unused = (1 << (3 * (15 - r))) - 1
+            return (
+                f"lower(hex((h3 & ~(15::UBIGINT << 52)) | ({r}::UBIGINT << 52) "
+                f"| {unused}::UBIGINT))"
+            )
+        if self.kind == "street":
+            return "street_id"
+        assert self.layer is not None
+        return quote(self.layer)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """One row per occupied unit, and what fell outside every unit."""
+
+    table: pa.Table  # unit_id, count, and for layers: name, population
+    total: int
+    unassigned: int
+
+
+def aggregate(
+    store: Store,
+    manifest: Manifest,
+    unit: Unit,
+    filters: Filters,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> Counts:
+    """Count the snapshot's incidents per unit under the filters.
+
+    Parameters
+    ----------
+    store, manifest
+        The snapshot to read (exactly its files).
+    unit
+        The spatial unit.
+    filters
+        What to count.
+    con
+        A DuckDB connection or cursor (one per request in the API); a new one by default.
+    """
+    where, params = filters.where(manifest.boundary_layers)
+    files = [str(p) for p in store.data_files(manifest)]
+    own = con is None
+    cur = duckdb.connect() if con is None else con
+    try:
+        if not files:
+            empty = pa.table(
+                {"unit_id": pa.array([], pa.string()), "count": pa.array([], pa.int64())}
+            )
+            return Counts(empty, 0, 0)
+        key = unit.key_sql()
+        sql = (
+            f"SELECT {key} AS unit_id, count(*) AS count FROM read_parquet(?) "
+            f"WHERE {where} GROUP BY 1"
+        )
+        grouped = cur.sql(sql, params=[files, *params]).to_arrow_table()
+    finally:
+        if own:
+            cur.close()
+    ids = grouped.column("unit_id")
+    counts = grouped.column("count")
+    unassigned_mask = ids.is_null()
+    unassigned = int(pc.sum(pc.filter(counts, unassigned_mask)).as_py() or 0)
+    total = int(pc.sum(counts).as_py() or 0)
+    table = grouped.filter(pc.invert(unassigned_mask)).sort_by(
+        [("count", "descending"), ("unit_id", "ascending")]
+    )
+    return Counts(
+        table.cast(pa.schema([("unit_id", pa.string()), ("count", pa.int64())])), total, unassigned
+    )
+
+
+def unit_attributes(store: Store, manifest: Manifest, unit: Unit) -> pa.Table:
+    """id, name, population (null where unknown) and WKB geometry of a layer's units."""
+    if unit.kind == "h3" or unit.layer is None:
+        raise StoreError("H3 cells have no stored attributes")
+    layer = manifest.layers[unit.layer]
+    path = store.root / layer.path
+
+    if unit.kind == "street":
+        t = pq.read_table(path, columns=["street_id", "name", "geometry"])
+        return pa.table(
+            {
+                "unit_id": t.column("street_id"),
+                "name": t.column("name"),
+                "population": pa.nulls(t.num_rows, pa.float64()),
+                "geometry": t.column("geometry"),
+            }
+        )
+    t = pq.read_table(path, columns=["id", "name", "population", "geometry"])
+    return t.rename_columns(["unit_id", "name", "population", "geometry"])

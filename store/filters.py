@@ -1,0 +1,128 @@
+"""The common filters of every aggregate, hotspot and tile query, compiled to SQL.
+
+Values are always bound parameters; the only identifiers that reach the SQL text are
+column names checked against the snapshot's own list of layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from geo.types import BBox
+from store.errors import StoreError
+
+MAX_LIST = 50
+
+
+class FilterError(StoreError):
+    """A filter value that cannot be applied; the message names the parameter."""
+
+    def __init__(self, param: str, value: object, message: str) -> None:
+        super().__init__(f"{param}={value!r}: {message}")
+        self.param = param
+        self.value = value
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What to count. Dates, hours and weekdays are the record's local time.
+
+    Attributes
+    ----------
+    start, end
+        Local dates, start inclusive, end exclusive.
+    categories, offenses
+        Any of these (empty: all).
+    hour_from, hour_to
+        Local hour window, ``hour_from`` inclusive, ``hour_to`` exclusive (0–24); a window
+        with ``hour_from > hour_to`` wraps past midnight (22 to 6 is 22:00–05:59).
+    weekdays
+        Any of these local weekdays, 0 = Monday.
+    bbox
+        Points inside (edges included).
+    within
+        ``(layer, id)``: points in that polygon of a boundary layer.
+    """
+
+    start: date | None = None
+    end: date | None = None
+    categories: tuple[str, ...] = ()
+    offenses: tuple[str, ...] = ()
+    hour_from: int | None = None
+    hour_to: int | None = None
+    weekdays: tuple[int, ...] = ()
+    bbox: BBox | None = None
+    within: tuple[str, str] | None = None
+    sources: tuple[str, ...] = field(default=())
+
+    def check(self, layers: list[str]) -> None:
+        """Raise FilterError for values that cannot mean anything."""
+        if self.start and self.end and self.start >= self.end:
+            raise FilterError("end", self.end.isoformat(), f"must be after start {self.start}")
+        if (self.hour_from is None) != (self.hour_to is None):
+            raise FilterError(
+                "hour_from" if self.hour_from is None else "hour_to",
+                None,
+                "give both hour_from and hour_to",
+            )
+        if self.hour_from is not None and self.hour_from == self.hour_to:
+            raise FilterError("hour_to", self.hour_to, "equals hour_from: an empty window")
+        if self.bbox is not None:
+            b = self.bbox
+            if not (-180 <= b.minlon < b.maxlon <= 180 and -90 <= b.minlat < b.maxlat <= 90):
+                raise FilterError("bbox", ",".join(map(str, b)), "not minlon,minlat,maxlon,maxlat")
+        if self.within is not None and self.within[0] not in layers:
+            raise FilterError(
+                "within",
+                ":".join(self.within),
+                f"no boundary layer {self.within[0]!r} (layers: {', '.join(layers) or 'none'})",
+            )
+        for name, values in (("category", self.categories), ("offense", self.offenses)):
+            if len(values) > MAX_LIST:
+                raise FilterError(name, len(values), f"at most {MAX_LIST} values")
+
+    def where(self, layers: list[str]) -> tuple[str, list[Any]]:
+        """The SQL condition (``TRUE`` for no filter) and its bound parameters, in order."""
+        self.check(layers)
+        parts: list[str] = []
+        params: list[Any] = []
+        if self.start is not None:
+            parts.append("local_date >= ?")
+            params.append(self.start)
+        if self.end is not None:
+            parts.append("local_date < ?")
+            params.append(self.end)
+        if self.categories:
+            parts.append(f"category IN ({', '.join('?' * len(self.categories))})")
+            params.extend(self.categories)
+        if self.offenses:
+            parts.append(f"offense IN ({', '.join('?' * len(self.offenses))})")
+            params.extend(self.offenses)
+        if self.sources:
+            parts.append(f"source IN ({', '.join('?' * len(self.sources))})")
+            params.extend(self.sources)
+        if self.hour_from is not None and self.hour_to is not None:
+            joiner = "AND" if self.hour_from < self.hour_to else "OR"
+            parts.append(f"(local_hour >= ? {joiner} local_hour < ?)")
+            params.extend([self.hour_from, self.hour_to])
+        if self.weekdays:
+            parts.append(f"(isodow(local_date) - 1) IN ({', '.join('?' * len(self.weekdays))})")
+            params.extend(self.weekdays)
+        if self.bbox is not None:
+            parts.append("lon BETWEEN ? AND ? AND lat BETWEEN ? AND ?")
+            b = self.bbox
+            params.extend([b.minlon, b.maxlon, b.minlat, b.maxlat])
+        if self.within is not None:
+            layer, ident = self.within
+            parts.append(f"{quote(layer)} = ?")  # layer checked against the snapshot's list
+            params.append(ident)
+        return (" AND ".join(parts) or "TRUE"), params
+
+
+def quote(identifier: str) -> str:
+    """Quote an identifier that was already checked against an allow-list."""
+    if not identifier.replace("_", "").isalnum():
+        raise StoreError(f"refusing identifier {identifier!r}")
+    return f'"{identifier}"'

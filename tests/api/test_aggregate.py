@@ -1,0 +1,167 @@
+"""/v1/aggregate against an independent count (pandas + h3-py) over the snapshot's files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import h3
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from api.cli import app as cli
+from api.main import create_app
+from api.settings import ServerSettings
+from ingest.pipeline import ingest
+from ingest.profiles import load_profile
+from store import Store
+from tests.conftest import SAMPLE_CSV
+
+OFFENSE = "ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA"
+
+
+@pytest.fixture(scope="module")
+def served(layers_store_template, tmp_path_factory) -> Iterator[tuple[TestClient, pd.DataFrame]]:  # type: ignore[no-untyped-def]
+    import shutil
+
+    root = tmp_path_factory.mktemp("agg") / "store"
+    shutil.copytree(layers_store_template, root)
+    store = Store(root)
+    ingest(store, [str(SAMPLE_CSV)], load_profile("fgj-cdmx"))
+    # The oracle reads exactly the files `cuadra info --json` names.
+    info = json.loads(CliRunner().invoke(cli, ["info", "--store", str(root), "--json"]).output)
+    frame = pd.concat(
+        [pq.read_table(f, columns=["local_date", "local_hour", "offense", "category", "lon", "lat",
+                                     "h3", "colonia", "cuadrante", "street_id"]).to_pandas()
+         for f in info["files"]]
+    )  # fmt: skip
+    for col in ("offense", "category", "colonia", "cuadrante", "street_id"):
+        frame[col] = frame[col].astype(object)
+    frame["local_date"] = pd.to_datetime(frame["local_date"])
+    with TestClient(create_app(ServerSettings(store=root))) as client:
+        yield client, frame
+
+
+def oracle(frame: pd.DataFrame, unit: str, **f: object) -> dict[str, int]:
+    sel = frame
+    if "start" in f:
+        sel = sel[sel.local_date >= pd.Timestamp(str(f["start"]))]
+    if "end" in f:
+        sel = sel[sel.local_date < pd.Timestamp(str(f["end"]))]
+    if "offense" in f:
+        sel = sel[sel.offense == f["offense"]]
+    if "hour_from" in f:
+        a, b = int(f["hour_from"]), int(f["hour_to"])  # type: ignore[call-overload]
+        sel = (
+            sel[(sel.local_hour >= a) & (sel.local_hour < b)]
+            if a < b
+            else sel[(sel.local_hour >= a) | (sel.local_hour < b)]
+        )
+    if "weekday" in f:
+        sel = sel[sel.local_date.dt.day_of_week == f["weekday"]]
+    if "bbox" in f:
+        x0, y0, x1, y1 = (float(v) for v in str(f["bbox"]).split(","))
+        sel = sel[sel.lon.between(x0, x1) & sel.lat.between(y0, y1)]
+    if "within" in f:
+        layer, ident = str(f["within"]).split(":", 1)
+        sel = sel[sel[layer] == ident]
+    if unit.startswith("h3:"):
+        res = int(unit[3:])
+        keys = [h3.cell_to_parent(h3.int_to_str(int(c)), res) for c in sel.h3]
+    else:
+        keys = sel["street_id" if unit == "street" else unit].tolist()
+    counts = pd.Series(keys, dtype=object).dropna().value_counts()
+    return {str(k): int(v) for k, v in counts.items()}
+
+
+CASES = [
+    {"start": "2023-01-01", "end": "2024-01-01"},
+    {"offense": OFFENSE, "hour_from": 22, "hour_to": 6},
+    {"start": "2021-01-01", "end": "2023-01-01", "weekday": 4},
+    {"bbox": "-99.20,19.38,-99.12,19.45", "hour_from": 8, "hour_to": 12},
+    {"within": "cuadrante:C-1.2.10"},
+]
+
+
+@pytest.mark.parametrize("unit", ["colonia", "cuadrante", "street", "h3:5", "h3:8", "h3:12"])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_counts_equal_the_oracle(
+    served: tuple[TestClient, pd.DataFrame], unit: str, case: int
+) -> None:
+    client, frame = served
+    params = {"unit": unit, **CASES[case]}
+    body = client.get("/v1/aggregate", params=params).json()
+    got = {r["unit_id"]: r["count"] for r in body["rows"]}
+    assert got == oracle(frame, unit, **CASES[case])
+    assert body["total"] == sum(got.values()) + body["unassigned"]
+    assert body["snapshot"] == 4  # 3 layer snapshots, then the ingest
+
+
+def test_h3_levels_nest_and_layers_balance(served: tuple[TestClient, pd.DataFrame]) -> None:
+    client, frame = served
+    for res in range(6, 13):
+        child = client.get("/v1/aggregate", params={"unit": f"h3:{res}"}).json()["rows"]
+        parent = client.get("/v1/aggregate", params={"unit": f"h3:{res - 1}"}).json()["rows"]
+        summed: dict[str, int] = {}
+        for r in child:
+            p = h3.cell_to_parent(r["unit_id"], res - 1)
+            summed[p] = summed.get(p, 0) + r["count"]
+        assert summed == {r["unit_id"]: r["count"] for r in parent}
+    for unit in ("colonia", "cuadrante", "street"):
+        body = client.get("/v1/aggregate", params={"unit": unit}).json()
+        assert (
+            sum(r["count"] for r in body["rows"]) + body["unassigned"]
+            == body["total"]
+            == len(frame)
+        )
+
+
+def test_formats_and_rates(served: tuple[TestClient, pd.DataFrame]) -> None:
+    client, _ = served
+    js = client.get("/v1/aggregate", params={"unit": "colonia"})
+    assert js.headers["x-cuadra-snapshot"] == "4"
+    top = js.json()["rows"][0]
+    assert top["name"] and top["rate_per_100k"] and top["rate_per_100k"] > 0
+    geo = client.get("/v1/aggregate", params={"unit": "h3:7", "format": "geojson"})
+    assert geo.headers["content-type"].startswith("application/geo+json")
+    feature = geo.json()["features"][0]
+    assert feature["geometry"]["type"] == "Polygon"
+    assert h3.latlng_to_cell(feature["geometry"]["coordinates"][0][0][1],
+                             feature["geometry"]["coordinates"][0][0][0], 7)  # fmt: skip
+    streets = client.get("/v1/aggregate", params={"unit": "street", "format": "geojson"}).json()
+    assert streets["features"][0]["geometry"]["type"] in ("LineString", "MultiLineString")
+    csv_text = client.get("/v1/aggregate", params={"unit": "cuadrante", "format": "csv"}).text
+    assert csv_text.splitlines()[0] == "unit_id,name,count,rate_per_100k"
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "needle"),
+    [
+        ({"unit": "h3:4"}, 400, "5..12"),
+        ({"unit": "barrio"}, 400, "unknown unit"),
+        ({"unit": "colonia", "start": "2024-01-01", "end": "2023-01-01"}, 400, "after start"),
+        ({"unit": "colonia", "within": "barrio:1"}, 400, "no boundary layer"),
+        ({"unit": "colonia", "hour_from": 5, "hour_to": 5}, 400, "empty window"),
+        ({"unit": "colonia", "hour_from": 5}, 400, "both"),
+        ({"unit": "colonia", "weekday": 9}, 400, "Monday"),
+        ({"unit": "colonia", "bbox": "1,2,3"}, 422, ""),
+        ({"unit": "colonia", "start": "yesterday"}, 422, ""),
+        ({"unit": "colonia' OR 1=1 --"}, 400, "unknown unit"),
+        ({"unit": "colonia", "offense": "x' OR '1'='1"}, 200, ""),
+    ],
+)
+def test_hostile_parameters(
+    served: tuple[TestClient, pd.DataFrame], params: dict[str, object], status: int, needle: str
+) -> None:
+    client, _ = served
+    response = client.get("/v1/aggregate", params=params)
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert (
+            needle in response.json()["message"] and response.json()["error"] == "invalid_parameter"
+        )
+    if status == 200:
+        assert response.json()["total"] == 0  # a quote is data, never SQL
