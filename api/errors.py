@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from geo.errors import GeoError
 from ingest.errors import IngestError
@@ -15,6 +18,21 @@ STATUS_CODES: dict[type[Exception], tuple[int, str]] = {
     GeoError: (400, "invalid_geometry"),
     IngestError: (400, "invalid_input"),
     StoreError: (404, "not_found"),
+}
+
+
+class ErrorResponse(BaseModel):
+    """An error: a stable code, a message naming the bad value, and the parameter."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: str = Field(description="Stable code: invalid_parameter, not_found, invalid_input, ...")
+    message: str = Field(description="What is wrong, naming the offending value.")
+    parameter: str | None = Field(None, description="The query parameter at fault, if one.")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "A parameter is valid alone but not here."},
+    404: {"model": ErrorResponse, "description": "No such snapshot, or the store is empty."},
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Literal
 
 import duckdb
@@ -145,3 +146,105 @@ def unit_attributes(store: Store, manifest: Manifest, unit: Unit) -> pa.Table:
         )
     t = pq.read_table(path, columns=["id", "name", "population", "geometry"])
     return t.rename_columns(["unit_id", "name", "population", "geometry"])
+
+
+INTERVALS = {"day": "day", "week": "week", "month": "month"}
+
+
+def timeseries(
+    store: Store,
+    manifest: Manifest,
+    interval: str,
+    filters: Filters,
+    unit: Unit | None = None,
+    unit_id: str | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pa.Table:
+    """Counts per local day, ISO week (from Monday) or month, zeros included.
+
+    The periods run from the filter's start (or the first record) to its end (or the last
+    record); with ``unit`` and ``unit_id``, only that unit's incidents are counted.
+    """
+    if interval not in INTERVALS:
+        raise FilterError("interval", interval, "use day, week or month")
+    where, params = filters.where(manifest.boundary_layers)
+    if unit is not None:
+        if unit_id is None:
+            raise FilterError("id", None, "give the unit's id with unit")
+        where = f"({where}) AND {unit.key_sql()} = ?"
+        params = [*params, unit_id]
+    files = [str(p) for p in store.data_files(manifest)]
+    if not files:
+        return pa.table({"period": pa.array([], pa.date32()), "count": pa.array([], pa.int64())})
+    trunc = INTERVALS[interval]
+    own = con is None
+    cur = duckdb.connect() if con is None else con
+    try:
+        bounds = cur.sql(
+            "SELECT min(local_date), max(local_date) FROM read_parquet(?)", params=[files]
+        ).fetchall()[0]
+        first = filters.start or bounds[0]
+        last = (filters.end - _ONE_DAY) if filters.end else bounds[1]
+        sql = f"""
+            WITH periods AS (
+                SELECT unnest(generate_series(date_trunc('{trunc}', ?::DATE),
+                                              date_trunc('{trunc}', ?::DATE),
+                                              INTERVAL 1 {trunc}))::DATE AS period
+            ),
+            counts AS (
+                SELECT date_trunc('{trunc}', local_date)::DATE AS period, count(*) AS count
+                FROM read_parquet(?) WHERE {where} GROUP BY 1
+            )
+            SELECT p.period, coalesce(c.count, 0)::BIGINT AS count
+            FROM periods p LEFT JOIN counts c USING (period) ORDER BY 1
+        """
+        return cur.sql(sql, params=[first, last, files, *params]).to_arrow_table()
+    finally:
+        if own:
+            cur.close()
+
+
+_ONE_DAY = __import__("datetime").timedelta(days=1)
+
+
+def compare_periods(
+    store: Store,
+    manifest: Manifest,
+    unit: Unit,
+    filters: Filters,
+    period_a: tuple[date, date],
+    period_b: tuple[date, date],
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pa.Table:
+    """Counts per unit in two periods (start inclusive, end exclusive): unit_id, a, b.
+
+    Units with incidents in either period are listed; the filters' own start and end
+    must be unset (the periods take their place).
+    """
+    if filters.start is not None or filters.end is not None:
+        raise FilterError("start", filters.start, "use a_start/a_end/b_start/b_end with compare")
+    for name, (lo, hi) in (("a_end", period_a), ("b_end", period_b)):
+        if lo >= hi:
+            raise FilterError(name, hi.isoformat(), f"must be after {lo.isoformat()}")
+    where, params = filters.where(manifest.boundary_layers)
+    files = [str(p) for p in store.data_files(manifest)]
+    if not files:
+        return pa.table({"unit_id": pa.array([], pa.string()), "a": pa.array([], pa.int64()),
+                         "b": pa.array([], pa.int64())})  # fmt: skip
+    sql = f"""
+        SELECT {unit.key_sql()} AS unit_id,
+               count(*) FILTER (WHERE local_date >= ? AND local_date < ?) AS a,
+               count(*) FILTER (WHERE local_date >= ? AND local_date < ?) AS b
+        FROM read_parquet(?)
+        WHERE ({where}) AND ((local_date >= ? AND local_date < ?) OR (local_date >= ? AND local_date < ?))
+        GROUP BY 1
+        HAVING unit_id IS NOT NULL
+    """
+    args = [*period_a, *period_b, files, *params, *period_a, *period_b]
+    own = con is None
+    cur = duckdb.connect() if con is None else con
+    try:
+        return cur.sql(sql, params=args).to_arrow_table()
+    finally:
+        if own:
+            cur.close()

@@ -82,3 +82,16 @@ def layers_store(layers_store_template: Path, tmp_path: Path) -> Iterator[Store]
 def empty_store(tmp_path: Path) -> Store:
     """A store with nothing in it."""
     return Store(tmp_path / "store")
+
+
+@pytest.fixture(scope="session")
+def sample_store(layers_store_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """The CDMX layers and the 50k sample (snapshot 4); shared read-only by API tests."""
+    from ingest.pipeline import ingest
+    from ingest.profiles import load_profile
+
+    root = tmp_path_factory.mktemp("sample") / "store"
+    shutil.copytree(layers_store_template, root)
+    store = Store(root)
+    ingest(store, [str(SAMPLE_CSV)], load_profile("fgj-cdmx"))
+    return store

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from dataclasses import asdict
+from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -17,12 +18,15 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import FiltersDep, ManifestDep, StoreDep
+from api.errors import ERROR_RESPONSES
 from geo.cells import cells_to_polygons, hex_to_cells
-from store.aggregate import Unit, aggregate, unit_attributes
-from store.filters import Filters
+from geo.stats import poisson_rate_test
+from store.aggregate import Unit, aggregate, compare_periods, timeseries, unit_attributes
+from store.filters import FilterError, Filters
 
-router = APIRouter(prefix="/v1", tags=["aggregates"])
+router = APIRouter(prefix="/v1", tags=["aggregates"], responses=ERROR_RESPONSES)
 
+UNIT_PATTERN = r"^(h3:([5-9]|1[0-2])|[a-z][a-z0-9_]*)$"
 UNIT_DESCRIPTION = (
     "Spatial unit: `h3:5` … `h3:12` (hexagons; each level is the exact sum of its children), "
     "a boundary layer name (`colonia`, `alcaldia`, `cuadrante`, … see /v1/meta), or `street`."
@@ -74,7 +78,6 @@ class AggregateResponse(BaseModel):
                 "text/csv": {"description": "format=csv"},
             }
         },
-        400: {"description": "A parameter names an unknown unit or layer, or an empty window."},
     },
 )
 def get_aggregate(
@@ -84,7 +87,12 @@ def get_aggregate(
     filters: FiltersDep,
     unit: Annotated[
         str,
-        Query(max_length=64, description=UNIT_DESCRIPTION, examples=["colonia", "h3:8", "street"]),
+        Query(
+            pattern=UNIT_PATTERN,
+            max_length=64,
+            description=UNIT_DESCRIPTION,
+            examples=["colonia", "h3:8", "street"],
+        ),
     ],
     format: Annotated[Format, Query(description="json, geojson or csv.")] = Format.json,
 ) -> Any:
@@ -173,12 +181,7 @@ def _rows(
 
 
 def _csv(rows: list[dict[str, Any]], headers: dict[str, str]) -> Response:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["unit_id", "name", "count", "rate_per_100k"])
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: _csv_safe(v) for k, v in r.items()})
-    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
+    return _table_csv(["unit_id", "name", "count", "rate_per_100k"], rows, headers)
 
 
 def _csv_safe(value: Any) -> Any:
@@ -186,3 +189,228 @@ def _csv_safe(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
+
+
+class TableFormat(StrEnum):
+    """Formats of tabular responses."""
+
+    json = "json"
+    csv = "csv"
+
+
+class Interval(StrEnum):
+    """Time series intervals."""
+
+    day = "day"
+    week = "week"
+    month = "month"
+
+
+class PeriodCount(BaseModel):
+    """Incidents in one interval."""
+
+    model_config = ConfigDict(extra="forbid")
+    period: str = Field(description="First local date of the interval (weeks start on Monday).")
+    count: int
+
+
+class TimeseriesResponse(BaseModel):
+    """Counts per interval, zeros included."""
+
+    model_config = ConfigDict(extra="forbid")
+    snapshot: int
+    interval: Interval
+    unit: str | None
+    id: str | None
+    filters: dict[str, Any]
+    rows: list[PeriodCount]
+
+
+@router.get(
+    "/timeseries",
+    response_model=TimeseriesResponse,
+    summary="Counts per day, week or month",
+    responses={200: {"content": {"text/csv": {"description": "format=csv"}}}},
+)
+def get_timeseries(
+    request: Request,
+    store: StoreDep,
+    manifest: ManifestDep,
+    filters: FiltersDep,
+    interval: Annotated[
+        Interval, Query(description="day, week (ISO, from Monday) or month.")
+    ] = Interval.month,
+    unit: Annotated[
+        str | None,
+        Query(
+            pattern=UNIT_PATTERN,
+            max_length=64,
+            description="With id: one unit's series. " + UNIT_DESCRIPTION,
+        ),
+    ] = None,
+    id: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="The unit's id (H3 hex, polygon id, street id).",
+            examples=["15-017"],
+        ),
+    ] = None,
+    format: Annotated[TableFormat, Query(description="json or csv.")] = TableFormat.json,
+) -> Any:
+    """Counts per interval for the whole selection, or for one unit with `unit` and `id`.
+
+    Example: monthly counts of one colonia in 2023 —
+    `/v1/timeseries?unit=colonia&id=15-017&interval=month&start=2023-01-01&end=2024-01-01`.
+    """
+    parsed = Unit.parse(unit, manifest) if unit is not None else None
+    if parsed is None and id is not None:
+        raise FilterError("unit", None, "give unit together with id")
+    flt = filters.to_filters()
+    cursor = request.app.state.duckdb.cursor()
+    try:
+        table = timeseries(store, manifest, interval.value, flt, parsed, id, cursor)
+    finally:
+        cursor.close()
+    rows = [{"period": p.isoformat(), "count": c} for p, c in zip(
+        table.column("period").to_pylist(), table.column("count").to_pylist(), strict=True)]  # fmt: skip
+    headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
+    if format is TableFormat.csv:
+        return _table_csv(["period", "count"], rows, headers)
+    payload = TimeseriesResponse(snapshot=manifest.snapshot, interval=interval, unit=unit, id=id,
+                                 filters=_echo(flt), rows=[PeriodCount(**r) for r in rows])  # fmt: skip
+    return JSONResponse(payload.model_dump(mode="json"), headers=headers)
+
+
+class Rank(StrEnum):
+    """Orderings of a comparison."""
+
+    significance = "significance"
+    difference = "difference"
+
+
+class CompareRow(BaseModel):
+    """One unit in two periods."""
+
+    model_config = ConfigDict(extra="forbid")
+    unit_id: str
+    name: str | None
+    count_a: int
+    count_b: int
+    change: int = Field(description="count_b − count_a.")
+    change_pct: float | None = Field(description="Relative change in %, null when count_a is 0.")
+    rate_ratio: float | None = Field(
+        description="(count_b / days_b) / (count_a / days_a); null when count_a is 0."
+    )
+    p_value: float = Field(
+        description="Exact Poisson test (conditional binomial) that both periods share one daily rate; two-sided."
+    )
+
+
+class CompareResponse(BaseModel):
+    """Per unit: both counts, change, and whether the change is more than noise."""
+
+    model_config = ConfigDict(extra="forbid")
+    snapshot: int
+    unit: str
+    a: list[str] = Field(description="Period A: start (inclusive), end (exclusive).")
+    b: list[str] = Field(description="Period B: start (inclusive), end (exclusive).")
+    rank: Rank
+    filters: dict[str, Any]
+    rows: list[CompareRow]
+
+
+@router.get(
+    "/compare",
+    response_model=CompareResponse,
+    summary="Two periods compared per unit",
+    responses={200: {"content": {"text/csv": {"description": "format=csv"}}}},
+)
+def get_compare(
+    request: Request,
+    store: StoreDep,
+    manifest: ManifestDep,
+    filters: FiltersDep,
+    unit: Annotated[
+        str,
+        Query(
+            pattern=UNIT_PATTERN,
+            max_length=64,
+            description=UNIT_DESCRIPTION,
+            examples=["cuadrante"],
+        ),
+    ],
+    a_start: Annotated[
+        date, Query(description="Period A start (inclusive).", examples=["2023-01-01"])
+    ],
+    a_end: Annotated[date, Query(description="Period A end (exclusive).", examples=["2024-01-01"])],
+    b_start: Annotated[
+        date, Query(description="Period B start (inclusive).", examples=["2024-01-01"])
+    ],
+    b_end: Annotated[date, Query(description="Period B end (exclusive).", examples=["2025-01-01"])],
+    rank: Annotated[
+        Rank,
+        Query(
+            description="Order rows by p-value (significance) or by absolute change (difference)."
+        ),
+    ] = Rank.significance,
+    format: Annotated[TableFormat, Query(description="json or csv.")] = TableFormat.json,
+) -> Any:
+    """Counts in both periods, the change, and an exact Poisson test per unit.
+
+    Example: which cuadrantes got significantly worse in 2024 than in 2023 —
+    `/v1/compare?unit=cuadrante&a_start=2023-01-01&a_end=2024-01-01&b_start=2024-01-01&b_end=2025-01-01`
+    then read the rows with `change > 0` and `p_value < 0.05`.
+    """
+    parsed = Unit.parse(unit, manifest)
+    flt = filters.to_filters()
+    cursor = request.app.state.duckdb.cursor()
+    try:
+        table = compare_periods(
+            store, manifest, parsed, flt, (a_start, a_end), (b_start, b_end), cursor
+        )
+    finally:
+        cursor.close()
+    days_a = (a_end - a_start).days
+    days_b = (b_end - b_start).days
+    a = np.asarray(table.column("a").to_pylist(), dtype=np.int64)
+    b = np.asarray(table.column("b").to_pylist(), dtype=np.int64)
+    p = poisson_rate_test(a, b, days_a, days_b)
+    base_rows, _ = _rows(
+        store,
+        manifest,
+        parsed,
+        pa.table({"unit_id": table.column("unit_id"), "count": table.column("b")}),
+        False,
+    )
+    rows = []
+    for r, ca, cb, pv in zip(base_rows, a.tolist(), b.tolist(), p.tolist(), strict=True):
+        rows.append({
+            "unit_id": r["unit_id"], "name": r["name"], "count_a": ca, "count_b": cb,
+            "change": cb - ca,
+            "change_pct": round((cb - ca) / ca * 100, 3) if ca else None,
+            "rate_ratio": round((cb / days_b) / (ca / days_a), 6) if ca else None,
+            "p_value": pv,
+        })  # fmt: skip
+    if rank is Rank.significance:
+        rows.sort(key=lambda r: (r["p_value"], -abs(r["change"]), r["unit_id"]))
+    else:
+        rows.sort(key=lambda r: (-abs(r["change"]), r["p_value"], r["unit_id"]))
+    headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
+    if format is TableFormat.csv:
+        return _table_csv(list(CompareRow.model_fields), rows, headers)
+    payload = CompareResponse(
+        snapshot=manifest.snapshot, unit=unit, a=[a_start.isoformat(), a_end.isoformat()],
+        b=[b_start.isoformat(), b_end.isoformat()], rank=rank, filters=_echo(flt),
+        rows=[CompareRow(**r) for r in rows],
+    )  # fmt: skip
+    return JSONResponse(payload.model_dump(mode="json"), headers=headers)
+
+
+def _table_csv(fields: list[str], rows: list[dict[str, Any]], headers: dict[str, str]) -> Response:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _csv_safe(v) for k, v in r.items()})
+    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)

@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.errors import ERROR_RESPONSES
 from store import Store
 from store.query import snapshot_summary
 
-router = APIRouter(tags=["meta"])
+router = APIRouter(tags=["meta"], responses=ERROR_RESPONSES)
 
 
 class Health(BaseModel):
