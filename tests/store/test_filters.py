@@ -1,0 +1,54 @@
+"""Filters compile to SQL with bound values only."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from geo.types import BBox
+from store.filters import FilterError, Filters, quote
+
+
+def test_every_value_is_a_parameter() -> None:
+    f = Filters(
+        start=date(2023, 1, 1), end=date(2024, 1, 1), categories=("robo_transeunte",),
+        offenses=("x' OR '1'='1",), hour_from=22, hour_to=6, weekdays=(4, 5),
+        bbox=BBox(-99.2, 19.38, -99.12, 19.45), within=("colonia", "03-045"),
+    )  # fmt: skip
+    sql, params = f.where(["colonia"])
+    assert "'" not in sql  # no literal in the text
+    assert sql.count("?") == len(params) == 13
+    assert "(local_hour >= ? OR local_hour < ?)" in sql  # 22 to 6 wraps midnight
+    assert '"colonia" = ?' in sql
+
+
+def test_bad_filters_name_the_parameter() -> None:
+    with pytest.raises(FilterError, match="end='2023-01-01': must be after start"):
+        Filters(start=date(2023, 1, 1), end=date(2023, 1, 1)).where([])
+    with pytest.raises(FilterError) as err:
+        Filters(within=("barrio", "1")).where(["colonia"])
+    assert err.value.param == "within"
+    with pytest.raises(FilterError, match="empty window"):
+        Filters(hour_from=3, hour_to=3).where([])
+
+
+def test_identifiers_are_refused_unless_plain() -> None:
+    assert quote("colonia") == '"colonia"'
+    with pytest.raises(Exception, match="refusing"):
+        quote('colonia" OR 1=1 --')
+
+
+def test_units(sample_store) -> None:  # type: ignore[no-untyped-def]
+    from store.aggregate import Unit
+
+    manifest = sample_store.require_manifest()
+    assert Unit.parse("h3:8", manifest).res == 8
+    assert Unit.parse("colonia", manifest).layer == "colonia"
+    assert Unit.parse("street", manifest).layer == "calles"
+    with pytest.raises(FilterError, match="5..12"):
+        Unit.parse("h3:4", manifest)
+    with pytest.raises(
+        FilterError, match="unknown unit; use one of: h3:5..12, colonia, cuadrante, street"
+    ):
+        Unit.parse("barrio", manifest)
