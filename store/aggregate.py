@@ -162,8 +162,9 @@ def timeseries(
 ) -> pa.Table:
     """Counts per local day, ISO week (from Monday) or month, zeros included.
 
-    The periods run from the filter's start (or the first record) to its end (or the last
-    record); with ``unit`` and ``unit_id``, only that unit's incidents are counted.
+    The periods cover the filter's window clipped to the snapshot's date range (zeros
+    inside it, nothing beyond); with ``unit`` and ``unit_id``, only that unit's incidents
+    are counted.
     """
     if interval not in INTERVALS:
         raise FilterError("interval", interval, "use day, week or month")
@@ -183,8 +184,17 @@ def timeseries(
         bounds = cur.sql(
             "SELECT min(local_date), max(local_date) FROM read_parquet(?)", params=[files]
         ).fetchall()[0]
-        first = filters.start or bounds[0]
-        last = (filters.end - _ONE_DAY) if filters.end else bounds[1]
+        # Periods span the filter's window clipped to the data: zeros inside, none beyond.
+        first = max(filters.start or bounds[0], bounds[0]) if bounds[0] else None
+        last = (
+            min((filters.end - _ONE_DAY) if filters.end else bounds[1], bounds[1])
+            if bounds[1]
+            else None
+        )
+        if first is None or last is None or first > last:
+            return pa.table(
+                {"period": pa.array([], pa.date32()), "count": pa.array([], pa.int64())}
+            )
         sql = f"""
             WITH periods AS (
                 SELECT unnest(generate_series(date_trunc('{trunc}', ?::DATE),

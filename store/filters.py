@@ -14,6 +14,8 @@ from geo.types import BBox
 from store.errors import StoreError
 
 MAX_LIST = 50
+EARLIEST = date(1900, 1, 1)
+LATEST = date(2199, 12, 31)
 
 
 class FilterError(StoreError):
@@ -59,6 +61,11 @@ class Filters:
 
     def check(self, layers: list[str]) -> None:
         """Raise FilterError for values that cannot mean anything."""
+        for name, value in (("start", self.start), ("end", self.end)):
+            if value is not None and not EARLIEST <= value <= LATEST:
+                raise FilterError(
+                    name, value.isoformat(), f"dates must lie between {EARLIEST} and {LATEST}"
+                )
         if self.start and self.end and self.start >= self.end:
             raise FilterError("end", self.end.isoformat(), f"must be after start {self.start}")
         if (self.hour_from is None) != (self.hour_to is None):

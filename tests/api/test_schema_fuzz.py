@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -37,7 +38,8 @@ def test_no_route_breaks_its_contract(api_schema: schemathesis.BaseSchema) -> No
 
         @given(case=operation.as_strategy())
         @settings(
-            max_examples=40,
+            max_examples=int(os.environ.get("CUADRA_FUZZ_EXAMPLES", "40")),
+            derandomize=os.environ.get("CUADRA_FUZZ_RANDOM") is None,
             deadline=None,
             database=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
