@@ -152,27 +152,43 @@ class PolygonIndex:
         table = self.table
         out = np.full(lon.shape, -1, dtype=np.int32)
         parents = cells_to_parents(cells15, table.res)
-        pos, hit = _find(table.interior_cells, parents)
-        out[hit] = table.interior_polygon[pos[hit]]
+        # Look up each distinct parent once (points sorted by cell repeat them in runs).
+        keys, back = _distinct(parents)
+        pos, hit = _find(table.interior_cells, keys)
+        interior = np.where(hit, table.interior_polygon[pos], -1)[back]
+        out[:] = interior
 
-        rest = np.flatnonzero(~hit & (cells15 != 0))
-        if rest.size == 0 or table.band_cells.size == 0:
+        rest_keys = np.flatnonzero(~hit & (keys != 0))
+        if rest_keys.size == 0 or table.band_cells.size == 0:
             return out
-        keys = parents[rest]
-        lo = np.searchsorted(table.band_cells, keys, side="left")
-        hi = np.searchsorted(table.band_cells, keys, side="right")
-        n = hi - lo
-        pt = np.repeat(rest, n)
-        # Expand each point to its candidate polygons without a Python loop.
-        starts = np.repeat(lo - np.cumsum(n) + n, n)
-        cand = table.band_polygon[starts + np.arange(pt.size)]
-        inside = shapely.contains_xy(self.polygons[cand], lon[pt], lat[pt])
-        pt, cand = pt[inside], cand[inside]
-        if pt.size:
-            # Candidates are sorted by polygon within a point: the first is the lowest.
-            first = np.flatnonzero(np.r_[True, pt[1:] != pt[:-1]])
-            out[pt[first]] = cand[first]
+        lo_k = np.searchsorted(table.band_cells, keys[rest_keys], side="left")
+        hi_k = np.searchsorted(table.band_cells, keys[rest_keys], side="right")
+        slot = np.full(keys.size, -1, dtype=np.int64)
+        slot[rest_keys] = np.arange(rest_keys.size)
+        rest = np.flatnonzero(slot[back] >= 0)
+        lo, hi = lo_k[slot[back[rest]]], hi_k[slot[back[rest]]]
+        # Candidates are sorted by polygon position: test the first of each point, then
+        # the next only where it failed, and so on. Most band points lie in their first
+        # candidate, and the lowest position wins on overlaps either way.
+        todo = np.flatnonzero(hi > lo)
+        at = lo[todo]
+        while todo.size:
+            cand = table.band_polygon[at]
+            pts = rest[todo]
+            inside = shapely.contains_xy(self.polygons[cand], lon[pts], lat[pts])
+            out[pts[inside]] = cand[inside]
+            more = ~inside & (at + 1 < hi[todo])
+            todo, at = todo[more], at[more] + 1
         return out
+
+
+def _distinct(cells: Cells) -> tuple[Cells, npt.NDArray[np.intp]]:
+    """Distinct cells and, per input, the index of its cell among them."""
+    if cells.size > 1 and bool(np.all(cells[1:] >= cells[:-1])):
+        new = np.r_[True, cells[1:] != cells[:-1]]
+        return cells[new], np.cumsum(new) - 1
+    uniq, back = np.unique(cells, return_inverse=True)
+    return uniq, back.ravel()
 
 
 def _find(sorted_keys: Cells, keys: Cells) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
