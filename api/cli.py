@@ -16,7 +16,6 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from api.settings import ServerSettings, StoreSettings
 from ingest.errors import IngestError
 from store import Store, StoreError
 
@@ -48,7 +47,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 
 def _store(path: Path | None) -> Store:
-    return Store(path if path is not None else StoreSettings().store)
+    if path is not None:
+        return Store(path)
+    # Imported here: pydantic-settings costs a tenth of a second at every start.
+    from api.settings import StoreSettings
+
+    return Store(StoreSettings().store)
 
 
 @contextmanager
@@ -348,6 +352,7 @@ def serve(
     import uvicorn
 
     from api.main import create_app
+    from api.settings import ServerSettings, StoreSettings
 
     settings = ServerSettings(store=store or StoreSettings().store, host=host, port=port)
     console.print(f"Serving {settings.store} on http://{host}:{port} (Ctrl-C to stop)")
