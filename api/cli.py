@@ -194,32 +194,15 @@ def boundaries_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Store a boundary layer (a new version if it exists) and assign incidents to it."""
-    from ingest.layers import read_boundaries
+    from ingest.layers import add_boundary_file
 
     st = _store(store)
     try:
         with _stages(not as_json, f"boundaries {name}") as say:
-            say("reading")
-            data, notes = read_boundaries(
-                file,
-                id_field=id_field,
-                name_field=name_field,
-                population_field=population_field,
-                layer=layer,
-                dissolve=dissolve,
-            )
-            say("indexing and re-assigning incidents")
-            with st.writing() as parent:
-                manifest = st.add_boundary(
-                    parent,
-                    name,
-                    data,
-                    id_field=id_field,
-                    name_field=name_field,
-                    population_field=population_field,
-                    source_file=str(file),
-                    notes=notes,
-                )
+            manifest, notes = add_boundary_file(
+                st, name, file, id_field=id_field, name_field=name_field,
+                population_field=population_field, layer=layer, dissolve=dissolve, progress=say,
+            )  # fmt: skip
     except (IngestError, StoreError) as exc:
         _fail(exc)
         return
@@ -259,18 +242,14 @@ def streets_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Store a street network and snap incidents to their nearest segment (≤ 50 m)."""
-    from ingest.layers import read_streets
+    from ingest.layers import add_street_file
 
     st = _store(store)
     try:
         with _stages(not as_json, f"streets {name}") as say:
-            say("reading")
-            data, notes = read_streets(file, name_field=name_field, id_field=id_field, layer=layer)
-            say("indexing and snapping incidents")
-            with st.writing() as parent:
-                manifest = st.add_streets(
-                    parent, name, data, name_field=name_field, source_file=str(file), notes=notes
-                )
+            manifest, notes = add_street_file(
+                st, name, file, name_field=name_field, id_field=id_field, layer=layer, progress=say
+            )
     except (IngestError, StoreError) as exc:
         _fail(exc)
         return

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ingest.layers import read_boundaries, read_streets
+from ingest.layers import add_boundary_file, add_street_file
 from ingest.pipeline import ingest
 from ingest.profiles import load_profile
 from store import Store
@@ -49,73 +49,20 @@ def prepare_demo(store: Store, data_dir: Path | None, out: Console) -> None:
     folder = find_data(data_dir)
     manifest = store.manifest()
     layers = manifest.layers if manifest else {}
-    if "colonia" not in layers:
-        out.print("Adding colonias (IECM) ...")
-        data, notes = read_boundaries(
-            folder / COLONIAS, id_field="CVEUT", name_field="NOMUT", population_field="SUMPOB1"
-        )
-        with store.writing() as parent:
-            store.add_boundary(
-                parent,
-                "colonia",
-                data,
-                id_field="CVEUT",
-                name_field="NOMUT",
-                population_field="SUMPOB1",
-                source_file=str(folder / COLONIAS),
-                notes=notes,
-            )
-    if "alcaldia" not in layers:
-        out.print("Adding alcaldías (colonias dissolved by NOMDT) ...")
-        data, notes = read_boundaries(
-            folder / COLONIAS,
-            id_field="NOMDT",
-            name_field="NOMDT",
-            population_field="SUMPOB1",
-            dissolve=True,
-        )
-        with store.writing() as parent:
-            store.add_boundary(
-                parent,
-                "alcaldia",
-                data,
-                id_field="NOMDT",
-                name_field="NOMDT",
-                population_field="SUMPOB1",
-                source_file=str(folder / COLONIAS),
-                notes=notes,
-            )
-    if "cuadrante" not in layers:
-        out.print("Adding cuadrantes (SSC 2023) ...")
-        data, notes = read_boundaries(
-            folder / CUADRANTES,
-            id_field="Nomenclatu",
-            name_field="Nomenclatu",
-            population_field="SUMPOB1",
-        )
-        with store.writing() as parent:
-            store.add_boundary(
-                parent,
-                "cuadrante",
-                data,
-                id_field="Nomenclatu",
-                name_field="Nomenclatu",
-                population_field="SUMPOB1",
-                source_file=str(folder / CUADRANTES),
-                notes=notes,
-            )
+    boundaries = [
+        ("colonia", "colonias (IECM)", COLONIAS, {"id_field": "CVEUT", "name_field": "NOMUT"}),
+        ("alcaldia", "alcaldías (colonias dissolved by NOMDT)", COLONIAS,
+         {"id_field": "NOMDT", "name_field": "NOMDT", "dissolve": True}),
+        ("cuadrante", "cuadrantes (SSC 2023)", CUADRANTES,
+         {"id_field": "Nomenclatu", "name_field": "Nomenclatu"}),
+    ]  # fmt: skip
+    for name, label, file, options in boundaries:
+        if name not in layers:
+            out.print(f"Adding {label} ...")
+            add_boundary_file(store, name, folder / file, population_field="SUMPOB1", **options)  # type: ignore[arg-type]
     if "calles" not in layers:
         out.print("Adding streets (Geochicas, partial network) ...")
-        sdata, snotes = read_streets(folder / STREETS, name_field="name", id_field="id")
-        with store.writing() as parent:
-            store.add_streets(
-                parent,
-                "calles",
-                sdata,
-                name_field="name",
-                source_file=str(folder / STREETS),
-                notes=snotes,
-            )
+        add_street_file(store, "calles", folder / STREETS, name_field="name", id_field="id")
     out.print(f"Ingesting {POINTS} ...")
     report = ingest(store, [str(folder / POINTS)], load_profile("fgj-cdmx"))
     out.print(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from pyproj import CRS
 
 from geo.crs import WGS84, transform_xy, utm_crs_for
 from ingest.errors import IngestError
+from store import Store
 from store.layers import BoundaryData, StreetData
+from store.snapshots import Manifest
 
 POLYGON_TYPES = {3, 6}  # Polygon, MultiPolygon
 LINE_TYPES = {1, 5}  # LineString, MultiLineString
@@ -229,3 +232,53 @@ def read_streets(
     return StreetData(names=names, source_ids=source_ids, lines=geoms, metric_crs=metric), dict(
         notes
     )
+
+
+def add_boundary_file(
+    store: Store,
+    name: str,
+    path: str | Path,
+    *,
+    id_field: str | None = None,
+    name_field: str | None = None,
+    population_field: str | None = None,
+    layer: str | None = None,
+    dissolve: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Manifest, dict[str, int]]:
+    """Read a polygon file and commit it as boundary layer ``name`` (``boundaries add``).
+
+    Returns the new snapshot's manifest and the layer's notes (repairs, dropped z, ...).
+    """
+    say = progress or (lambda _msg: None)
+    say("reading")
+    data, notes = read_boundaries(path, id_field=id_field, name_field=name_field,
+                                  population_field=population_field, layer=layer,
+                                  dissolve=dissolve)  # fmt: skip
+    say("indexing and re-assigning incidents")
+    with store.writing() as parent:
+        manifest = store.add_boundary(parent, name, data, id_field=id_field,
+                                      name_field=name_field, population_field=population_field,
+                                      source_file=str(path), notes=notes)  # fmt: skip
+    return manifest, notes
+
+
+def add_street_file(
+    store: Store,
+    name: str,
+    path: str | Path,
+    *,
+    name_field: str | None = None,
+    id_field: str | None = None,
+    layer: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Manifest, dict[str, int]]:
+    """Read a line file and commit it as the street network ``name`` (``streets add``)."""
+    say = progress or (lambda _msg: None)
+    say("reading")
+    data, notes = read_streets(path, name_field=name_field, id_field=id_field, layer=layer)
+    say("indexing and snapping incidents")
+    with store.writing() as parent:
+        manifest = store.add_streets(parent, name, data, name_field=name_field,
+                                     source_file=str(path), notes=notes)  # fmt: skip
+    return manifest, notes

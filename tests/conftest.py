@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.layers import read_boundaries, read_streets
+from ingest.layers import add_boundary_file, add_street_file
 from store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,37 +29,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def add_cdmx_layers(store: Store) -> None:
-    """colonia (IECM), cuadrante (SSC 2023) and the Geochicas streets, as `make demo` does."""
-    data, notes = read_boundaries(
-        COLONIAS, id_field="CVEUT", name_field="NOMUT", population_field="SUMPOB1"
-    )
-    with store.writing() as parent:
-        store.add_boundary(
-            parent,
-            "colonia",
-            data,
-            id_field="CVEUT",
-            name_field="NOMUT",
-            population_field="SUMPOB1",
-            source_file=str(COLONIAS),
-            notes=notes,
-        )
-    data, notes = read_boundaries(CUADRANTES, id_field="Nomenclatu")
-    with store.writing() as parent:
-        store.add_boundary(
-            parent,
-            "cuadrante",
-            data,
-            id_field="Nomenclatu",
-            name_field=None,
-            population_field=None,
-            source_file=str(CUADRANTES),
-            notes=notes,
-        )
-    sdata, snotes = read_streets(STREETS, name_field="name", id_field="id")
-    with store.writing() as parent:
-        store.add_streets(parent, "calles", sdata, name_field="name", source_file=str(STREETS),
-                          notes=snotes)  # fmt: skip
+    """colonia (IECM), cuadrante (SSC 2023) and the Geochicas streets."""
+    add_boundary_file(store, "colonia", COLONIAS, id_field="CVEUT", name_field="NOMUT",
+                      population_field="SUMPOB1")  # fmt: skip
+    add_boundary_file(store, "cuadrante", CUADRANTES, id_field="Nomenclatu")
+    add_street_file(store, "calles", STREETS, name_field="name", id_field="id")
 
 
 @pytest.fixture(scope="session")
