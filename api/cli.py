@@ -334,6 +334,9 @@ def serve(
     from api.settings import ServerSettings, StoreSettings
 
     settings = ServerSettings(store=store or StoreSettings().store, host=host, port=port)
+    import logging
+
+    logging.getLogger("cuadra.api").setLevel(logging.INFO)
     console.print(f"Serving {settings.store} on http://{host}:{port} (Ctrl-C to stop)")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -51,14 +52,20 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
+        # One structured record per request (JSON), whatever the log handler.
         log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.url.path,
-                "status": response.status_code,
-                "ms": round((time.perf_counter() - started) * 1000, 2),
-            },
+            json.dumps(
+                {
+                    "event": "request",
+                    "method": request.method,
+                    "path": request.url.path,
+                    "query": request.url.query,
+                    "status": response.status_code,
+                    "snapshot": response.headers.get("x-cuadra-snapshot"),
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+                ensure_ascii=False,
+            )
         )
         return response
 

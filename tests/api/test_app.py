@@ -31,3 +31,15 @@ def test_health_and_meta(empty_store: Store) -> None:
         assert missing.status_code == 404 and "no snapshot 9" in missing.json()["message"]
         bad = client.get("/v1/meta", params={"as_of": "x"})
         assert bad.status_code == 422
+
+
+def test_one_structured_log_record_per_request(empty_store: Store, caplog) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="cuadra.api"):
+        with TestClient(create_app(ServerSettings(store=empty_store.root))) as client:
+            client.get("/health")
+    records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "cuadra.api"]
+    assert len(records) == 1
+    assert records[0]["path"] == "/health" and records[0]["status"] == 200 and records[0]["ms"] >= 0
