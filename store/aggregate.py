@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import Literal
 
 import duckdb
@@ -96,7 +97,7 @@ def aggregate(
         A DuckDB connection or cursor (one per request in the API); a new one by default.
     """
     where, params = filters.where(manifest.boundary_layers)
-    files = [str(p) for p in store.data_files(manifest)]
+    files = [str(p) for p in store.files_between(manifest, filters.start, filters.end)]
     own = con is None
     cur = duckdb.connect() if con is None else con
     try:
@@ -127,25 +128,29 @@ def aggregate(
     )
 
 
-def unit_attributes(store: Store, manifest: Manifest, unit: Unit) -> pa.Table:
-    """id, name, population (null where unknown) and WKB geometry of a layer's units."""
+def unit_attributes(
+    store: Store, manifest: Manifest, unit: Unit, geometry: bool = False
+) -> pa.Table:
+    """unit_id, name, population (null where unknown) and, on request, WKB geometry.
+
+    Layer versions are immutable, so their attributes are read once per process.
+    """
     if unit.kind == "h3" or unit.layer is None:
         raise StoreError("H3 cells have no stored attributes")
     layer = manifest.layers[unit.layer]
-    path = store.root / layer.path
+    return _read_attributes(str(store.root / layer.path), unit.kind == "street", geometry)
 
-    if unit.kind == "street":
-        t = pq.read_table(path, columns=["street_id", "name", "geometry"])
-        return pa.table(
-            {
-                "unit_id": t.column("street_id"),
-                "name": t.column("name"),
-                "population": pa.nulls(t.num_rows, pa.float64()),
-                "geometry": t.column("geometry"),
-            }
-        )
-    t = pq.read_table(path, columns=["id", "name", "population", "geometry"])
-    return t.rename_columns(["unit_id", "name", "population", "geometry"])
+
+@lru_cache(maxsize=32)
+def _read_attributes(path: str, street: bool, geometry: bool) -> pa.Table:
+    if street:
+        cols = ["street_id", "name", *(["geometry"] if geometry else [])]
+        t = pq.read_table(path, columns=cols)
+        t = t.add_column(2, "population", pa.nulls(t.num_rows, pa.float64()))
+    else:
+        cols = ["id", "name", "population", *(["geometry"] if geometry else [])]
+        t = pq.read_table(path, columns=cols)
+    return t.rename_columns(["unit_id", "name", "population", *(["geometry"] if geometry else [])])
 
 
 INTERVALS = {"day": "day", "week": "week", "month": "month"}
@@ -174,7 +179,7 @@ def timeseries(
             raise FilterError("id", None, "give the unit's id with unit")
         where = f"({where}) AND {unit.key_sql()} = ?"
         params = [*params, unit_id]
-    files = [str(p) for p in store.data_files(manifest)]
+    files = [str(p) for p in store.files_between(manifest, filters.start, filters.end)]
     if not files:
         return pa.table({"period": pa.array([], pa.date32()), "count": pa.array([], pa.int64())})
     trunc = INTERVALS[interval]
@@ -237,7 +242,8 @@ def compare_periods(
         if lo >= hi:
             raise FilterError(name, hi.isoformat(), f"must be after {lo.isoformat()}")
     where, params = filters.where(manifest.boundary_layers)
-    files = [str(p) for p in store.data_files(manifest)]
+    lo, hi = min(period_a[0], period_b[0]), max(period_a[1], period_b[1])
+    files = [str(p) for p in store.files_between(manifest, lo, hi)]
     if not files:
         return pa.table({"unit_id": pa.array([], pa.string()), "a": pa.array([], pa.int64()),
                          "b": pa.array([], pa.int64())})  # fmt: skip

@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +78,20 @@ class Store:
     def data_files(self, manifest: Manifest) -> list[Path]:
         """Absolute paths of a snapshot's incident files."""
         return [self.root / f.path for f in manifest.files]
+
+    def files_between(self, manifest: Manifest, start: date | None, end: date | None) -> list[Path]:
+        """The snapshot's files that may hold local dates in ``[start, end)``.
+
+        Each file's date range is in the manifest, so a query for one year opens that
+        year's files only, however many years the store holds.
+        """
+        lo = start.isoformat() if start else None
+        hi = end.isoformat() if end else None
+        return [
+            self.root / f.path
+            for f in manifest.files
+            if (lo is None or f.max_date >= lo) and (hi is None or f.min_date < hi)
+        ]
 
     def read(self, manifest: Manifest, columns: list[str] | None = None) -> pa.Table:
         """Read a snapshot's incidents (for tests and small stores)."""

@@ -157,7 +157,7 @@ def _rows(
             polys = cells_to_polygons(hex_to_cells(ids))
             geometries = [json.loads(g) for g in shapely.to_geojson(polys)]
     else:
-        attrs = unit_attributes(store, manifest, unit)
+        attrs = unit_attributes(store, manifest, unit, geometry=with_geometry)
         index = {v: i for i, v in enumerate(attrs.column("unit_id").to_pylist())}
         pos = [index.get(i) for i in ids]
         attr_names = attrs.column("name").to_pylist()

@@ -1,0 +1,197 @@
+"""API benchmark: /v1/aggregate over HTTP against DuckDB over the source file, 1× and 10×.
+
+Question: robberies of pedestrians with violence in 2023, by colonia. Cuadra answers it
+over HTTP (uvicorn on 127.0.0.1) from its store; the baseline is DuckDB in-process over
+the source Parquet file, grouping by the file's own colonia name. Then the store grows to
+10× the records (ten copies of the real file, re-dated 7 years apart, ingested one by
+one) and the same query is timed again. Prints p50/p90 and rewrites the "API" section of
+benchmarks/RESULTS.md.
+
+    .venv/bin/python benchmarks/api.py [--requests 60] [--copies 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import httpx
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CDMX = ROOT.parent / "shared" / "data" / "cdmx"
+POINTS = CDMX / "fgj_carpetas_2019_2024_points.parquet"
+CUADRA = [sys.executable, "-m", "api.entry"]
+OFFENSE = "ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA"
+PARAMS = {"unit": "colonia", "start": "2023-01-01", "end": "2024-01-01", "offense": OFFENSE}
+
+
+def run(args: list[str]) -> None:
+    subprocess.run([*CUADRA, *args], cwd=ROOT, check=True, capture_output=True)
+
+
+def build_store(root: Path, copies: int, work: Path) -> None:
+    run(["boundaries", "add", "colonia", str(CDMX / "colonias_iecm.gpkg"), "--id-field", "CVEUT",
+         "--name-field", "NOMUT", "--population-field", "SUMPOB1", "--store", str(root)])  # fmt: skip
+    source = pq.read_table(POINTS)
+    source = source.set_column(
+        source.column_names.index("fecha_hecho"),
+        "fecha_hecho",
+        pc.cast(source["fecha_hecho"], pa.string()),
+    )
+    for k in range(copies):
+        path = POINTS if k == 0 else work / f"copy{k}.parquet"
+        if k:
+            # Re-date k * 7 years earlier (the record spans six): same places, new dates.
+            years = pc.subtract(
+                pc.cast(pc.utf8_slice_codeunits(source["fecha_hecho"], 0, 4), pa.int32()), 7 * k
+            )
+            fecha = pc.binary_join_element_wise(
+                pc.cast(years, pa.string()),
+                pc.utf8_slice_codeunits(source["fecha_hecho"], 4, 100),
+                "",
+            )
+            pq.write_table(
+                source.set_column(source.column_names.index("fecha_hecho"), "fecha_hecho", fecha),
+                path,
+            )
+        run(
+            [
+                "ingest",
+                str(path),
+                "--profile",
+                str(work / "profile.toml"),
+                "--store",
+                str(root),
+                "--json",
+            ]
+        )
+
+
+def serve(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*CUADRA, "serve", "--store", str(root), "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the server did not start")
+
+
+def time_http(url: str, n: int) -> list[float]:
+    out = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        client.get("/v1/aggregate", params=PARAMS).raise_for_status()  # warm
+        for _ in range(n):
+            t0 = time.perf_counter()
+            client.get("/v1/aggregate", params=PARAMS).raise_for_status()
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def time_duckdb(n: int) -> list[float]:
+    con = duckdb.connect()
+    sql = ("SELECT colonia, count(*) FROM read_parquet(?) WHERE fecha_hecho >= '2023-01-01' "
+           "AND fecha_hecho < '2024-01-01' AND delito = ? GROUP BY 1")  # fmt: skip
+    con.execute(sql, [str(POINTS), OFFENSE]).fetchall()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        con.execute(sql, [str(POINTS), OFFENSE]).fetchall()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=60)
+    parser.add_argument("--copies", type=int, default=10)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="cuadra-api-bench-"))
+    # The fgj-cdmx profile without its start date, which the re-dated copies precede.
+    profile = (ROOT / "data" / "profiles" / "fgj-cdmx.toml").read_text(encoding="utf-8")
+    profile = "\n".join(ln for ln in profile.splitlines() if not ln.startswith("start_date"))
+    (work / "profile.toml").write_text(profile, encoding="utf-8")
+    lines = []
+    try:
+        duck = time_duckdb(args.requests)
+        for copies in (1, args.copies):
+            root = work / f"store{copies}"
+            t0 = time.perf_counter()
+            build_store(root, copies, work)
+            built = time.perf_counter() - t0
+            proc, url = serve(root)
+            try:
+                ours = time_http(url, args.requests)
+            finally:
+                proc.terminate()
+                proc.wait()
+            rows = sum(
+                pq.read_metadata(f).num_rows for f in (root / "incidents").rglob("*.parquet")
+            )
+            lines.append(f"| Cuadra over HTTP, store of {rows:,} records ({copies}×) | "
+                         f"{statistics.median(ours):.1f} ms | {pct(ours, 90):.1f} ms |")  # fmt: skip
+            print(lines[-1], f"(store built in {built:.0f} s)", flush=True)
+            shutil.rmtree(root)
+        lines.insert(
+            0,
+            f"| DuckDB in-process over the source file | {statistics.median(duck):.1f} ms | {pct(duck, 90):.1f} ms |",
+        )
+        print(lines[0])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if not args.no_write:
+        write_results(lines, args.requests)
+
+
+def write_results(lines: list[str], n: int) -> None:
+    path = HERE / "RESULTS.md"
+    text = path.read_text(encoding="utf-8")
+    section = "\n".join([
+        "## API",
+        "",
+        f"{date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} cores; {n} sequential requests "
+        f"after one warm-up. Question: `{OFFENSE}` in 2023 by colonia. `python benchmarks/api.py`.",
+        "",
+        "| what | p50 | p90 |",
+        "|---|---|---|",
+        *lines,
+        "",
+    ])  # fmt: skip
+    start = text.find("## API\n")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
