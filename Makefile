@@ -29,6 +29,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/api.py
 
 clean-store:
 	rm -rf data/store
