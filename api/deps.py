@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 
+import duckdb
 from fastapi import Depends, Query, Request
 
 from geo.types import BBox
 from store import Store
 from store.filters import FilterError, Filters
 from store.snapshots import Manifest
+
+
+def get_cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB cursor of the app's connection for one request, closed afterwards.
+
+    A DuckDB connection is not thread-safe and FastAPI runs sync routes in a thread pool;
+    a cursor per request is.
+    """
+    cursor = request.app.state.duckdb.cursor()
+    try:
+        yield cursor
+    finally:
+        cursor.close()
+
+
+CursorDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_cursor)]
 
 
 def get_store(request: Request) -> Store:

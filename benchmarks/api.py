@@ -30,6 +30,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from results import replace_section
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -171,26 +172,18 @@ def main() -> None:
 
 
 def write_results(lines: list[str], n: int) -> None:
-    path = HERE / "RESULTS.md"
-    text = path.read_text(encoding="utf-8")
-    section = "\n".join([
-        "## API",
-        "",
-        f"{date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} cores; {n} sequential requests "
-        f"after one warm-up. Question: `{OFFENSE}` in 2023 by colonia. `python benchmarks/api.py`.",
-        "",
-        "| what | p50 | p90 |",
-        "|---|---|---|",
-        *lines,
-        "",
-    ])  # fmt: skip
-    start = text.find("## API\n")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    replace_section(
+        "API",
+        [
+            f"{date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} cores; {n} sequential requests "
+            f"after one warm-up. Question: `{OFFENSE}` in 2023 by colonia. `python benchmarks/api.py`.",
+            "",
+            "| what | p50 | p90 |",
+            "|---|---|---|",
+            *lines,
+            "",
+        ],
+    )
 
 
 if __name__ == "__main__":

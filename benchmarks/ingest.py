@@ -22,6 +22,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from results import replace_section
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CDMX = ROOT.parent / "shared" / "data" / "cdmx"
@@ -96,29 +98,21 @@ def main() -> None:
 
 
 def write_results(lines: list[str], repeat: int) -> None:
-    path = HERE / "RESULTS.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    section = "\n".join([
-        "## Ingest",
-        "",
-        f"{date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}; median of {repeat} runs, peak = max RSS; "
-        "each figure is a whole process, start-up included. Input: "
-        "`fgj_carpetas_2019_2024_points.parquet` (1,302,640 rows) with colonias (IECM), "
-        "cuadrantes (2023) and the Geochicas streets. `python benchmarks/ingest.py`.",
-        "",
-        "| pipeline | wall time | peak memory |",
-        "|---|---|---|",
-        *lines,
-        "",
-    ])  # fmt: skip
-    start = text.find("## Ingest")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    replace_section(
+        "Ingest",
+        [
+            f"{date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}; median of {repeat} runs, peak = max RSS; "
+            "each figure is a whole process, start-up included. Input: "
+            "`fgj_carpetas_2019_2024_points.parquet` (1,302,640 rows) with colonias (IECM), "
+            "cuadrantes (2023) and the Geochicas streets. `python benchmarks/ingest.py`.",
+            "",
+            "| pipeline | wall time | peak memory |",
+            "|---|---|---|",
+            *lines,
+            "",
+        ],
+    )
 
 
 if __name__ == "__main__":

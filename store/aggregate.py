@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from functools import lru_cache
 from typing import Literal
 
@@ -219,7 +219,7 @@ def timeseries(
             cur.close()
 
 
-_ONE_DAY = __import__("datetime").timedelta(days=1)
+_ONE_DAY = timedelta(days=1)
 
 
 def compare_periods(

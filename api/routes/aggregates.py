@@ -13,11 +13,11 @@ from typing import Annotated, Any
 import numpy as np
 import pyarrow as pa
 import shapely
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import FiltersDep, ManifestDep, StoreDep
+from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
 from api.errors import ERROR_RESPONSES
 from geo.cells import cells_to_polygons, hex_to_cells
 from geo.stats import poisson_rate_test
@@ -81,7 +81,7 @@ class AggregateResponse(BaseModel):
     },
 )
 def get_aggregate(
-    request: Request,
+    cursor: CursorDep,
     store: StoreDep,
     manifest: ManifestDep,
     filters: FiltersDep,
@@ -103,11 +103,7 @@ def get_aggregate(
     """
     parsed = Unit.parse(unit, manifest)
     flt = filters.to_filters()
-    cursor = request.app.state.duckdb.cursor()
-    try:
-        counts = aggregate(store, manifest, parsed, flt, cursor)
-    finally:
-        cursor.close()
+    counts = aggregate(store, manifest, parsed, flt, cursor)
     rows, geometries = _rows(
         store, manifest, parsed, counts.table, with_geometry=format is Format.geojson
     )
@@ -233,7 +229,7 @@ class TimeseriesResponse(BaseModel):
     responses={200: {"content": {"text/csv": {"description": "format=csv"}}}},
 )
 def get_timeseries(
-    request: Request,
+    cursor: CursorDep,
     store: StoreDep,
     manifest: ManifestDep,
     filters: FiltersDep,
@@ -267,11 +263,7 @@ def get_timeseries(
     if parsed is None and id is not None:
         raise FilterError("unit", None, "give unit together with id")
     flt = filters.to_filters()
-    cursor = request.app.state.duckdb.cursor()
-    try:
-        table = timeseries(store, manifest, interval.value, flt, parsed, id, cursor)
-    finally:
-        cursor.close()
+    table = timeseries(store, manifest, interval.value, flt, parsed, id, cursor)
     rows = [{"period": p.isoformat(), "count": c} for p, c in zip(
         table.column("period").to_pylist(), table.column("count").to_pylist(), strict=True)]  # fmt: skip
     headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
@@ -327,7 +319,7 @@ class CompareResponse(BaseModel):
     responses={200: {"content": {"text/csv": {"description": "format=csv"}}}},
 )
 def get_compare(
-    request: Request,
+    cursor: CursorDep,
     store: StoreDep,
     manifest: ManifestDep,
     filters: FiltersDep,
@@ -364,13 +356,9 @@ def get_compare(
     """
     parsed = Unit.parse(unit, manifest)
     flt = filters.to_filters()
-    cursor = request.app.state.duckdb.cursor()
-    try:
-        table = compare_periods(
-            store, manifest, parsed, flt, (a_start, a_end), (b_start, b_end), cursor
-        )
-    finally:
-        cursor.close()
+    table = compare_periods(
+        store, manifest, parsed, flt, (a_start, a_end), (b_start, b_end), cursor
+    )
     days_a = (a_end - a_start).days
     days_b = (b_end - b_start).days
     a = np.asarray(table.column("a").to_pylist(), dtype=np.int64)
