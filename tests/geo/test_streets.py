@@ -46,3 +46,21 @@ def test_matches_sjoin_nearest() -> None:
     for i, candidates in tied.items():
         assert pos[i] in candidates
     assert 0.25 < (pos >= 0).mean() < 0.45  # the partial network: about a third
+
+
+def test_larger_distance_regrids_the_same_segments() -> None:
+    lines = np.array(
+        [
+            shapely.linestrings([[-99.10, 19.40], [-99.09, 19.40]]),
+            shapely.linestrings([[-99.10, 19.41], [-99.09, 19.41]]),
+        ],
+        dtype=object,
+    )
+    index = SegmentIndex.from_lines(lines, "EPSG:32614", 50.0)
+    lon = np.array([-99.095])
+    lat = np.array([19.41 - 60 / 110_760])  # ~60 m south of the second line
+    assert index.nearest(lon, lat, 50.0)[0].tolist() == [-1]
+    wider = index.with_reach(80.0)
+    pos, dist = wider.nearest(lon, lat, 80.0)
+    assert pos.tolist() == [1]  # the original line position survives the regridding
+    assert abs(dist[0] - 60.0) < 0.5
