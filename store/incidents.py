@@ -108,6 +108,8 @@ def _write_one(root: Path, year: int, part: pa.Table, tag: str) -> DataFile:
         # unique per row, and their min/max prune nothing.
         use_dictionary=[c for c in part.column_names if c in _DICTIONARY or c in layer_names],
         write_statistics=[c for c in part.column_names if c not in _NO_STATS] + _BBOX_STATS,
+        # Coordinates compress ~5 % smaller with their bytes split by significance.
+        use_byte_stream_split=["lon", "lat", *_BBOX_STATS],
     )
     fsync_file(path)
     dates = part.column("local_date")
