@@ -379,11 +379,17 @@ def _prepare(
     clock.lap("coordinates")
     # Enrich every located row now, on the other core, while dates are checked here.
     located = np.flatnonzero(codes == 0)
-    enrichment = Enrichment(pool, store, parent, coords.lon[located], coords.lat[located])
-
     date_col = _column(src, cols.date or cols.datetime, "date")
     assert date_col is not None
-    times = parse_local_times(date_col, _column(src, cols.time, "time"), profile, codes, now)
+    time_col = _column(src, cols.time, "time")
+    # Dates are parsed by a worker (Arrow kernels release the GIL) while this thread
+    # indexes cells (polars-h3 holds it); date checks only add reject codes, and nothing
+    # here reads the codes again until the dates are done.
+    date_codes = np.zeros(n, dtype=np.int8)
+    times_future = pool.submit(parse_local_times, date_col, time_col, profile, date_codes, now)
+    enrichment = Enrichment(pool, store, parent, coords.lon[located], coords.lat[located])
+    times = times_future.result()
+    codes = np.where(codes == 0, date_codes, codes).astype(np.int8)
     clock.lap("dates and times")
 
     off_col = _column(src, cols.offense, "offense")
