@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -67,6 +69,19 @@ class Unit:
         return quote(self.layer)
 
 
+@contextmanager
+def _cursor(con: duckdb.DuckDBPyConnection | None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The caller's cursor, or a connection of our own, closed afterwards."""
+    if con is not None:
+        yield con
+        return
+    own = duckdb.connect()
+    try:
+        yield own
+    finally:
+        own.close()
+
+
 @dataclass(frozen=True)
 class Counts:
     """One row per occupied unit, and what fell outside every unit."""
@@ -98,9 +113,7 @@ def aggregate(
     """
     where, params = filters.where(manifest.boundary_layers)
     files = [str(p) for p in store.files_between(manifest, filters.start, filters.end)]
-    own = con is None
-    cur = duckdb.connect() if con is None else con
-    try:
+    with _cursor(con) as cur:
         if not files:
             empty = pa.table(
                 {"unit_id": pa.array([], pa.string()), "count": pa.array([], pa.int64())}
@@ -112,9 +125,6 @@ def aggregate(
             f"WHERE {where} GROUP BY 1"
         )
         grouped = cur.sql(sql, params=[files, *params]).to_arrow_table()
-    finally:
-        if own:
-            cur.close()
     ids = grouped.column("unit_id")
     counts = grouped.column("count")
     unassigned_mask = ids.is_null()
@@ -183,9 +193,7 @@ def timeseries(
     if not files:
         return pa.table({"period": pa.array([], pa.date32()), "count": pa.array([], pa.int64())})
     trunc = INTERVALS[interval]
-    own = con is None
-    cur = duckdb.connect() if con is None else con
-    try:
+    with _cursor(con) as cur:
         bounds = cur.sql(
             "SELECT min(local_date), max(local_date) FROM read_parquet(?)", params=[files]
         ).fetchall()[0]
@@ -214,9 +222,6 @@ def timeseries(
             FROM periods p LEFT JOIN counts c USING (period) ORDER BY 1
         """
         return cur.sql(sql, params=[first, last, files, *params]).to_arrow_table()
-    finally:
-        if own:
-            cur.close()
 
 
 _ONE_DAY = timedelta(days=1)
@@ -257,10 +262,5 @@ def compare_periods(
         HAVING unit_id IS NOT NULL
     """
     args = [*period_a, *period_b, files, *params, *period_a, *period_b]
-    own = con is None
-    cur = duckdb.connect() if con is None else con
-    try:
+    with _cursor(con) as cur:
         return cur.sql(sql, params=args).to_arrow_table()
-    finally:
-        if own:
-            cur.close()

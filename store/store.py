@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from geo.cells import points_to_cells
@@ -103,12 +104,11 @@ class Store:
             return pa.array([], pa.string())
         parts = []
         for f in manifest.files:
-            t = pq.read_table(
-                self.root / f.path,
-                columns=["incident_id"],
-                filters=[("source", "=", source)],
-            )
-            parts.append(t.column("incident_id").combine_chunks())
+            # ParquetFile, not read_table(filters=...): the latter loads pyarrow.dataset
+            # (and pandas) at every ingest for a filter that is one comparison here.
+            t = pq.ParquetFile(self.root / f.path).read(columns=["incident_id", "source"])
+            mine = pc.equal(t.column("source").cast(pa.string()), source)
+            parts.append(t.column("incident_id").filter(mine).combine_chunks())
         return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
 
     def boundary(self, manifest: Manifest, name: str) -> LoadedBoundary:
