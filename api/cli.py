@@ -333,6 +333,16 @@ def serve(
     from api.main import create_app
     from api.settings import ServerSettings, StoreSettings
 
+    if not _is_loopback(host):
+        # Every route answers with unsuppressed counts (roles, k-thresholds and delays of
+        # SPEC §6 are not built yet): the service may not face anyone but this machine.
+        _fail(
+            ValueError(
+                f"refusing to listen on {host!r}: until the privacy rules of SPEC §6 are in "
+                "place, Cuadra serves only on a loopback address (127.0.0.1, ::1, localhost)"
+            )
+        )
+        return
     settings = ServerSettings(store=store or StoreSettings().store, host=host, port=port)
     import logging
 
@@ -364,6 +374,17 @@ def demo(
         return
     if not no_serve:
         serve(store=st.root, host="127.0.0.1", port=port)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def main() -> None:
