@@ -348,7 +348,8 @@ def serve(
 
     logging.getLogger("cuadra.api").setLevel(logging.INFO)
     console.print(f"Serving {settings.store} on http://{host}:{port} (Ctrl-C to stop)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # Uvicorn's access log off: the app writes one structured record per request itself.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
 
 
 @app.command()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 import duckdb
 from fastapi import Depends, Query, Request
@@ -16,11 +17,12 @@ from store.filters import FilterError, Filters
 from store.snapshots import Manifest
 
 
-def get_cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
+async def get_cursor(request: Request) -> AsyncIterator[duckdb.DuckDBPyConnection]:
     """A DuckDB cursor of the app's connection for one request, closed afterwards.
 
     A DuckDB connection is not thread-safe and FastAPI runs sync routes in a thread pool;
-    a cursor per request is.
+    a cursor per request is. The dependencies are ``async`` because they do not block:
+    FastAPI would run sync ones in the thread pool, one hop each.
     """
     cursor = request.app.state.duckdb.cursor()
     try:
@@ -32,7 +34,7 @@ def get_cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
 CursorDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_cursor)]
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     """The store the app serves."""
     store: Store = request.app.state.store
     return store
@@ -41,7 +43,7 @@ def get_store(request: Request) -> Store:
 StoreDep = Annotated[Store, Depends(get_store)]
 
 
-def get_manifest(
+async def get_manifest(
     store: StoreDep,
     as_of: Annotated[
         int | None,
@@ -138,4 +140,13 @@ class CommonFilters:
         )
 
 
-FiltersDep = Annotated[CommonFilters, Depends()]
+async def common_filters(**params: Any) -> CommonFilters:
+    """The common filters of a request (FastAPI reads the parameters off CommonFilters)."""
+    return CommonFilters(**params)
+
+
+# A class dependency would be called in the thread pool (one more hop per request); this
+# coroutine takes the same parameters, declared once on the dataclass.
+common_filters.__signature__ = inspect.signature(CommonFilters)  # type: ignore[attr-defined]
+
+FiltersDep = Annotated[CommonFilters, Depends(common_filters)]

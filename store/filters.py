@@ -6,6 +6,7 @@ column names checked against the snapshot's own list of layers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -90,16 +91,44 @@ class Filters:
             if len(values) > MAX_LIST:
                 raise FilterError(name, len(values), f"at most {MAX_LIST} values")
 
-    def where(self, layers: list[str]) -> tuple[str, list[Any]]:
-        """The SQL condition (``TRUE`` for no filter) and its bound parameters, in order."""
+    def fits_cube(self, unit_layer: str | None) -> bool:
+        """True when a month × offense cube of ``unit_layer``'s units answers exactly.
+
+        Cubes know the month, source, category, offense and unit of each count: not the
+        hour, the weekday or the point, and dates only to the month.
+        """
+        return (
+            self.hour_from is None
+            and not self.weekdays
+            and self.bbox is None
+            and (self.start is None or self.start.day == 1)
+            and (self.end is None or self.end.day == 1)
+            and (self.within is None or self.within[0] == unit_layer)
+        )
+
+    def where(
+        self,
+        layers: list[str],
+        cube: bool = False,
+        position: Callable[[str], int] | None = None,
+    ) -> tuple[str, list[Any]]:
+        """The SQL condition (``TRUE`` for no filter) and its bound parameters, in order.
+
+        With ``cube``, the condition is over a cube's columns (see ``fits_cube``): dates
+        become months and ``within`` the cube's own unit, whose position in its layer
+        ``position`` returns.
+        """
         self.check(layers)
+        if cube and not self.fits_cube(self.within[0] if self.within else None):
+            raise StoreError("these filters need the incident records, not a cube")
+        date_column = "month" if cube else "local_date"
         parts: list[str] = []
         params: list[Any] = []
         if self.start is not None:
-            parts.append("local_date >= ?")
+            parts.append(f"{date_column} >= ?")
             params.append(self.start)
         if self.end is not None:
-            parts.append("local_date < ?")
+            parts.append(f"{date_column} < ?")
             params.append(self.end)
         if self.categories:
             parts.append(f"category IN ({', '.join('?' * len(self.categories))})")
@@ -123,8 +152,15 @@ class Filters:
             params.extend([b.minlon, b.maxlon, b.minlat, b.maxlat])
         if self.within is not None:
             layer, ident = self.within
-            parts.append(f"{quote(layer)} = ?")  # layer checked against the snapshot's list
-            params.append(ident)
+            # The layer was checked against the snapshot's list.
+            if cube:
+                if position is None:
+                    raise StoreError("within on a cube needs the layer's unit positions")
+                parts.append("unit = ?")
+                params.append(position(ident))
+            else:
+                parts.append(f"{quote(layer)} = ?")
+                params.append(ident)
         return (" AND ".join(parts) or "TRUE"), params
 
 

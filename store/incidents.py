@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from store.cubes import CubeSpec, build_cubes, cube_path, write_cube
 from store.errors import StoreError
 from store.schema import (
     BASE_NAMES,
@@ -60,11 +62,14 @@ def conform(table: pa.Table, layers: list[str]) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def write_incidents(root: Path, table: pa.Table, tag: str) -> list[DataFile]:
+def write_incidents(
+    root: Path, table: pa.Table, tag: str, cubes: Sequence[CubeSpec] = ()
+) -> list[DataFile]:
     """Write a conformed table as year partitions; return the new files (fsync'd).
 
     Rows are sorted by H3 cell inside each file so that spatial filters prune row groups
-    (the Parquet statistics of ``h3`` and of the bbox covering column).
+    (the Parquet statistics of ``h3`` and of the bbox covering column). Each file gets a
+    cube per family in ``cubes``, written before the file is returned.
     """
     if table.num_rows == 0:
         return []
@@ -79,14 +84,18 @@ def write_incidents(root: Path, table: pa.Table, tag: str) -> list[DataFile]:
         for year in np.unique(years):
             jobs.append((int(year), table.filter(pa.array(years == year))))
     with ThreadPoolExecutor(max_workers=2) as pool:
-        files = list(pool.map(lambda job: _write_one(root, job[0], job[1], tag), jobs))
-    for folder in {root / Path(f.path).parent for f in files}:
+        files = list(pool.map(lambda job: _write_one(root, job[0], job[1], tag, cubes), jobs))
+    folders = {root / Path(f.path).parent for f in files}
+    folders |= {root / Path(c).parent for f in files for c in f.cubes.values()}
+    for folder in folders:
         fsync_dir(folder)
     fsync_dir(root / INCIDENTS)
     return files
 
 
-def _write_one(root: Path, year: int, part: pa.Table, tag: str) -> DataFile:
+def _write_one(
+    root: Path, year: int, part: pa.Table, tag: str, cubes: Sequence[CubeSpec]
+) -> DataFile:
     cells = part.column("h3").to_numpy()
     if cells.size > 1 and not bool(np.all(cells[1:] >= cells[:-1])):
         part = part.take(pa.array(np.argsort(cells, kind="stable")))
@@ -112,6 +121,10 @@ def _write_one(root: Path, year: int, part: pa.Table, tag: str) -> DataFile:
         use_byte_stream_split=["lon", "lat", *_BBOX_STATS],
     )
     fsync_file(path)
+    cube_files = {
+        family: write_cube(root, cube_path(rel, family), cube)
+        for family, cube in build_cubes(part, cubes).items()
+    }
     dates = part.column("local_date")
     return DataFile(
         path=rel.as_posix(),
@@ -120,6 +133,7 @@ def _write_one(root: Path, year: int, part: pa.Table, tag: str) -> DataFile:
         year=year,
         min_date=str(pc.min(dates).as_py()),
         max_date=str(pc.max(dates).as_py()),
+        cubes=cube_files,
     )
 
 

@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ class DataFile:
     year: int
     min_date: str
     max_date: str
+    # Pre-aggregated cube files of this data file, by unit family (store/cubes.py).
+    cubes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -139,9 +142,18 @@ def read_manifest(root: Path, seq: int | None = None) -> Manifest | None:
             return None
         seq = seqs[-1]
     path = manifest_path(root, seq)
-    if not path.exists():
-        raise StoreError(f"no snapshot {seq} in {root} (have: {list_snapshots(root)})")
-    return Manifest.from_json(path.read_text(encoding="utf-8"))
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise StoreError(f"no snapshot {seq} in {root} (have: {list_snapshots(root)})") from None
+    return _parse_manifest(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=64)
+def _parse_manifest(path: str, mtime_ns: int, size: int) -> Manifest:
+    # Published manifests never change; the stat in the key guards against a store
+    # deleted and rebuilt at the same path.
+    return Manifest.from_json(Path(path).read_text(encoding="utf-8"))
 
 
 def publish(root: Path, manifest: Manifest) -> None:

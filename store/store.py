@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from geo.cells import points_to_cells
+from store.cubes import CUBES, CubeSpec, cube_specs
 from store.errors import StoreError
 from store.incidents import INCIDENTS, conform, read_incidents, write_incidents
 from store.layers import (
@@ -125,6 +127,21 @@ class Store:
         assert layer.metric_crs is not None and layer.cells_path is not None
         return load_streets(self.root / layer.path, self.root / layer.cells_path, layer.metric_crs)
 
+    def layer_ids(self, manifest: Manifest, name: str) -> pa.Array:
+        """The feature ids of a boundary or street layer version, in stored order."""
+        layer = manifest.layers[name]
+        column = "street_id" if layer.kind == "street" else "id"
+        path = self.root / layer.path
+        return _read_ids(str(path), column, path.stat().st_mtime_ns)
+
+    def cube_specs(self, manifest: Manifest | None) -> list[CubeSpec]:
+        """The cubes every incident file of this snapshot gets."""
+        if manifest is None:
+            return cube_specs({}, None)
+        layers = {name: self.layer_ids(manifest, name) for name in manifest.boundary_layers}
+        streets = manifest.street_layer
+        return cube_specs(layers, self.layer_ids(manifest, streets) if streets else None)
+
     def _layer(self, manifest: Manifest, name: str, kind: str) -> Layer:
         layer = manifest.layers.get(name)
         if layer is None or layer.kind != kind:
@@ -157,7 +174,8 @@ class Store:
     ) -> Manifest:
         """Write a batch of enriched incidents and publish a snapshot that adds it."""
         layers = parent.boundary_layers if parent else []
-        files = write_incidents(self.root, conform(table, layers), batch.batch[:12])
+        specs = self.cube_specs(parent)
+        files = write_incidents(self.root, conform(table, layers), batch.batch[:12], specs)
         base_files = parent.files if parent else []
         manifest = Manifest(
             snapshot=(parent.snapshot + 1) if parent else 1,
@@ -272,11 +290,14 @@ class Store:
                 def enrich(t: pa.Table) -> pa.Table:
                     return _set_column(t, "street_id", assign_street(loaded_s, t))
 
+            specs = self.cube_specs(draft)
             for f in parent.files:
                 table = pq.read_table(self.root / f.path)
                 table = enrich(table)
                 files.extend(
-                    write_incidents(self.root, conform(table, draft.boundary_layers), "relayer")
+                    write_incidents(
+                        self.root, conform(table, draft.boundary_layers), "relayer", specs
+                    )
                 )
         manifest = replace(draft, files=files)
         publish(self.root, manifest)
@@ -292,13 +313,14 @@ class Store:
             m = read_manifest(self.root, seq)
             assert m is not None
             keep.update(self.root / f.path for f in m.files)
+            keep.update(self.root / c for f in m.files for c in f.cubes.values())
             for layer in m.layers.values():
                 keep.add(self.root / layer.path)
                 if layer.cells_path:
                     keep.add(self.root / layer.cells_path)
         garbage = [
             p
-            for folder in (self.root / INCIDENTS, self.root / LAYERS)
+            for folder in (self.root / INCIDENTS, self.root / LAYERS, self.root / CUBES)
             if folder.exists()
             for p in folder.rglob("*")
             if p.is_file()
@@ -326,6 +348,13 @@ def assign_street(
 ) -> pa.Array:
     """Nearest street segment ids within ``distance`` metres (null beyond)."""
     return loaded.snap(table.column("lon").to_numpy(), table.column("lat").to_numpy(), distance)
+
+
+@lru_cache(maxsize=32)
+def _read_ids(path: str, column: str, mtime_ns: int) -> pa.Array:
+    # Layer versions are immutable: their ids are read once per process (the mtime guards
+    # against a store deleted and rebuilt at the same path).
+    return pq.read_table(path, columns=[column]).column(0).combine_chunks()
 
 
 def _set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
 from api.errors import ERROR_RESPONSES
+from api.responses import json_response
 from geo.cells import cells_to_polygons, hex_to_cells
 from geo.stats import poisson_rate_test
 from store.aggregate import Unit, aggregate, compare_periods, timeseries, unit_attributes
@@ -123,56 +125,60 @@ def get_aggregate(
             "unassigned": counts.unassigned,
             "features": features,
         }
-        return Response(json.dumps(body), media_type="application/geo+json", headers=headers)
-    payload = AggregateResponse(
-        snapshot=manifest.snapshot,
-        unit=unit,
-        filters=_echo(flt),
-        total=counts.total,
-        unassigned=counts.unassigned,
-        rows=[AggregateRow(**r) for r in rows],
-    )
-    return JSONResponse(payload.model_dump(mode="json"), headers=headers)
+        return json_response(body, headers, media_type="application/geo+json")
+    # Built as plain data and encoded once: the schema is AggregateResponse's (tested by
+    # the schema fuzz tests), without a model object per row on the hot path.
+    payload = {
+        "snapshot": manifest.snapshot,
+        "unit": unit,
+        "filters": _echo(flt),
+        "total": counts.total,
+        "unassigned": counts.unassigned,
+        "rows": rows,
+    }
+    return json_response(payload, headers)
 
 
 def _echo(flt: Filters) -> dict[str, Any]:
     out = {k: v for k, v in asdict(flt).items() if v not in (None, ())}
-    return json.loads(json.dumps(out, default=str))
+    return {
+        k: str(v) if isinstance(v, date) else list(v) if isinstance(v, tuple) else v
+        for k, v in out.items()
+    }
 
 
 def _rows(
     store: Any, manifest: Any, unit: Unit, table: pa.Table, with_geometry: bool
 ) -> tuple[list[dict[str, Any]], list[Any]]:
-    ids = table.column("unit_id").to_pylist()
-    counts = table.column("count").to_pylist()
-    names: list[str | None] = [None] * len(ids)
-    rates: list[float | None] = [None] * len(ids)
-    geometries: list[Any] = [None] * len(ids)
+    """Rows with name and rate per 100k, joined by column (no Python loop over rows)."""
+    ids = table.column("unit_id")
+    counts = table.column("count")
+    n = table.num_rows
+    names: pa.Array | pa.ChunkedArray = pa.nulls(n, pa.string())
+    rates: pa.Array | pa.ChunkedArray = pa.nulls(n, pa.float64())
+    geometries: list[Any] = [None] * n
     if unit.kind == "h3":
-        if with_geometry and ids:
-            polys = cells_to_polygons(hex_to_cells(ids))
+        if with_geometry and n:
+            polys = cells_to_polygons(hex_to_cells(ids.to_pylist()))
             geometries = [json.loads(g) for g in shapely.to_geojson(polys)]
     else:
         attrs = unit_attributes(store, manifest, unit, geometry=with_geometry)
-        index = {v: i for i, v in enumerate(attrs.column("unit_id").to_pylist())}
-        pos = [index.get(i) for i in ids]
-        attr_names = attrs.column("name").to_pylist()
-        pops = attrs.column("population").to_pylist()
-        names = [attr_names[p] if p is not None else None for p in pos]
-        rates = [
-            round(c / pops[p] * 100_000, 3) if p is not None and pops[p] else None
-            for c, p in zip(counts, pos, strict=True)
-        ]
+        pos = pc.index_in(ids, value_set=attrs.column("unit_id"))
+        names = attrs.column("name").take(pos)
+        population = attrs.column("population").take(pos)
+        # No rate where the population is unknown or zero.
+        known = pc.and_kleene(pc.is_valid(population), pc.greater(population, 0))
+        per = pc.divide(pc.multiply(pc.cast(counts, pa.float64()), 100_000.0), population)
+        rates = pc.if_else(known, pc.round(per, 3), pa.scalar(None, pa.float64()))
         if with_geometry:
-            wkb = np.asarray(attrs.column("geometry").to_pylist(), dtype=object)
-            shapes = shapely.from_wkb(wkb)
+            shapes = attrs.column("geometry").take(pos).to_pylist()
             geometries = [
-                json.loads(shapely.to_geojson(shapes[p])) if p is not None else None for p in pos
+                json.loads(shapely.to_geojson(shapely.from_wkb(g))) if g is not None else None
+                for g in shapes
             ]
-    rows = [
-        {"unit_id": i, "name": n, "count": c, "rate_per_100k": r}
-        for i, n, c, r in zip(ids, names, counts, rates, strict=True)
-    ]
+    rows = pa.table(
+        {"unit_id": ids, "name": names, "count": counts, "rate_per_100k": rates}
+    ).to_pylist()
     return rows, geometries
 
 

@@ -1,0 +1,158 @@
+"""Cubes: exactly the counts of their incident files, and used only where they answer."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from geo.types import BBox
+from ingest.layers import add_boundary_file
+from ingest.pipeline import ingest
+from ingest.profiles import load_profile
+from store import Store
+from store.aggregate import Unit, _plan, aggregate, compare_periods, timeseries
+from store.cubes import _count_dense, _count_sorted, h3_parent
+from store.filters import Filters
+from store.snapshots import Manifest
+from tests.conftest import CDMX, COLONIAS
+
+OFFENSE = "ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA"
+
+
+def without_cubes(manifest: Manifest) -> Manifest:
+    """The same snapshot as a store written before cubes existed would describe it."""
+    return replace(manifest, files=[replace(f, cubes={}) for f in manifest.files])
+
+
+def test_every_file_has_cubes_that_count_it_exactly(sample_store: Store) -> None:
+    manifest = sample_store.require_manifest()
+    con = duckdb.connect()
+    for f in manifest.files:
+        assert set(f.cubes) == {"colonia", "cuadrante", "street", "h3"}
+        data = str(sample_store.root / f.path)
+        for family, rel in f.cubes.items():
+            cube = str(sample_store.root / rel)
+            unit = {"h3": "h3", "street": "street_id"}.get(family, family)
+            key = "cell" if family == "h3" else "unit"
+            if family == "h3":
+                # Independent parent: h3-py's, per distinct cell of the data file.
+                import h3
+
+                cells = pq.read_table(data, columns=["h3"]).column("h3").to_numpy()
+                distinct = np.unique(cells)
+                parents = {int(c): h3.str_to_int(h3.cell_to_parent(h3.int_to_str(int(c)), 8))
+                           for c in distinct}  # fmt: skip
+                assert all(parents[int(c)] == int(p) for c, p in
+                           zip(distinct, h3_parent(distinct, 8), strict=True))  # fmt: skip
+                unit = "((h3 & ~(15::UBIGINT << 52)) | (8::UBIGINT << 52) | 2097151::UBIGINT)"  # 21 unused bits
+            expected = con.sql(
+                f"SELECT offense, date_trunc('month', local_date)::DATE, source, category, "
+                f"sensitive, {unit}, count(*) FROM read_parquet(?) GROUP BY ALL ORDER BY ALL",
+                params=[data],
+            ).fetchall()
+            got = con.sql(
+                f"SELECT offense, month, source, category, sensitive, {key}, n "
+                f"FROM read_parquet(?)",
+                params=[cube],
+            ).fetchall()
+            if family != "h3":
+                # Layer units are positions in the layer version's feature list.
+                layer = manifest.street_layer if family == "street" else family
+                ids = sample_store.layer_ids(manifest, layer).to_pylist()
+                got = [(*r[:5], None if r[5] is None else ids[r[5]], r[6]) for r in got]
+            got.sort(key=lambda r: tuple((v is None, v) for v in r))
+            expected.sort(key=lambda r: tuple((v is None, v) for v in r))
+            assert got == expected, family
+            offenses = pq.read_table(cube, columns=["offense"]).column("offense").to_pylist()
+            assert offenses == sorted(offenses)  # what lets row-group statistics prune
+
+
+CUBE_FILTERS = [
+    Filters(),
+    Filters(start=date(2023, 1, 1), end=date(2024, 1, 1), offenses=(OFFENSE,)),
+    Filters(start=date(2021, 3, 1), categories=("robo_transeunte", "homicidio_doloso")),
+    Filters(end=date(2020, 7, 1), within=("colonia", "15-044")),
+]
+INCIDENT_FILTERS = [
+    Filters(start=date(2023, 1, 2), end=date(2024, 1, 1)),
+    Filters(hour_from=22, hour_to=6),
+    Filters(weekdays=(5, 6)),
+    Filters(bbox=BBox(-99.20, 19.38, -99.12, 19.45)),
+    Filters(within=("cuadrante", "C-1.2.10")),
+]
+
+
+@pytest.mark.parametrize("unit_text", ["colonia", "cuadrante", "street", "h3:5", "h3:8"])
+def test_cubes_answer_exactly_what_the_incidents_answer(
+    sample_store: Store, unit_text: str
+) -> None:
+    manifest = sample_store.require_manifest()
+    plain = without_cubes(manifest)
+    unit = Unit.parse(unit_text, manifest)
+    for flt in CUBE_FILTERS:
+        if flt.within and unit.layer != flt.within[0]:
+            continue
+        assert _plan(sample_store, manifest, unit, flt, (flt.start, flt.end)).cube
+        assert not _plan(sample_store, plain, unit, flt, (flt.start, flt.end)).cube
+        fast = aggregate(sample_store, manifest, unit, flt)
+        slow = aggregate(sample_store, plain, unit, flt)
+        assert fast.table.equals(slow.table)
+        assert (fast.total, fast.unassigned) == (slow.total, slow.unassigned)
+        assert fast.total > 0
+        months = timeseries(sample_store, manifest, "month", flt)
+        assert months.equals(timeseries(sample_store, plain, "month", flt))
+    a, b = (date(2022, 1, 1), date(2023, 1, 1)), (date(2023, 1, 1), date(2024, 7, 1))
+    fast_cmp = compare_periods(sample_store, manifest, unit, Filters(), a, b)
+    slow_cmp = compare_periods(sample_store, plain, unit, Filters(), a, b)
+    assert fast_cmp.sort_by("unit_id").equals(slow_cmp.sort_by("unit_id"))
+
+
+@pytest.mark.parametrize("flt", INCIDENT_FILTERS)
+def test_finer_questions_read_the_incidents(sample_store: Store, flt: Filters) -> None:
+    manifest = sample_store.require_manifest()
+    unit = Unit.parse("colonia", manifest)
+    assert not _plan(sample_store, manifest, unit, flt, (flt.start, flt.end)).cube
+    fine = Unit.parse("h3:9", manifest)  # finer than the H3 cube
+    assert not _plan(sample_store, manifest, fine, Filters(), (None, None)).cube
+
+
+def test_a_new_layer_gets_cubes_and_batches_add_up(layers_store: Store, tmp_path: Path) -> None:
+    # Two batches from two sources (SSP 2013–2016, FGJ sample 2019–2024), then a layer
+    # added afterwards: cubes are rebuilt from the store's files and sum across batches.
+    ingest(layers_store, [str(CDMX / "ssp_crime_lat_long_2013_2016.csv.gz")],
+           load_profile("ssp-cdmx"))  # fmt: skip
+    ingest(layers_store, [str(CDMX / "fgj_carpetas_sample_50k.csv.gz")], load_profile("fgj-cdmx"))
+    add_boundary_file(layers_store, "alcaldia", COLONIAS, id_field="NOMDT", dissolve=True)
+    manifest = layers_store.require_manifest()
+    assert all("alcaldia" in f.cubes for f in manifest.files)
+    assert len({f.year for f in manifest.files}) >= 9
+    unit = Unit.parse("alcaldia", manifest)
+    for flt in (Filters(), Filters(sources=("ssp-cdmx",)), Filters(start=date(2016, 1, 1))):
+        fast = aggregate(layers_store, manifest, unit, flt)
+        slow = aggregate(layers_store, without_cubes(manifest), unit, flt)
+        assert fast.table.equals(slow.table) and fast.total == slow.total > 0
+    # vacuum keeps every cube a snapshot names, and drops cubes no snapshot names.
+    stray = layers_store.root / "cubes" / "alcaldia" / "year=2019" / "part-dead.parquet"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(layers_store.root / manifest.files[0].cubes["alcaldia"], stray)
+    assert layers_store.vacuum() == [stray]
+    assert aggregate(layers_store, manifest, unit, Filters()).total == manifest.rows
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays(np.int64, st.integers(0, 300), elements=st.integers(0, 5000)))
+def test_key_counting_equals_numpy_unique(key: np.ndarray) -> None:
+    want_keys, want_counts = np.unique(key, return_counts=True)
+    for keys, counts in (_count_dense(key, 5001), _count_sorted(key)):
+        assert keys.tolist() == want_keys.tolist()
+        assert counts.tolist() == want_counts.tolist()
