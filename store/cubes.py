@@ -207,7 +207,10 @@ def write_cube(root: Path, rel: Path, cube: pa.Table) -> str:
         path,
         compression="zstd",
         row_group_size=ROW_GROUP_SIZE,
-        write_statistics=["offense", "month", "source", "category", "sensitive"],
+        # Dictionaries for the names only (units and counts are small integers), and
+        # statistics for the columns that filters prune on.
+        use_dictionary=["offense", "source", "category"],
+        write_statistics=["offense", "month", "source", "category"],
     )
     fsync_file(path)
     return rel.as_posix()
