@@ -7,17 +7,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import lru_cache
 from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from store.cubes import CUBE_H3_RES, H3_FAMILY, STREET_FAMILY
+from store.cubes import CUBE_H3_RES, H3_FAMILY, STREET_FAMILY, month_aligned
 from store.errors import StoreError
 from store.filters import FilterError, Filters, quote
+from store.layers import read_layer_columns
 from store.snapshots import DataFile, Manifest
 from store.store import Store
 
@@ -101,7 +100,8 @@ def _cursor(con: duckdb.DuckDBPyConnection | None) -> Iterator[duckdb.DuckDBPyCo
 class _Plan:
     """Where a query reads its counts: cube files or incident files."""
 
-    files: list[str]
+    data: list[DataFile]  # the incident files the query's dates touch
+    files: list[str]  # what it reads: their cubes, or themselves
     cube: bool
     where: str
     params: list[Any]
@@ -153,7 +153,7 @@ def _plan(
     (its periods) is month-aligned too. Without a unit any family will do: every record
     has an H3 cell.
     """
-    data = [f for f in manifest.files if _overlaps(f, *window)]
+    data = store.files_between(manifest, *window)
     family = unit.cube_family if unit is not None else H3_FAMILY
     layer = unit.layer if unit is not None and unit.kind == "layer" else None
     if (
@@ -168,16 +168,10 @@ def _plan(
             cube=True,
             position=(lambda i: _position(ids, i)) if ids is not None else None,
         )
-        return _Plan([str(store.root / f.cubes[family]) for f in data], True, where, params, ids)
+        cubes = [str(store.root / f.cubes[family]) for f in data]
+        return _Plan(data, cubes, True, where, params, ids)
     where, params = filters.where(manifest.boundary_layers)
-    return _Plan([str(store.root / f.path) for f in data], False, where, params)
-
-
-def _overlaps(f: DataFile, start: date | None, end: date | None) -> bool:
-    # A file's dates span [min_date, max_date]; the window is [start, end).
-    return (start is None or f.max_date >= start.isoformat()) and (
-        end is None or f.min_date < end.isoformat()
-    )
+    return _Plan(data, [str(store.root / f.path) for f in data], False, where, params)
 
 
 @dataclass(frozen=True)
@@ -249,19 +243,13 @@ def unit_attributes(
     if unit.kind == "h3" or unit.layer is None:
         raise StoreError("H3 cells have no stored attributes")
     path = store.root / manifest.layers[unit.layer].path
-    return _read_attributes(str(path), path.stat().st_mtime_ns, unit.kind == "street", geometry)
-
-
-@lru_cache(maxsize=32)
-def _read_attributes(path: str, mtime_ns: int, street: bool, geometry: bool) -> pa.Table:
-    if street:
-        cols = ["street_id", "name", *(["geometry"] if geometry else [])]
-        t = pq.read_table(path, columns=cols)
+    extra = ("geometry",) if geometry else ()
+    if unit.kind == "street":
+        t = read_layer_columns(path, ("street_id", "name", *extra))
         t = t.add_column(2, "population", pa.nulls(t.num_rows, pa.float64()))
     else:
-        cols = ["id", "name", "population", *(["geometry"] if geometry else [])]
-        t = pq.read_table(path, columns=cols)
-    return t.rename_columns(["unit_id", "name", "population", *(["geometry"] if geometry else [])])
+        t = read_layer_columns(path, ("id", "name", "population", *extra))
+    return t.rename_columns(["unit_id", "name", "population", *extra])
 
 
 INTERVALS = {"day": "day", "week": "week", "month": "month"}
@@ -293,12 +281,11 @@ def timeseries(
         where = f"({where}) AND {plan.key(unit)} = ?"
         assert unit_id is not None
         params = [*params, plan.unit_param(unit_id)]
-    data = [f for f in manifest.files if _overlaps(f, filters.start, filters.end)]
-    if not data:
+    if not plan.data:
         return empty
     # Periods span the filter's window clipped to the data: zeros inside, none beyond.
-    lowest = min(date.fromisoformat(f.min_date) for f in data)
-    highest = max(date.fromisoformat(f.max_date) for f in data)
+    lowest = min(date.fromisoformat(f.min_date) for f in plan.data)
+    highest = max(date.fromisoformat(f.max_date) for f in plan.data)
     first = max(filters.start or lowest, lowest)
     last = min((filters.end - _ONE_DAY) if filters.end else highest, highest)
     if first > last:
@@ -344,7 +331,7 @@ def compare_periods(
         if lo >= hi:
             raise FilterError(name, hi.isoformat(), f"must be after {lo.isoformat()}")
     lo, hi = min(period_a[0], period_b[0]), max(period_a[1], period_b[1])
-    aligned = all(d.day == 1 for d in (*period_a, *period_b))
+    aligned = all(month_aligned(d) for d in (*period_a, *period_b))
     plan = _plan(store, manifest, unit, filters, (lo, hi), aligned)
     if not plan.files:
         return pa.table({"unit_id": pa.array([], pa.string()), "a": pa.array([], pa.int64()),

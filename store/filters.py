@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any
 
 from geo.types import BBox
+from store.cubes import month_aligned
 from store.errors import StoreError
 
 MAX_LIST = 50
@@ -101,8 +102,8 @@ class Filters:
             self.hour_from is None
             and not self.weekdays
             and self.bbox is None
-            and (self.start is None or self.start.day == 1)
-            and (self.end is None or self.end.day == 1)
+            and month_aligned(self.start)
+            and month_aligned(self.end)
             and (self.within is None or self.within[0] == unit_layer)
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +188,17 @@ def load_streets(path: Path, grid_path: Path, metric_crs: str) -> LoadedStreets:
     with np.load(grid_path) as arrays:
         index = SegmentIndex.from_arrays(arrays)
     return LoadedStreets(ids=ids, index=index, metric_crs=metric_crs)
+
+
+def read_layer_columns(path: Path, columns: tuple[str, ...]) -> pa.Table:
+    """Columns of a stored layer file, read once per process.
+
+    Layer versions are immutable; the file's mtime in the cache key guards against a
+    store deleted and rebuilt at the same path.
+    """
+    return _read_columns(str(path), path.stat().st_mtime_ns, columns)
+
+
+@lru_cache(maxsize=64)
+def _read_columns(path: str, mtime_ns: int, columns: tuple[str, ...]) -> pa.Table:
+    return pq.read_table(path, columns=list(columns)).combine_chunks()

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from store.layers import (
     StreetData,
     load_boundary,
     load_streets,
+    read_layer_columns,
     write_boundary,
     write_streets,
 )
@@ -35,6 +35,7 @@ from store.schema import RESERVED
 from store.snapshots import (
     MANIFESTS,
     Batch,
+    DataFile,
     Layer,
     Manifest,
     list_snapshots,
@@ -82,7 +83,9 @@ class Store:
         """Absolute paths of a snapshot's incident files."""
         return [self.root / f.path for f in manifest.files]
 
-    def files_between(self, manifest: Manifest, start: date | None, end: date | None) -> list[Path]:
+    def files_between(
+        self, manifest: Manifest, start: date | None, end: date | None
+    ) -> list[DataFile]:
         """The snapshot's files that may hold local dates in ``[start, end)``.
 
         Each file's date range is in the manifest, so a query for one year opens that
@@ -91,7 +94,7 @@ class Store:
         lo = start.isoformat() if start else None
         hi = end.isoformat() if end else None
         return [
-            self.root / f.path
+            f
             for f in manifest.files
             if (lo is None or f.max_date >= lo) and (hi is None or f.min_date < hi)
         ]
@@ -131,8 +134,7 @@ class Store:
         """The feature ids of a boundary or street layer version, in stored order."""
         layer = manifest.layers[name]
         column = "street_id" if layer.kind == "street" else "id"
-        path = self.root / layer.path
-        return _read_ids(str(path), column, path.stat().st_mtime_ns)
+        return read_layer_columns(self.root / layer.path, (column,)).column(0).combine_chunks()
 
     def cube_specs(self, manifest: Manifest | None) -> list[CubeSpec]:
         """The cubes every incident file of this snapshot gets."""
@@ -348,13 +350,6 @@ def assign_street(
 ) -> pa.Array:
     """Nearest street segment ids within ``distance`` metres (null beyond)."""
     return loaded.snap(table.column("lon").to_numpy(), table.column("lat").to_numpy(), distance)
-
-
-@lru_cache(maxsize=32)
-def _read_ids(path: str, column: str, mtime_ns: int) -> pa.Array:
-    # Layer versions are immutable: their ids are read once per process (the mtime guards
-    # against a store deleted and rebuilt at the same path).
-    return pq.read_table(path, columns=[column]).column(0).combine_chunks()
 
 
 def _set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
