@@ -79,49 +79,34 @@ class SegmentIndex:
         x0, y0 = transform_xy(lon0, lat0, "EPSG:4326", metric_crs)
         x1, y1 = transform_xy(lon1, lat1, "EPSG:4326", metric_crs)
         if lon0.size == 0:
-            return cls(
-                x0,
-                y0,
-                x1,
-                y1,
-                feature,
-                metric_crs,
-                float(reach),
-                (1.0, 1.0),
-                (0.0, 0.0),
-                (0, 0),
-                np.zeros(1, np.int64),
-                np.empty(0, np.int32),
+            cell, origin, shape = (1.0, 1.0), (0.0, 0.0), (0, 0)
+            offsets = np.zeros(1, np.int64)
+            seg = np.empty(0, np.int64)
+        else:
+            # Degrees that certainly span `reach` metres anywhere in the layer's extent.
+            max_abs_lat = float(min(89.0, np.max(np.abs(np.r_[lat0, lat1])) + 1.0))
+            reach_lat = reach * _SAFETY / _M_PER_DEG_LAT_MIN
+            reach_lon = reach * _SAFETY / (_M_PER_DEG_EQUATOR * np.cos(np.radians(max_abs_lat)))
+            cell = (reach_lon / 2.0, reach_lat / 2.0)
+            origin = (
+                float(min(lon0.min(), lon1.min())) - 2 * reach_lon,
+                float(min(lat0.min(), lat1.min())) - 2 * reach_lat,
             )
-        # Degrees that certainly span `reach` metres anywhere in the layer's extent.
-        max_abs_lat = float(min(89.0, np.max(np.abs(np.r_[lat0, lat1])) + 1.0))
-        reach_lat = reach * _SAFETY / _M_PER_DEG_LAT_MIN
-        reach_lon = reach * _SAFETY / (_M_PER_DEG_EQUATOR * np.cos(np.radians(max_abs_lat)))
-        cell = (reach_lon / 2.0, reach_lat / 2.0)
-        origin = (
-            float(min(lon0.min(), lon1.min())) - 2 * reach_lon,
-            float(min(lat0.min(), lat1.min())) - 2 * reach_lat,
-        )
-        nx = int(np.ceil((max(lon0.max(), lon1.max()) + 2 * reach_lon - origin[0]) / cell[0])) + 1
-        ny = int(np.ceil((max(lat0.max(), lat1.max()) + 2 * reach_lat - origin[1]) / cell[1])) + 1
-        keys, seg = _register(lon0, lat0, lon1, lat1, (reach_lon, reach_lat), cell, origin, ny)
-        counts = np.bincount(keys, minlength=nx * ny)
-        offsets = np.zeros(nx * ny + 1, np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        return cls(
-            x0,
-            y0,
-            x1,
-            y1,
-            feature,
-            metric_crs,
-            float(reach),
-            cell,
-            origin,
-            (nx, ny),
-            offsets,
-            seg.astype(np.int32),
-        )
+            nx = (
+                int(np.ceil((max(lon0.max(), lon1.max()) + 2 * reach_lon - origin[0]) / cell[0]))
+                + 1
+            )
+            ny = (
+                int(np.ceil((max(lat0.max(), lat1.max()) + 2 * reach_lat - origin[1]) / cell[1]))
+                + 1
+            )
+            shape = (nx, ny)
+            keys, seg = _register(lon0, lat0, lon1, lat1, (reach_lon, reach_lat), cell, origin, ny)
+            counts = np.bincount(keys, minlength=nx * ny)
+            offsets = np.zeros(nx * ny + 1, np.int64)
+            np.cumsum(counts, out=offsets[1:])
+        return cls(x0, y0, x1, y1, feature, metric_crs, float(reach), cell, origin, shape,
+                   offsets, seg.astype(np.int32))  # fmt: skip
 
     def with_reach(self, reach: float) -> SegmentIndex:
         """The same segments gridded for a larger search distance."""
