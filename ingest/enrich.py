@@ -35,12 +35,15 @@ class Enriched:
     cells: npt.NDArray[np.uint64]
     layers: dict[str, pa.Array]
     street: pa.Array | None
+    # Each point's rank in cell order (a permutation of 0..n-1).
+    rank: npt.NDArray[np.intp]
 
 
 @dataclass
 class _Sorted:
     cells: npt.NDArray[np.uint64]
     order: npt.NDArray[np.intp]
+    rank: npt.NDArray[np.intp]
     back: pa.Array
     lon: Floats
     lat: Floats
@@ -66,8 +69,12 @@ class Enrichment:
         try:
             cells = points_to_cells(lon, lat)
             order = np.argsort(cells, kind="stable")
-            back = pa.array(np.argsort(order, kind="stable"))
-            self._sorted.set_result(_Sorted(cells, order, back, lon[order], lat[order]))
+            # The inverse permutation by scatter: O(n), where a second argsort is not.
+            rank = np.empty_like(order)
+            rank[order] = np.arange(order.size)
+            self._sorted.set_result(
+                _Sorted(cells, order, rank, pa.array(rank), lon[order], lat[order])
+            )
         except BaseException as exc:
             self._sorted.set_exception(exc)
             raise
@@ -91,10 +98,12 @@ class Enrichment:
         layers_a = self._a.result()
         street, layers_b = self._b.result()
         merged = {**layers_a, **layers_b}
+        pts = self._sorted.result()
         return Enriched(
-            cells=self._sorted.result().cells,
+            cells=pts.cells,
             layers={name: merged[name] for name in self._names},
             street=street,
+            rank=pts.rank,
         )
 
 

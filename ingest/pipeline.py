@@ -223,16 +223,18 @@ def ingest(
     return report
 
 
-def _year_cell_key(years_since_1970: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """One uint64 that sorts by year, then by H3 cell: one argsort instead of a lexsort.
+def _year_cell_order(years: np.ndarray, rank: np.ndarray, n: int) -> np.ndarray:
+    """The permutation that sorts rows by year, then by cell, in linear time.
 
-    The top 12 bits of a res-15 H3 index (reserved bit, mode and resolution) are the same
-    for every cell, so they can carry the year (offset by 1900) without changing the order
-    of cells within a year.
+    ``rank`` is each row's distinct rank in cell order among ``n`` points: scattering rows
+    by rank lists them in cell order, and a stable sort by year (a radix sort on 16-bit
+    keys) keeps that order within each year.
     """
-    low = np.asarray(cells, dtype=np.uint64) & np.uint64((1 << 52) - 1)
-    year = (np.asarray(years_since_1970, dtype=np.int64) + 70).clip(0, 4095).astype(np.uint64)
-    return low | (year << np.uint64(52))
+    slot = np.full(n, -1, dtype=np.intp)
+    slot[rank] = np.arange(rank.size)
+    by_cell = slot[slot >= 0]
+    year16 = (np.asarray(years, dtype=np.int64)[by_cell] + 70).clip(0, 4095).astype(np.uint16)
+    return by_cell[np.argsort(year16, kind="stable")]
 
 
 def _constant(value: str, n: int) -> pa.DictionaryArray:
@@ -424,7 +426,7 @@ def _prepare(
         .astype("datetime64[Y]")
         .astype(np.int64)
     )
-    keep = keep[np.argsort(_year_cell_key(year, enriched.cells[at[keep]]))]
+    keep = keep[_year_cell_order(year, enriched.rank[at[keep]], enriched.rank.size)]
     rows, at = rows[keep], at[keep]
     take = pa.array(rows)
     classified = classified_unsorted.take(keep)

@@ -114,9 +114,7 @@ def build_cubes(part: pa.Table, specs: Sequence[CubeSpec]) -> dict[str, pa.Table
     for spec in specs:
         cells: npt.NDArray[np.uint64] | None = None
         if spec.family == H3_FAMILY:
-            parents = h3_parent(part.column("h3").to_numpy(), CUBE_H3_RES)
-            cells, unit = np.unique(parents, return_inverse=True)
-            unit = unit.astype(np.int64)
+            cells, unit = _distinct(h3_parent(part.column("h3").to_numpy(), CUBE_H3_RES))
             n_unit = cells.size + 1
         else:
             assert spec.ids is not None
@@ -164,6 +162,21 @@ def build_cubes(part: pa.Table, specs: Sequence[CubeSpec]) -> dict[str, pa.Table
             }
         )
     return out
+
+
+def _distinct(
+    values: npt.NDArray[np.uint64],
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+    """Distinct values, ascending, and each value's index among them.
+
+    Incident files are sorted by cell, so their parents come sorted: one pass instead of
+    the sort ``np.unique`` does.
+    """
+    if values.size and bool(np.all(values[1:] >= values[:-1])):
+        new = np.r_[True, values[1:] != values[:-1]]
+        return values[new], np.cumsum(new) - 1
+    distinct, inverse = np.unique(values, return_inverse=True)
+    return distinct, inverse.astype(np.int64)
 
 
 # Below this many possible keys a bincount (no sort) is fastest.

@@ -21,7 +21,7 @@ from ingest.pipeline import ingest
 from ingest.profiles import load_profile
 from store import Store
 from store.aggregate import Unit, _plan, aggregate, compare_periods, timeseries
-from store.cubes import _count_dense, _count_sorted, h3_parent
+from store.cubes import _count_dense, _count_sorted, _distinct, h3_parent
 from store.filters import Filters
 from store.snapshots import Manifest
 from tests.conftest import CDMX, COLONIAS
@@ -156,3 +156,14 @@ def test_key_counting_equals_numpy_unique(key: np.ndarray) -> None:
     for keys, counts in (_count_dense(key, 5001), _count_sorted(key)):
         assert keys.tolist() == want_keys.tolist()
         assert counts.tolist() == want_counts.tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays(np.uint64, st.integers(0, 300), elements=st.integers(0, 50)), st.booleans())
+def test_distinct_equals_numpy_unique(values: np.ndarray, presorted: bool) -> None:
+    if presorted:
+        values = np.sort(values)  # the one-pass path
+    distinct, inverse = _distinct(values)
+    want, want_inverse = np.unique(values, return_inverse=True)
+    assert distinct.tolist() == want.tolist()
+    assert inverse.tolist() == want_inverse.tolist()
