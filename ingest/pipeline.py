@@ -586,10 +586,14 @@ def _first_occurrences(ids: pa.Array, key: np.ndarray | None) -> np.ndarray:
         import polars as pl
 
         return pl.Series("id", ids).is_first_distinct().to_numpy()
-    first = np.zeros(key.size, dtype=bool)
-    uniq, firsts, counts = np.unique(key, return_index=True, return_counts=True)
-    first[firsts] = True
-    shared = np.flatnonzero(np.isin(key, uniq[counts > 1]))
+    first = np.ones(key.size, dtype=bool)
+    # A plain sort finds the repeated keys (few); no argsort of every row is needed.
+    ordered = np.sort(key)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if not repeated.size:
+        return first
+    at = np.minimum(np.searchsorted(repeated, key), repeated.size - 1)
+    shared = np.flatnonzero(repeated[at] == key)
     seen: set[str] = set()
     for i in shared:  # few rows: exact duplicates and (never seen) 64-bit collisions
         text = ids[int(i)].as_py()

@@ -6,11 +6,14 @@ import geopandas as gpd
 import h3
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingest.layers import read_boundaries
-from ingest.pipeline import ingest
+from ingest.pipeline import _first_occurrences, ingest
 from ingest.profiles import load_profile
 from store import Store
 from tests.conftest import COLONIAS, POINTS, SAMPLE_CSV
@@ -56,3 +59,14 @@ def test_full_fgj_file(layers_store: Store) -> None:
     # 38,079 rows carry "06:30:00:00"-style hours; one of them is an exact duplicate.
     assert report.repairs == {"time_from_date_field": 38_078}
     check_enrichment(layers_store, 20_000, seed=2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 30), max_size=200))
+def test_first_occurrences_keep_exactly_one_of_each_id(codes: list[int]) -> None:
+    # Ids sharing a 64-bit key but differing as text (a collision) must both be kept.
+    ids = pa.array([f"id{c}" for c in codes], pa.string())
+    key = np.array([c // 2 for c in codes], dtype=np.uint64)
+    got = _first_occurrences(ids, key)
+    want = pl.Series("id", ids).is_first_distinct().to_numpy()
+    assert got.tolist() == want.tolist()
