@@ -14,6 +14,7 @@ with the SplitMix64 finaliser, Steele et al. 2014).
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 
 import numpy as np
@@ -24,8 +25,6 @@ import pyarrow.compute as pc
 U64 = npt.NDArray[np.uint64]
 _SEEDS = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F))
 _MULTS = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
-# Each byte's two hex digits as one little-endian uint16, so one gather formats a byte.
-_BYTE_HEX = np.frombuffer(b"".join(f"{b:02x}".encode() for b in range(256)), dtype="<u2").copy()
 
 
 def _mix(x: U64) -> U64:
@@ -68,15 +67,16 @@ def _fold(fields: list[U64], occurrence: U64 | None) -> tuple[U64, U64]:
     return lanes[0], lanes[1]
 
 
-def _hex(hi: U64, lo: U64, width: int = 24) -> pa.Array:
-    """Fixed-width lower-case hex of (hi, lo) bits, truncated to ``width`` digits."""
+def _hex(hi: U64, lo: U64) -> pa.Array:
+    """The first 24 lower-case hex digits (96 bits) of (hi, lo), as a string array."""
     n = hi.size
-    raw = np.empty((n, 16), dtype=np.uint8)
-    raw[:, :8] = hi.astype(">u8").view(np.uint8).reshape(n, 8)
-    raw[:, 8:] = lo.astype(">u8").view(np.uint8).reshape(n, 8)
-    digits = _BYTE_HEX[raw].view(np.uint8).reshape(n, 32)
-    data = np.ascontiguousarray(digits[:, :width])
-    offsets = np.arange(0, width * (n + 1), width, dtype=np.int32)
+    # Big-endian bytes of the 96 bits, hexlified in C in one pass (a per-byte table
+    # lookup in numpy was 3x slower at a million rows).
+    packed = np.empty(n, dtype=[("hi", ">u8"), ("lo", ">u4")])
+    packed["hi"] = hi
+    packed["lo"] = (lo >> np.uint64(32)).astype(np.uint32)
+    data = binascii.hexlify(packed.data)
+    offsets = np.arange(0, 24 * (n + 1), 24, dtype=np.int32)
     return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
