@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,6 +34,11 @@ boundaries_app = typer.Typer(
 streets_app = typer.Typer(help="Street networks for street-level counts.", no_args_is_help=True)
 app.add_typer(boundaries_app, name="boundaries")
 app.add_typer(streets_app, name="streets")
+keys_app = typer.Typer(
+    help="API keys for analysts and administrators (stored hashed in the store).",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console()
@@ -321,6 +327,83 @@ def info(
     out.print(f"{len(manifest.files)} data files (use --json to list them)")
 
 
+class KeyRole(StrEnum):
+    """Roles a key can have (public access needs none)."""
+
+    analyst = "analyst"
+    admin = "admin"
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[KeyRole, typer.Option("--role", help="What the key may do.")],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option("--scope", help="A source this key may read (repeatable); none: all."),
+    ] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Who or what it is for.")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a key and print it once: it is stored only as a hash."""
+    from store.keys import KeyRing, Role
+
+    st = _store(store)
+    try:
+        with st.writing():
+            record, text = KeyRing(st.root).create(Role(role.value), tuple(scope or ()), note)
+    except StoreError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        out.print_json(json.dumps({"id": record.id, "role": record.role.value,
+                                   "scopes": list(record.scopes), "key": text}))  # fmt: skip
+        return
+    scopes = ", ".join(record.scopes) or "all sources"
+    out.print(f"key {record.id} ({record.role.value}; {scopes}):")
+    out.print(text, soft_wrap=True)
+    console.print(
+        "Store it now: it cannot be shown again. Send it as 'Authorization: Bearer <key>'."
+    )
+
+
+@keys_app.command("list")
+def keys_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Every key (active and revoked), without the keys themselves."""
+    from store.keys import KeyRing
+
+    keys = KeyRing(_store(store).root).keys()
+    rows: list[dict[str, Any]] = [{"id": k.id, "role": k.role.value, "scopes": list(k.scopes),
+             "created_at": k.created_at, "revoked_at": k.revoked_at, "note": k.note}
+            for k in keys]  # fmt: skip
+    if as_json:
+        out.print_json(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table("id", "role", "scopes", "created", "revoked", "note")
+    for r in rows:
+        table.add_row(r["id"], r["role"], ", ".join(r["scopes"]) or "all",
+                      r["created_at"], r["revoked_at"] or "", r["note"] or "")  # fmt: skip
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (see `cuadra keys list`).")],
+    store: StoreOpt = None,
+) -> None:
+    """Revoke a key: requests with it are refused from then on."""
+    from store.keys import KeyRing
+
+    st = _store(store)
+    try:
+        with st.writing():
+            record = KeyRing(st.root).revoke(key_id)
+    except StoreError as exc:
+        _fail(exc)
+        return
+    out.print(f"key {record.id} revoked at {record.revoked_at}")
+
+
 @app.command()
 def serve(
     store: StoreOpt = None,
@@ -395,17 +478,23 @@ def main() -> None:
     level = os.environ.get("CUADRA_LOG_LEVEL", "WARNING").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, typer returns a command's typer.Exit code.
+        code = app(standalone_mode=False)
     except KeyboardInterrupt:
         _leave(130)
-    except click.exceptions.Exit as done:
+    except (click.exceptions.Exit, typer.Exit) as done:
         _leave(done.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        _leave(exc.exit_code)
-    except click.exceptions.Abort:
+    except (click.ClickException, typer.TyperException) as exc:
+        # typer >= 0.29 vendors click: its usage errors are not click's classes.
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            console.print(f"[red]error:[/red] {exc}")
+        _leave(getattr(exc, "exit_code", 2))
+    except (click.exceptions.Abort, typer.Abort):
         _leave(130)
-    _leave(0)
+    _leave(code if isinstance(code, int) else 0)
 
 
 def _leave(code: int) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -16,7 +18,7 @@ runner = CliRunner()
 def test_help_lists_commands() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("ingest", "boundaries", "streets", "info", "serve", "demo"):
+    for command in ("ingest", "boundaries", "streets", "info", "keys", "serve", "demo"):
         assert command in result.output
 
 
@@ -91,3 +93,40 @@ def test_serve_refuses_non_loopback_addresses(tmp_path: Path) -> None:
     for host in ("0.0.0.0", "192.168.1.10", "example.org"):
         result = runner.invoke(app, ["serve", "--store", str(tmp_path), "--host", host])
         assert result.exit_code == 2 and "loopback" in result.output
+
+
+def test_the_console_script_exits_2_on_errors(tmp_path: Path) -> None:
+    # The installed entry point, as a shell script sees it (CliRunner bypasses main()).
+    cuadra = [sys.executable, "-m", "api.entry"]
+    store = str(tmp_path / "store")
+    for args in (["ingest", str(tmp_path / "nope.csv"), "-p", "fgj-cdmx", "--store", store],
+                 ["info", "--store", store], ["info", "--as-of", "x"],
+                 ["keys", "create", "--role", "public", "--store", store]):  # fmt: skip
+        done = subprocess.run([*cuadra, *args], capture_output=True, text=True, check=False)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr
+    ok = subprocess.run([*cuadra, "--help"], capture_output=True, text=True, check=False)
+    assert ok.returncode == 0
+
+
+def test_keys_create_list_revoke(tmp_path: Path) -> None:
+    from store.keys import KeyRing
+
+    store = str(tmp_path / "store")
+    made = runner.invoke(app, ["keys", "create", "--role", "analyst", "--scope", "fgj-cdmx",
+                               "--note", "SSC analysts", "--store", store, "--json"])  # fmt: skip
+    assert made.exit_code == 0, made.output
+    key = json.loads(made.output)
+    assert key["role"] == "analyst" and key["scopes"] == ["fgj-cdmx"]
+    ring = KeyRing(store)
+    stored = (Path(store) / "access" / "keys.json").read_text()
+    assert key["key"] not in stored  # only the hash is kept
+    found = ring.authenticate(key["key"])
+    assert found is not None and found.id == key["id"]
+    assert ring.authenticate(key["key"][:-1] + "x") is None
+    listed = json.loads(runner.invoke(app, ["keys", "list", "--store", store, "--json"]).output)
+    assert [k["id"] for k in listed] == [key["id"]] and "key" not in listed[0]
+    revoked = runner.invoke(app, ["keys", "revoke", key["id"], "--store", store])
+    assert revoked.exit_code == 0 and ring.authenticate(key["key"]) is None
+    again = runner.invoke(app, ["keys", "revoke", key["id"], "--store", store])
+    assert again.exit_code == 2 and "already revoked" in again.output
