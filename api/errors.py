@@ -13,7 +13,18 @@ from ingest.errors import IngestError
 from store.errors import StoreError
 from store.filters import FilterError
 
+
+class AuthError(Exception):
+    """A request with a key that opens nothing (401)."""
+
+
+class ForbiddenError(Exception):
+    """A route the requester's role may not use (403)."""
+
+
 STATUS_CODES: dict[type[Exception], tuple[int, str]] = {
+    AuthError: (401, "unauthorized"),
+    ForbiddenError: (403, "forbidden"),
     FilterError: (400, "invalid_parameter"),
     GeoError: (400, "invalid_geometry"),
     IngestError: (400, "invalid_input"),
@@ -32,6 +43,7 @@ class ErrorResponse(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "A parameter is valid alone but not here."},
+    401: {"model": ErrorResponse, "description": "An API key that is unknown or revoked."},
     404: {"model": ErrorResponse, "description": "No such snapshot, or the store is empty."},
 }
 
@@ -46,6 +58,7 @@ def add_exception_handlers(app: FastAPI) -> None:
             content: dict[str, object] = {"error": code, "message": str(exc)}
             if isinstance(exc, FilterError):
                 content["parameter"] = exc.param
-            return JSONResponse(status_code=status, content=content)
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            return JSONResponse(status_code=status, content=content, headers=headers)
 
         app.add_exception_handler(exc_type, handler)

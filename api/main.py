@@ -15,9 +15,11 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import add_exception_handlers
+from api.privacy import PublicRules
 from api.routes import aggregates, meta
 from api.settings import ServerSettings
 from store import Store
+from store.keys import KeyRing
 
 log = logging.getLogger("cuadra.api")
 
@@ -29,6 +31,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = Store(settings.store)
+        app.state.keys = KeyRing(settings.store)
+        app.state.rules = PublicRules.from_settings(settings)
         app.state.settings = settings
         # One DuckDB connection for the app; each request takes its own cursor (a
         # connection is not thread-safe, and FastAPI runs sync routes in a thread pool).
@@ -48,10 +52,33 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(aggregates.router)
 
+    _anonymous_allowed(app)
     # Pure ASGI (not @app.middleware, whose BaseHTTPMiddleware costs ~1 ms a request).
     app.add_middleware(RequestLog)
 
     return app
+
+
+def _anonymous_allowed(app: FastAPI) -> None:
+    """Declare keys optional in the schema: without one, a request is answered as public.
+
+    FastAPI lists a route's key schemes as required; an empty requirement (``{}``) beside
+    them is OpenAPI's way of saying "or none".
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    security = operation.get("security")
+                    if security and {} not in security:
+                        operation["security"] = [{}, *security]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class RequestLog:

@@ -26,3 +26,20 @@ class ServerSettings(StoreSettings):
     basemap_url: str | None = Field(
         None, description="XYZ basemap template for the map pages; none: plain background."
     )
+    # Public outputs (SPEC §6); see docs/privacy.md for the reasoning behind each default.
+    privacy_k: int = Field(
+        5, ge=3, le=1000, description="Public counts below this (and above 0) are suppressed."
+    )
+    privacy_k_sensitive: int = Field(
+        10, ge=3, le=1000, description="The threshold where sensitive offenses are counted."
+    )
+    privacy_delay_days: int = Field(
+        7, ge=0, le=3650, description="Public figures end this many days before today."
+    )
+    privacy_coarse_layers: tuple[str, ...] = Field(
+        ("colonia", "alcaldia"),
+        description="Boundary layers coarse enough to publish sensitive offenses on.",
+    )
+    privacy_coarse_h3: int = Field(
+        7, ge=5, le=12, description="The finest H3 resolution that may show sensitive offenses."
+    )

@@ -48,6 +48,10 @@ class Filters:
         Points inside (edges included).
     within
         ``(layer, id)``: points in that polygon of a boundary layer.
+    sources
+        Any of these sources (empty: all); an API key's scope lands here.
+    include_sensitive
+        False leaves out the offenses flagged sensitive.
     """
 
     start: date | None = None
@@ -60,6 +64,8 @@ class Filters:
     bbox: BBox | None = None
     within: tuple[str, str] | None = None
     sources: tuple[str, ...] = field(default=())
+    # False leaves out offenses the taxonomy flags as sensitive (public fine-grained views).
+    include_sensitive: bool = True
 
     def check(self, layers: list[str]) -> None:
         """Raise FilterError for values that cannot mean anything."""
@@ -140,6 +146,8 @@ class Filters:
         if self.sources:
             parts.append(f"source IN ({', '.join('?' * len(self.sources))})")
             params.extend(self.sources)
+        if not self.include_sensitive:
+            parts.append("NOT sensitive")
         if self.hour_from is not None and self.hour_to is not None:
             joiner = "AND" if self.hour_from < self.hour_to else "OR"
             parts.append(f"(local_hour >= ? {joiner} local_hour < ?)")

@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 
 from store.errors import StoreError
@@ -62,13 +63,12 @@ class KeyRing:
 
     def keys(self) -> list[ApiKey]:
         """Every key ever created, revoked ones included, oldest first."""
-        if not self.path.exists():
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
             return []
-        raw = json.loads(self.path.read_text(encoding="utf-8"))
-        return [
-            ApiKey(**{**k, "role": Role(k["role"]), "scopes": tuple(k["scopes"])})
-            for k in raw["keys"]
-        ]
+        # Read again only when the file changed (a revoke takes effect at once).
+        return list(_load(str(self.path), stat.st_mtime_ns, stat.st_size))
 
     def create(
         self, role: Role, scopes: tuple[str, ...] = (), note: str | None = None
@@ -131,6 +131,14 @@ class KeyRing:
             fsync_dir(self.path.parent)
         finally:
             Path(tmp).unlink(missing_ok=True)
+
+
+@lru_cache(maxsize=8)
+def _load(path: str, mtime_ns: int, size: int) -> tuple[ApiKey, ...]:
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    return tuple(
+        ApiKey(**{**k, "role": Role(k["role"]), "scopes": tuple(k["scopes"])}) for k in raw["keys"]
+    )
 
 
 def _digest(text: str) -> str:

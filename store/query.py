@@ -32,28 +32,37 @@ def connect(store: Store, manifest: Manifest) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def snapshot_summary(store: Store, manifest: Manifest) -> Summary:
-    """Date range, sources, and counts per category and offense."""
+def snapshot_summary(store: Store, manifest: Manifest, sources: tuple[str, ...] = ()) -> Summary:
+    """Date range, sources, and counts per category and offense (of ``sources`` only)."""
     if not manifest.files:
         return Summary(None, None, [], {}, {})
+    where, params = "TRUE", []
+    if sources:
+        where = f"source IN ({', '.join('?' * len(sources))})"
+        params = list(sources)
     con = connect(store, manifest)
     try:
         lo, hi = con.execute(
-            "SELECT min(local_date), max(local_date) FROM incidents"
+            f"SELECT min(local_date), max(local_date) FROM incidents WHERE {where}", params
         ).fetchone() or (None, None)
-        sources = [
-            r[0] for r in con.execute("SELECT DISTINCT source FROM incidents ORDER BY 1").fetchall()
+        found = [
+            r[0]
+            for r in con.execute(
+                f"SELECT DISTINCT source FROM incidents WHERE {where} ORDER BY 1", params
+            ).fetchall()
         ]
         cats = dict(
             con.execute(
-                "SELECT category, count(*) FROM incidents GROUP BY 1 ORDER BY 2 DESC"
+                f"SELECT category, count(*) FROM incidents WHERE {where} GROUP BY 1 ORDER BY 2 DESC",
+                params,
             ).fetchall()
         )
         offs = dict(
             con.execute(
-                "SELECT offense, count(*) FROM incidents GROUP BY 1 ORDER BY 2 DESC"
+                f"SELECT offense, count(*) FROM incidents WHERE {where} GROUP BY 1 ORDER BY 2 DESC",
+                params,
             ).fetchall()
         )
     finally:
         con.close()
-    return Summary(str(lo) if lo else None, str(hi) if hi else None, sources, cats, offs)
+    return Summary(str(lo) if lo else None, str(hi) if hi else None, found, cats, offs)

@@ -69,3 +69,13 @@ def sample_store(layers_store_template: Path, tmp_path_factory: pytest.TempPathF
     store = Store(root)
     ingest(store, [str(SAMPLE_CSV)], load_profile("fgj-cdmx"))
     return store
+
+
+@pytest.fixture(scope="session")
+def analyst_key(sample_store: Store) -> str:
+    """An analyst key (all sources) of the sample store: exact, unsuppressed figures."""
+    from store.keys import KeyRing, Role
+
+    with sample_store.writing():
+        _, text = KeyRing(sample_store.root).create(Role.analyst, note="tests")
+    return text

@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict
-from datetime import date
+from dataclasses import asdict, replace
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -14,12 +14,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.auth import Principal, PrincipalDep
 from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
 from api.errors import ERROR_RESPONSES
+from api.privacy import Publication, period_groups, publication, suppress, unit_groups
 from api.responses import json_response
 from geo.cells import cells_to_polygons, hex_to_cells
 from geo.stats import poisson_rate_test
@@ -49,10 +51,27 @@ class AggregateRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
     unit_id: str = Field(description="H3 cell (hex), polygon id or street segment id.")
     name: str | None = Field(description="Display name where the layer has one.")
-    count: int = Field(description="Incidents in the unit under the filters.")
+    count: int | None = Field(
+        description="Incidents in the unit under the filters; null where suppressed."
+    )
     rate_per_100k: float | None = Field(
         description="count per 100,000 inhabitants, where the layer has population."
     )
+    suppressed: bool = Field(
+        description="Public responses: the count is hidden (below k, or a complement)."
+    )
+
+
+class PrivacyBlock(BaseModel):
+    """How a public response was protected (docs/privacy.md); null for API keys."""
+
+    model_config = ConfigDict(extra="forbid")
+    k: int = Field(description="Counts above 0 and below k are suppressed.")
+    suppressed: int = Field(description="Cells hidden in this response.")
+    sensitive_excluded: bool = Field(
+        description="Sensitive offenses were left out (fine unit or fine time)."
+    )
+    published_until: str = Field(description="The first day not published (delay).")
 
 
 class AggregateResponse(BaseModel):
@@ -62,10 +81,11 @@ class AggregateResponse(BaseModel):
     snapshot: int = Field(description="Snapshot the figures come from.")
     unit: str = Field(description="The unit requested.")
     filters: dict[str, Any] = Field(description="The filters applied, echoed.")
-    total: int = Field(description="Incidents matching the filters.")
-    unassigned: int = Field(
-        description="Of those, incidents in no unit (outside every polygon, or no street within 50 m)."
+    total: int | None = Field(description="Incidents matching the filters; null if suppressed.")
+    unassigned: int | None = Field(
+        description="Of those, incidents in no unit (outside every polygon, or no street within 50 m); null if suppressed."
     )
+    privacy: PrivacyBlock | None = Field(description="Public responses: the rules applied.")
     rows: list[AggregateRow]
 
 
@@ -83,6 +103,8 @@ class AggregateResponse(BaseModel):
     },
 )
 def get_aggregate(
+    request: Request,
+    principal: PrincipalDep,
     cursor: CursorDep,
     store: StoreDep,
     manifest: ManifestDep,
@@ -104,11 +126,25 @@ def get_aggregate(
     `/v1/aggregate?unit=colonia&start=2023-01-01&end=2024-01-01&offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA&hour_from=22&hour_to=6`.
     """
     parsed = Unit.parse(unit, manifest)
-    flt = filters.to_filters()
+    flt, pub = view(request, principal, filters.to_filters(), parsed)
     counts = aggregate(store, manifest, parsed, flt, cursor)
     rows, geometries = _rows(
         store, manifest, parsed, counts.table, with_geometry=format is Format.geojson
     )
+    total: int | None = counts.total
+    unassigned: int | None = counts.unassigned
+    privacy = None
+    if pub is not None:
+        ids = [r["unit_id"] for r in rows]
+        values = [r["count"] for r in rows] + [counts.unassigned]
+        hidden = suppress(values, pub.k, unit_groups(parsed, ids, with_outside=True))
+        rows, geometries = _hide(rows, geometries, hidden[:-1], ("count", "rate_per_100k"))
+        unassigned = None if hidden[-1] else counts.unassigned
+        total = None if 0 < counts.total < pub.k else counts.total
+        privacy = pub.describe(int(hidden.sum()))
+    else:
+        for r in rows:
+            r["suppressed"] = False
     headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
     if format is Format.csv:
         return _csv(rows, headers)
@@ -121,8 +157,9 @@ def get_aggregate(
             "type": "FeatureCollection",
             "snapshot": manifest.snapshot,
             "unit": unit,
-            "total": counts.total,
-            "unassigned": counts.unassigned,
+            "total": total,
+            "unassigned": unassigned,
+            "privacy": privacy,
             "features": features,
         }
         return json_response(body, headers, media_type="application/geo+json")
@@ -132,11 +169,45 @@ def get_aggregate(
         "snapshot": manifest.snapshot,
         "unit": unit,
         "filters": _echo(flt),
-        "total": counts.total,
-        "unassigned": counts.unassigned,
+        "total": total,
+        "unassigned": unassigned,
+        "privacy": privacy,
         "rows": rows,
     }
     return json_response(payload, headers)
+
+
+def view(
+    request: Request, principal: Principal, flt: Filters, unit: Unit | None, monthly: bool = True
+) -> tuple[Filters, Publication | None]:
+    """The filters a request is answered with: a key's source scope, or the public rules."""
+    if principal.public:
+        pub = publication(flt, unit, request.app.state.rules, _today(), monthly)
+        return pub.filters, pub
+    return (replace(flt, sources=principal.scopes) if principal.scopes else flt), None
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _hide(
+    rows: list[dict[str, Any]], extra: list[Any], hidden: Any, fields: tuple[str, ...]
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Blank the hidden rows' figures and move them last, by id.
+
+    Hidden rows go last in id order: where they stood in a ranking would tell their size.
+    """
+    shown: list[tuple[dict[str, Any], Any]] = []
+    kept: list[tuple[dict[str, Any], Any]] = []
+    for r, e, h in zip(rows, extra, hidden, strict=True):
+        r["suppressed"] = bool(h)
+        if h:
+            r.update(dict.fromkeys(fields))
+        (kept if h else shown).append((r, e))
+    kept.sort(key=lambda pair: pair[0]["unit_id"])
+    ordered = shown + kept
+    return [r for r, _ in ordered], [e for _, e in ordered]
 
 
 def _echo(flt: Filters) -> dict[str, Any]:
@@ -183,7 +254,7 @@ def _rows(
 
 
 def _csv(rows: list[dict[str, Any]], headers: dict[str, str]) -> Response:
-    return _table_csv(["unit_id", "name", "count", "rate_per_100k"], rows, headers)
+    return _table_csv(["unit_id", "name", "count", "rate_per_100k", "suppressed"], rows, headers)
 
 
 def _csv_safe(value: Any) -> Any:
@@ -213,7 +284,8 @@ class PeriodCount(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     period: str = Field(description="First local date of the interval (weeks start on Monday).")
-    count: int
+    count: int | None = Field(description="Incidents; null where suppressed (public).")
+    suppressed: bool
 
 
 class TimeseriesResponse(BaseModel):
@@ -225,6 +297,7 @@ class TimeseriesResponse(BaseModel):
     unit: str | None
     id: str | None
     filters: dict[str, Any]
+    privacy: PrivacyBlock | None
     rows: list[PeriodCount]
 
 
@@ -235,6 +308,8 @@ class TimeseriesResponse(BaseModel):
     responses={200: {"content": {"text/csv": {"description": "format=csv"}}}},
 )
 def get_timeseries(
+    request: Request,
+    principal: PrincipalDep,
     cursor: CursorDep,
     store: StoreDep,
     manifest: ManifestDep,
@@ -268,16 +343,29 @@ def get_timeseries(
     parsed = Unit.parse(unit, manifest) if unit is not None else None
     if parsed is None and id is not None:
         raise FilterError("unit", None, "give unit together with id")
-    flt = filters.to_filters()
+    flt, pub = view(
+        request, principal, filters.to_filters(), parsed, monthly=interval is Interval.month
+    )
     table = timeseries(store, manifest, interval.value, flt, parsed, id, cursor)
-    rows = [{"period": p.isoformat(), "count": c} for p, c in zip(
-        table.column("period").to_pylist(), table.column("count").to_pylist(), strict=True)]  # fmt: skip
+    periods = table.column("period").to_pylist()
+    rows: list[dict[str, Any]] = [
+        {"period": p.isoformat(), "count": c, "suppressed": False}
+        for p, c in zip(periods, table.column("count").to_pylist(), strict=True)
+    ]
+    privacy = None
+    if pub is not None:
+        values = [r["count"] for r in rows]
+        hidden = suppress(values, pub.k, period_groups(periods, interval.value))
+        for r, h in zip(rows, hidden, strict=True):
+            if h:
+                r.update(count=None, suppressed=True)  # periods keep their order: dates are public
+        privacy = pub.describe(int(hidden.sum()))
     headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
     if format is TableFormat.csv:
-        return _table_csv(["period", "count"], rows, headers)
-    payload = TimeseriesResponse(snapshot=manifest.snapshot, interval=interval, unit=unit, id=id,
-                                 filters=_echo(flt), rows=[PeriodCount(**r) for r in rows])  # fmt: skip
-    return JSONResponse(payload.model_dump(mode="json"), headers=headers)
+        return _table_csv(["period", "count", "suppressed"], rows, headers)
+    payload = {"snapshot": manifest.snapshot, "interval": interval.value, "unit": unit, "id": id,
+               "filters": _echo(flt), "privacy": privacy, "rows": rows}  # fmt: skip
+    return json_response(payload, headers)
 
 
 class Rank(StrEnum):
@@ -293,15 +381,18 @@ class CompareRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
     unit_id: str
     name: str | None
-    count_a: int
-    count_b: int
-    change: int = Field(description="count_b − count_a.")
+    count_a: int | None
+    count_b: int | None
+    change: int | None = Field(description="count_b − count_a.")
     change_pct: float | None = Field(description="Relative change in %, null when count_a is 0.")
     rate_ratio: float | None = Field(
         description="(count_b / days_b) / (count_a / days_a); null when count_a is 0."
     )
-    p_value: float = Field(
+    p_value: float | None = Field(
         description="Exact Poisson test (conditional binomial) that both periods share one daily rate; two-sided."
+    )
+    suppressed: bool = Field(
+        description="Public responses: this unit's figures are hidden (a count below k, or a complement)."
     )
 
 
@@ -315,6 +406,7 @@ class CompareResponse(BaseModel):
     b: list[str] = Field(description="Period B: start (inclusive), end (exclusive).")
     rank: Rank
     filters: dict[str, Any]
+    privacy: PrivacyBlock | None
     rows: list[CompareRow]
 
 
@@ -325,6 +417,8 @@ class CompareResponse(BaseModel):
     responses={200: {"content": {"text/csv": {"description": "format=csv"}}}},
 )
 def get_compare(
+    request: Request,
+    principal: PrincipalDep,
     cursor: CursorDep,
     store: StoreDep,
     manifest: ManifestDep,
@@ -362,6 +456,20 @@ def get_compare(
     """
     parsed = Unit.parse(unit, manifest)
     flt = filters.to_filters()
+    pub = None
+    if principal.public:
+        # The periods take the place of start/end: they must end before the delay, and
+        # they are the time grain (sensitive offenses only over whole months).
+        whole = replace(flt, start=min(a_start, b_start), end=max(a_end, b_end))
+        aligned = all(d.day == 1 for d in (a_start, a_end, b_start, b_end))
+        pub = publication(whole, parsed, request.app.state.rules, _today(), aligned)
+        if pub.published_until < max(a_end, b_end):
+            late = "b_end" if b_end >= a_end else "a_end"
+            raise FilterError(late, max(a_end, b_end).isoformat(),
+                              f"public figures end before {pub.published_until.isoformat()}")  # fmt: skip
+        flt = replace(pub.filters, start=None, end=None)
+    elif principal.scopes:
+        flt = replace(flt, sources=principal.scopes)
     table = compare_periods(
         store, manifest, parsed, flt, (a_start, a_end), (b_start, b_end), cursor
     )
@@ -384,19 +492,29 @@ def get_compare(
             "change": cb - ca,
             "change_pct": round((cb - ca) / ca * 100, 3) if ca else None,
             "rate_ratio": round((cb / days_b) / (ca / days_a), 6) if ca else None,
-            "p_value": pv,
+            "p_value": pv, "suppressed": False,
         })  # fmt: skip
     if rank is Rank.significance:
         rows.sort(key=lambda r: (r["p_value"], -abs(r["change"]), r["unit_id"]))
     else:
         rows.sort(key=lambda r: (-abs(r["change"]), r["p_value"], r["unit_id"]))
+    privacy = None
+    if pub is not None:
+        # Each period's counts are cells of their own; a row shows nothing if either is
+        # hidden (its change and p-value would give the hidden count back).
+        groups = unit_groups(parsed, [r["unit_id"] for r in rows], with_outside=False)
+        hidden = suppress([r["count_a"] for r in rows], pub.k, groups)
+        hidden |= suppress([r["count_b"] for r in rows], pub.k, groups)
+        fields = ("count_a", "count_b", "change", "change_pct", "rate_ratio", "p_value")
+        rows, _ = _hide(rows, [None] * len(rows), hidden, fields)
+        privacy = pub.describe(int(hidden.sum()))
     headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
     if format is TableFormat.csv:
         return _table_csv(list(CompareRow.model_fields), rows, headers)
     payload = CompareResponse(
         snapshot=manifest.snapshot, unit=unit, a=[a_start.isoformat(), a_end.isoformat()],
         b=[b_start.isoformat(), b_end.isoformat()], rank=rank, filters=_echo(flt),
-        rows=[CompareRow(**r) for r in rows],
+        privacy=privacy, rows=[CompareRow(**r) for r in rows],
     )  # fmt: skip
     return JSONResponse(payload.model_dump(mode="json"), headers=headers)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.auth import PrincipalDep
 from api.errors import ERROR_RESPONSES
 from store import Store
 from store.query import snapshot_summary
@@ -30,12 +32,18 @@ class Meta(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     snapshot: int = Field(description="Snapshot these figures come from.")
-    records: int = Field(description="Number of incident records.")
+    records: int | None = Field(
+        description="Number of incident records (of the key's sources); null for the public."
+    )
     date_min: str | None = Field(description="First local date (inclusive).")
     date_max: str | None = Field(description="Last local date (inclusive).")
     sources: list[str] = Field(description="Source profiles present.")
-    categories: dict[str, int] = Field(description="Records per category.")
-    offenses: dict[str, int] = Field(description="Records per offense name.")
+    categories: dict[str, int | None] = Field(
+        description="Records per category; the public gets the names only (null counts)."
+    )
+    offenses: dict[str, int | None] = Field(
+        description="Records per offense name; the public gets the names only (null counts)."
+    )
     layers: list[str] = Field(description="Boundary layers (usable as `unit`).")
     street_layer: str | None = Field(description="The street network, if any.")
     units: list[str] = Field(description="Valid values of `unit`.")
@@ -63,6 +71,7 @@ def health(request: Request) -> Health:
 @router.get("/v1/meta", response_model=Meta, summary="What the dataset holds")
 def meta(
     request: Request,
+    principal: PrincipalDep,
     as_of: Annotated[
         int | None, Query(ge=1, description="Read an older snapshot by its id.", examples=[1])
     ] = None,
@@ -70,19 +79,33 @@ def meta(
     """Snapshot id, date range, record count, categories, offenses, layers and units."""
     store = _store(request)
     manifest = store.require_manifest(as_of)
-    summary = snapshot_summary(store, manifest)
+    summary = snapshot_summary(store, manifest, principal.scopes)
+    records: int | None = sum(summary.offenses.values())
+    date_max = summary.date_max
+    categories: dict[str, int | None] = dict(summary.categories)
+    offenses: dict[str, int | None] = dict(summary.offenses)
+    if principal.public:
+        # Names for building filters; no counts (they would include the recent days and
+        # rare offenses), and no date inside the publication delay.
+        rules = request.app.state.rules
+        records = None
+        categories = dict.fromkeys(categories)
+        offenses = dict.fromkeys(offenses)
+        last = datetime.now(UTC).date() - timedelta(days=rules.delay_days + 1)
+        if date_max is not None and date_max > last.isoformat():
+            date_max = last.isoformat()
     layers = manifest.boundary_layers
     units = [f"h3:{r}" for r in range(5, 13)] + layers
     if manifest.street_layer:
         units.append("street")
     return Meta(
         snapshot=manifest.snapshot,
-        records=manifest.rows,
+        records=records,
         date_min=summary.date_min,
-        date_max=summary.date_max,
+        date_max=date_max,
         sources=summary.sources,
-        categories=summary.categories,
-        offenses=summary.offenses,
+        categories=categories,
+        offenses=offenses,
         layers=layers,
         street_layer=manifest.street_layer,
         units=units,

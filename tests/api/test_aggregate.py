@@ -21,7 +21,7 @@ OFFENSE = "ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA"
 
 
 @pytest.fixture(scope="module")
-def served(sample_store: Store) -> Iterator[tuple[TestClient, pd.DataFrame]]:
+def served(sample_store: Store, analyst_key: str) -> Iterator[tuple[TestClient, pd.DataFrame]]:
     root = sample_store.root
     # The oracle reads exactly the files `cuadra info --json` names.
     info = json.loads(CliRunner().invoke(cli, ["info", "--store", str(root), "--json"]).output)
@@ -33,7 +33,9 @@ def served(sample_store: Store) -> Iterator[tuple[TestClient, pd.DataFrame]]:
     for col in ("offense", "category", "colonia", "cuadrante", "street_id"):
         frame[col] = frame[col].astype(object)
     frame["local_date"] = pd.to_datetime(frame["local_date"])
-    with TestClient(create_app(ServerSettings(store=root))) as client:
+    # Exact figures are an analyst's: public responses are checked in test_privacy.py.
+    headers = {"Authorization": f"Bearer {analyst_key}"}
+    with TestClient(create_app(ServerSettings(store=root)), headers=headers) as client:
         yield client, frame
 
 
@@ -126,7 +128,7 @@ def test_formats_and_rates(served: tuple[TestClient, pd.DataFrame]) -> None:
     streets = client.get("/v1/aggregate", params={"unit": "street", "format": "geojson"}).json()
     assert streets["features"][0]["geometry"]["type"] in ("LineString", "MultiLineString")
     csv_text = client.get("/v1/aggregate", params={"unit": "cuadrante", "format": "csv"}).text
-    assert csv_text.splitlines()[0] == "unit_id,name,count,rate_per_100k"
+    assert csv_text.splitlines()[0] == "unit_id,name,count,rate_per_100k,suppressed"
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from api.settings import ServerSettings
 from ingest.pipeline import ingest
 from ingest.profiles import load_profile
 from store import Store
+from store.keys import KeyRing, Role
 from tests.conftest import SAMPLE_CSV
 
 
@@ -19,12 +20,17 @@ def test_health_and_meta(empty_store: Store) -> None:
         empty = client.get("/v1/meta")
         assert empty.status_code == 404 and empty.json()["error"] == "not_found"
     ingest(empty_store, [str(SAMPLE_CSV)], load_profile("fgj-cdmx"))
+    _, key = KeyRing(empty_store.root).create(Role.analyst)
     with TestClient(create_app(ServerSettings(store=empty_store.root))) as client:
-        meta = client.get("/v1/meta").json()
+        meta = client.get("/v1/meta", headers={"X-API-Key": key}).json()
         assert meta["snapshot"] == 1 and meta["records"] == 50_000
         assert meta["sources"] == ["fgj-cdmx"]
         assert sum(meta["categories"].values()) == 50_000
         assert "h3:8" in meta["units"]
+        # The public gets the names to filter by, not the counts.
+        public = client.get("/v1/meta").json()
+        assert public["records"] is None and set(public["offenses"]) == set(meta["offenses"])
+        assert all(v is None for v in public["categories"].values())
         old = client.get("/v1/meta", params={"as_of": 1}).json()
         assert old["snapshot"] == 1
         missing = client.get("/v1/meta", params={"as_of": 9})
