@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
+import h3
 import numpy as np
 import numpy.typing as npt
 
@@ -63,11 +64,11 @@ class Publication:
     sensitive_excluded: bool
     published_until: date  # the first day not published
 
-    def describe(self, suppressed: int) -> dict[str, Any]:
+    def describe(self, withheld: bool) -> dict[str, Any]:
         """The ``privacy`` block of a public response."""
         return {
             "k": self.k,
-            "suppressed": suppressed,
+            "withheld": withheld,
             "sensitive_excluded": self.sensitive_excluded,
             "published_until": self.published_until.isoformat(),
         }
@@ -109,69 +110,98 @@ def publication(
     )
 
 
-def suppress(
-    values: Sequence[int] | npt.NDArray[np.int64], k: int, groups: Sequence[Indices]
-) -> npt.NDArray[np.bool_]:
-    """Cells to hide: counts in ``(0, k)``, and complements so none can be recovered.
+@dataclass(frozen=True)
+class Group:
+    """Cells whose sum can be known elsewhere (a total, a parent cell, a month).
 
-    Each group is a set of cells whose sum can be known (a published total, a parent
-    cell, a year): within it, hidden cells are either none, or at least two whose sum is
-    more than their number (so that no single hidden value is pinned down by
-    subtraction). Where that fails, the smallest published non-zero cell of the group is
-    hidden too, until every group holds.
+    ``unlisted`` counts the units that belong to the group without being listed (units
+    with no incident).
+    """
+
+    cells: Indices
+    unlisted: int = 0
+
+
+def suppress(
+    values: Sequence[int] | npt.NDArray[np.int64], k: int, groups: Sequence[Group]
+) -> npt.NDArray[np.bool_]:
+    """Cells to withhold: every count below ``k`` (zeros too), and complements.
+
+    Withheld cells look alike whatever their count, zero included, so a reader knows of
+    each only that it is in ``[0, k)``, unless it is a complement. In a group whose sum is
+    public elsewhere, the withheld cells' sum R is known; they are pinned down when there
+    is one of them (with R > 0), or when R reaches its maximum (every one at ``k - 1``).
+    Then the smallest shown cell of the group is withheld too, until every group holds.
     """
     v = np.asarray(values, dtype=np.int64)
-    hidden = (v > 0) & (v < k)
+    hidden = v < k
     changed = True
     while changed:
         changed = False
         for group in groups:
-            inside = group[hidden[group]]
-            if inside.size == 0 or (inside.size >= 2 and int(v[inside].sum()) > inside.size):
+            inside = group.cells[hidden[group.cells]]
+            total = int(v[inside].sum())
+            m = inside.size + group.unlisted
+            complement = bool((v[inside] >= k).any())
+            if total == 0 or (m >= 2 and (complement or total < m * (k - 1))):
                 continue
-            rest = group[~hidden[group] & (v[group] > 0)]
-            if rest.size == 0:
-                continue  # nothing of the group is published: there is nothing to subtract
-            hidden[rest[np.argmin(v[rest])]] = True
+            shown = group.cells[~hidden[group.cells] & (v[group.cells] > 0)]
+            if shown.size == 0:
+                continue  # nothing of the group is shown: nothing to subtract from its sum
+            hidden[shown[np.argmin(v[shown])]] = True
             changed = True
     return hidden
 
 
-def unit_groups(unit: Unit, ids: Sequence[str], with_outside: bool) -> list[Indices]:
+def unit_groups(
+    unit: Unit, ids: Sequence[str], units: int | None, with_outside: bool
+) -> list[Group]:
     """Groups of an aggregate's cells whose sums are public elsewhere.
 
-    All cells together (the total, or a coarser unit covering them), plus, for H3 cells,
-    the children of each coarser cell down to resolution 5. ``with_outside`` adds one
-    more cell at the end: the count outside every unit.
+    All cells together (the total, or a coarser unit covering them), of a layer with
+    ``units`` units (None: unbounded, as H3 cells are); for H3 cells also the descendants
+    of each coarser cell down to resolution 5. ``with_outside`` adds one more cell at the
+    end: the count outside every unit.
     """
     n = len(ids) + (1 if with_outside else 0)
-    groups = [np.arange(n)]
+    unlisted = max(units - len(ids), 0) if units is not None else _UNBOUNDED
+    groups = [Group(np.arange(n), unlisted)]
     if unit.kind == "h3" and ids:
         assert unit.res is not None
         cells = hex_to_cells(list(ids))
         for res in range(H3_MIN, unit.res):
-            groups.extend(_by_key(cells_to_parents(cells, res)))
+            parents = cells_to_parents(cells, res)
+            for members in _by_key(parents, singles=True):
+                size = h3.cell_to_children_size(h3.int_to_str(int(parents[members[0]])), unit.res)
+                groups.append(Group(members, size - members.size))
     return groups
 
 
-def period_groups(periods: Sequence[date], interval: str) -> list[Indices]:
+_UNBOUNDED = 1_000_000
+
+
+def period_groups(periods: Sequence[date], interval: str) -> list[Group]:
     """Groups of a time series' periods whose sums are public elsewhere.
 
     The whole series; the calendar years of months; the months and ISO weeks of days.
+    Every period is listed (zeros included), so no unit goes unlisted.
     """
-    groups = [np.arange(len(periods))]
+    groups = [Group(np.arange(len(periods)))]
+    keys: list[npt.NDArray[Any]] = []
     if interval in ("day", "month"):
-        groups.extend(_by_key(np.array([p.year for p in periods])))
+        keys.append(np.array([p.year for p in periods]))
     if interval == "day":
-        groups.extend(_by_key(np.array([p.year * 12 + p.month for p in periods])))
+        keys.append(np.array([p.year * 12 + p.month for p in periods]))
         # ISO weeks: day 1 of the proleptic calendar (0001-01-01) was a Monday.
-        groups.extend(_by_key(np.array([(p.toordinal() - 1) // 7 for p in periods])))
+        keys.append(np.array([(p.toordinal() - 1) // 7 for p in periods]))
+    for key in keys:
+        groups.extend(Group(g) for g in _by_key(key))
     return groups
 
 
-def _by_key(keys: npt.NDArray[Any]) -> list[Indices]:
+def _by_key(keys: npt.NDArray[Any], singles: bool = False) -> list[Indices]:
     if keys.size == 0:
         return []
     order = np.argsort(keys, kind="stable")
     bounds = np.flatnonzero(keys[order][1:] != keys[order][:-1]) + 1
-    return [g for g in np.split(order, bounds) if g.size > 1]
+    return [g for g in np.split(order, bounds) if singles or g.size > 1]

@@ -51,14 +51,9 @@ class AggregateRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
     unit_id: str = Field(description="H3 cell (hex), polygon id or street segment id.")
     name: str | None = Field(description="Display name where the layer has one.")
-    count: int | None = Field(
-        description="Incidents in the unit under the filters; null where suppressed."
-    )
+    count: int = Field(description="Incidents in the unit under the filters.")
     rate_per_100k: float | None = Field(
         description="count per 100,000 inhabitants, where the layer has population."
-    )
-    suppressed: bool = Field(
-        description="Public responses: the count is hidden (below k, or a complement)."
     )
 
 
@@ -66,8 +61,10 @@ class PrivacyBlock(BaseModel):
     """How a public response was protected (docs/privacy.md); null for API keys."""
 
     model_config = ConfigDict(extra="forbid")
-    k: int = Field(description="Counts above 0 and below k are suppressed.")
-    suppressed: int = Field(description="Cells hidden in this response.")
+    k: int = Field(description="Counts below k are withheld (units left out, periods null).")
+    withheld: bool = Field(
+        description="Some counts were withheld (below k, or complements that keep them unrecoverable)."
+    )
     sensitive_excluded: bool = Field(
         description="Sensitive offenses were left out (fine unit or fine time)."
     )
@@ -137,14 +134,12 @@ def get_aggregate(
     if pub is not None:
         ids = [r["unit_id"] for r in rows]
         values = [r["count"] for r in rows] + [counts.unassigned]
-        hidden = suppress(values, pub.k, unit_groups(parsed, ids, with_outside=True))
-        rows, geometries = _hide(rows, geometries, hidden[:-1], ("count", "rate_per_100k"))
+        groups = unit_groups(parsed, ids, _unit_count(manifest, parsed), with_outside=True)
+        hidden = suppress(values, pub.k, groups)
+        rows, geometries = _withhold(rows, geometries, hidden[:-1])
         unassigned = None if hidden[-1] else counts.unassigned
-        total = None if 0 < counts.total < pub.k else counts.total
-        privacy = pub.describe(int(hidden.sum()))
-    else:
-        for r in rows:
-            r["suppressed"] = False
+        total = None if counts.total < pub.k else counts.total
+        privacy = pub.describe(bool(hidden.any()))
     headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
     if format is Format.csv:
         return _csv(rows, headers)
@@ -191,23 +186,19 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
-def _hide(
-    rows: list[dict[str, Any]], extra: list[Any], hidden: Any, fields: tuple[str, ...]
+def _withhold(
+    rows: list[dict[str, Any]], extra: list[Any], hidden: Any
 ) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Blank the hidden rows' figures and move them last, by id.
+    """Drop the withheld rows: a withheld unit looks like a unit with no incident."""
+    kept = [(r, e) for r, e, h in zip(rows, extra, hidden, strict=True) if not h]
+    return [r for r, _ in kept], [e for _, e in kept]
 
-    Hidden rows go last in id order: where they stood in a ranking would tell their size.
-    """
-    shown: list[tuple[dict[str, Any], Any]] = []
-    kept: list[tuple[dict[str, Any], Any]] = []
-    for r, e, h in zip(rows, extra, hidden, strict=True):
-        r["suppressed"] = bool(h)
-        if h:
-            r.update(dict.fromkeys(fields))
-        (kept if h else shown).append((r, e))
-    kept.sort(key=lambda pair: pair[0]["unit_id"])
-    ordered = shown + kept
-    return [r for r, _ in ordered], [e for _, e in ordered]
+
+def _unit_count(manifest: Any, unit: Unit) -> int | None:
+    """How many units a layer has (None for H3 cells: unbounded)."""
+    if unit.kind == "h3" or unit.layer is None:
+        return None
+    return int(manifest.layers[unit.layer].features)
 
 
 def _echo(flt: Filters) -> dict[str, Any]:
@@ -254,7 +245,7 @@ def _rows(
 
 
 def _csv(rows: list[dict[str, Any]], headers: dict[str, str]) -> Response:
-    return _table_csv(["unit_id", "name", "count", "rate_per_100k", "suppressed"], rows, headers)
+    return _table_csv(["unit_id", "name", "count", "rate_per_100k"], rows, headers)
 
 
 def _csv_safe(value: Any) -> Any:
@@ -284,8 +275,7 @@ class PeriodCount(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     period: str = Field(description="First local date of the interval (weeks start on Monday).")
-    count: int | None = Field(description="Incidents; null where suppressed (public).")
-    suppressed: bool
+    count: int | None = Field(description="Incidents; null where withheld (public, below k).")
 
 
 class TimeseriesResponse(BaseModel):
@@ -349,7 +339,7 @@ def get_timeseries(
     table = timeseries(store, manifest, interval.value, flt, parsed, id, cursor)
     periods = table.column("period").to_pylist()
     rows: list[dict[str, Any]] = [
-        {"period": p.isoformat(), "count": c, "suppressed": False}
+        {"period": p.isoformat(), "count": c}
         for p, c in zip(periods, table.column("count").to_pylist(), strict=True)
     ]
     privacy = None
@@ -358,11 +348,11 @@ def get_timeseries(
         hidden = suppress(values, pub.k, period_groups(periods, interval.value))
         for r, h in zip(rows, hidden, strict=True):
             if h:
-                r.update(count=None, suppressed=True)  # periods keep their order: dates are public
-        privacy = pub.describe(int(hidden.sum()))
+                r["count"] = None  # zeros too: a withheld period may hold anything below k
+        privacy = pub.describe(bool(hidden.any()))
     headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
     if format is TableFormat.csv:
-        return _table_csv(["period", "count", "suppressed"], rows, headers)
+        return _table_csv(["period", "count"], rows, headers)
     payload = {"snapshot": manifest.snapshot, "interval": interval.value, "unit": unit, "id": id,
                "filters": _echo(flt), "privacy": privacy, "rows": rows}  # fmt: skip
     return json_response(payload, headers)
@@ -381,18 +371,15 @@ class CompareRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
     unit_id: str
     name: str | None
-    count_a: int | None
-    count_b: int | None
-    change: int | None = Field(description="count_b − count_a.")
+    count_a: int
+    count_b: int
+    change: int = Field(description="count_b − count_a.")
     change_pct: float | None = Field(description="Relative change in %, null when count_a is 0.")
     rate_ratio: float | None = Field(
         description="(count_b / days_b) / (count_a / days_a); null when count_a is 0."
     )
-    p_value: float | None = Field(
+    p_value: float = Field(
         description="Exact Poisson test (conditional binomial) that both periods share one daily rate; two-sided."
-    )
-    suppressed: bool = Field(
-        description="Public responses: this unit's figures are hidden (a count below k, or a complement)."
     )
 
 
@@ -492,7 +479,7 @@ def get_compare(
             "change": cb - ca,
             "change_pct": round((cb - ca) / ca * 100, 3) if ca else None,
             "rate_ratio": round((cb / days_b) / (ca / days_a), 6) if ca else None,
-            "p_value": pv, "suppressed": False,
+            "p_value": pv,
         })  # fmt: skip
     if rank is Rank.significance:
         rows.sort(key=lambda r: (r["p_value"], -abs(r["change"]), r["unit_id"]))
@@ -500,14 +487,14 @@ def get_compare(
         rows.sort(key=lambda r: (-abs(r["change"]), r["p_value"], r["unit_id"]))
     privacy = None
     if pub is not None:
-        # Each period's counts are cells of their own; a row shows nothing if either is
-        # hidden (its change and p-value would give the hidden count back).
-        groups = unit_groups(parsed, [r["unit_id"] for r in rows], with_outside=False)
+        # Each period's counts are cells of their own; a unit is left out if either is
+        # withheld (its change and p-value would give the withheld count back).
+        units = _unit_count(manifest, parsed)
+        groups = unit_groups(parsed, [r["unit_id"] for r in rows], units, with_outside=False)
         hidden = suppress([r["count_a"] for r in rows], pub.k, groups)
         hidden |= suppress([r["count_b"] for r in rows], pub.k, groups)
-        fields = ("count_a", "count_b", "change", "change_pct", "rate_ratio", "p_value")
-        rows, _ = _hide(rows, [None] * len(rows), hidden, fields)
-        privacy = pub.describe(int(hidden.sum()))
+        rows, _ = _withhold(rows, [None] * len(rows), hidden)
+        privacy = pub.describe(bool(hidden.any()))
     headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
     if format is TableFormat.csv:
         return _table_csv(list(CompareRow.model_fields), rows, headers)

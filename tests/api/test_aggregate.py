@@ -128,7 +128,7 @@ def test_formats_and_rates(served: tuple[TestClient, pd.DataFrame]) -> None:
     streets = client.get("/v1/aggregate", params={"unit": "street", "format": "geojson"}).json()
     assert streets["features"][0]["geometry"]["type"] in ("LineString", "MultiLineString")
     csv_text = client.get("/v1/aggregate", params={"unit": "cuadrante", "format": "csv"}).text
-    assert csv_text.splitlines()[0] == "unit_id,name,count,rate_per_100k,suppressed"
+    assert csv_text.splitlines()[0] == "unit_id,name,count,rate_per_100k"
 
 
 @pytest.mark.parametrize(
