@@ -45,6 +45,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "A parameter is valid alone but not here."},
     401: {"model": ErrorResponse, "description": "An API key that is unknown or revoked."},
     404: {"model": ErrorResponse, "description": "No such snapshot, or the store is empty."},
+    429: {
+        "model": ErrorResponse,
+        "description": "Too many requests from this key or address.",
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+        },
+    },
 }
 
 

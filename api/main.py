@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import add_exception_handlers
 from api.privacy import PublicRules
+from api.ratelimit import RateLimit
 from api.routes import aggregates, meta
 from api.settings import ServerSettings
 from store import Store
@@ -53,6 +54,12 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(aggregates.router)
 
     _anonymous_allowed(app)
+    app.add_middleware(
+        RateLimit,
+        public=settings.rate_public,
+        keyed=settings.rate_keyed,
+        keys=KeyRing(settings.store),
+    )
     # Pure ASGI (not @app.middleware, whose BaseHTTPMiddleware costs ~1 ms a request).
     app.add_middleware(RequestLog)
 

@@ -26,6 +26,10 @@ class ServerSettings(StoreSettings):
     basemap_url: str | None = Field(
         None, description="XYZ basemap template for the map pages; none: plain background."
     )
+    rate_public: str = Field(
+        "120/minute", description="Requests per client address without a key (limits syntax)."
+    )
+    rate_keyed: str = Field("1200/minute", description="Requests per API key.")
     # Public outputs (SPEC §6); see docs/privacy.md for the reasoning behind each default.
     privacy_k: int = Field(
         5, ge=3, le=1000, description="Public counts below this (and above 0) are suppressed."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,10 @@ STREETS = CDMX / "streets_geochicas_person_named_2018.geojson"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    # Tests send hundreds of requests a minute from one "address"; the rate limit has its
+    # own test with its own settings.
+    os.environ.setdefault("CUADRA_RATE_PUBLIC", "100000/minute")
+    os.environ.setdefault("CUADRA_RATE_KEYED", "100000/minute")
     if not SAMPLE_CSV.exists():
         raise pytest.UsageError(
             f"the real data is missing: expected {DATA} beside the checkout (see README)"

@@ -303,3 +303,23 @@ def test_authorization_matrix(
         assert all(r["count"] == 0 for r in body["rows"])
     if path == "/v1/compare" and principal == "analyst-ssp":
         assert body["rows"] == []
+
+
+def test_rate_limits_per_address_and_per_key(
+    sample_store: Store, keys: dict[str, dict[str, str]]
+) -> None:
+    settings = ServerSettings(
+        store=sample_store.root, rate_public="3/minute", rate_keyed="5/minute"
+    )
+    with TestClient(create_app(settings)) as client:
+        statuses = [client.get("/v1/meta").status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        refused = client.get("/v1/meta")
+        assert refused.json()["error"] == "rate_limited"
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert client.get("/health").status_code == 200  # liveness is never limited
+        # A forged key does not escape the address's limit; a real key has its own.
+        assert client.get("/v1/meta", headers=keys["garbage"]).status_code == 429
+        keyed = [client.get("/v1/meta", headers=keys["analyst"]).status_code for _ in range(6)]
+        assert keyed == [200] * 5 + [429]
+        assert client.get("/v1/meta", headers=keys["admin"]).status_code == 200

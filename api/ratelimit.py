@@ -1,0 +1,72 @@
+"""Rate limits per API key and per client address (SPEC §6), with 429 and Retry-After.
+
+A pure ASGI middleware over the ``limits`` library's moving-window limiter, in memory
+(one process). Requests with a valid key count against the key; all others against the
+client's address, so that made-up keys cannot escape the address's limit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import orjson
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from store.keys import KeyRing
+
+EXEMPT = ("/health",)
+
+
+class RateLimit:
+    """Refuse requests beyond ``public`` (per address) or ``keyed`` (per key) limits."""
+
+    def __init__(self, app: ASGIApp, public: str, keyed: str, keys: KeyRing) -> None:
+        self.app = app
+        self.public: RateLimitItem = parse(public)
+        self.keyed: RateLimitItem = parse(keyed)
+        self.keys = keys
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Count the request; answer 429 when its key or address is over its limit."""
+        if scope["type"] != "http" or scope["path"] in EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        item, who = self._identify(scope)
+        if self.limiter.hit(item, who):
+            await self.app(scope, receive, send)
+            return
+        reset = self.limiter.get_window_stats(item, who).reset_time
+        retry = max(1, math.ceil(reset - time.time()))
+        body = orjson.dumps(
+            {"error": "rate_limited", "message": f"more than {item} requests; retry in {retry} s"}
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"retry-after", str(retry).encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def _identify(self, scope: Scope) -> tuple[RateLimitItem, str]:
+        headers = dict(scope.get("headers", ()))
+        text = headers.get(b"x-api-key", b"").decode("latin-1")
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        if auth[:7].lower() == "bearer ":
+            text = auth[7:].strip()
+        if text:
+            key = self.keys.authenticate(text)
+            if key is not None:
+                return self.keyed, f"key:{key.id}"
+        client = scope.get("client")
+        return self.public, f"addr:{client[0] if client else 'unknown'}"
