@@ -13,3 +13,10 @@ def json_response(
 ) -> Response:
     """A response holding ``payload`` as JSON (UTF-8, NaN as null)."""
     return Response(orjson.dumps(payload), media_type=media_type, headers=headers)
+
+
+def csv_safe(value: Any) -> Any:
+    """A CSV cell that a spreadsheet will not run: text starting = + - @ tab CR is quoted."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value

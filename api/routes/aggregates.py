@@ -22,7 +22,7 @@ from api.auth import Principal, PrincipalDep
 from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
 from api.errors import ERROR_RESPONSES
 from api.privacy import Publication, period_groups, publication, suppress, unit_groups
-from api.responses import json_response
+from api.responses import csv_safe, json_response
 from geo.cells import cells_to_polygons, hex_to_cells
 from geo.stats import poisson_rate_test
 from store.aggregate import Unit, aggregate, compare_periods, timeseries, unit_attributes
@@ -246,13 +246,6 @@ def _rows(
 
 def _csv(rows: list[dict[str, Any]], headers: dict[str, str]) -> Response:
     return _table_csv(["unit_id", "name", "count", "rate_per_100k"], rows, headers)
-
-
-def _csv_safe(value: Any) -> Any:
-    # Spreadsheet formula injection: a cell starting with = + - @ is data, not a formula.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 class TableFormat(StrEnum):
@@ -511,5 +504,5 @@ def _table_csv(fields: list[str], rows: list[dict[str, Any]], headers: dict[str,
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: _csv_safe(v) for k, v in r.items()})
+        writer.writerow({k: csv_safe(v) for k, v in r.items()})
     return Response(buf.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)

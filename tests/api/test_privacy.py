@@ -248,6 +248,7 @@ ROUTES = [
     ("/v1/timeseries", {"interval": "month", "start": "2023-01-01", "end": "2024-01-01"}),
     ("/v1/compare", {"unit": "colonia", "a_start": "2022-01-01", "a_end": "2023-01-01",
                      "b_start": "2023-01-01", "b_end": "2024-01-01"}),
+    ("/v1/incidents", {"start": "2023-01-01", "end": "2023-02-01", "limit": 10}),
 ]  # fmt: skip
 
 
@@ -283,6 +284,9 @@ def test_authorization_matrix(
         assert response.json()["error"] == "unauthorized"
         assert response.headers["www-authenticate"] == "Bearer"
         return
+    if path == "/v1/incidents" and principal == "public":
+        assert response.status_code == 403 and response.json()["error"] == "forbidden"
+        return
     assert response.status_code == 200, response.text
     body = response.json()
     if path == "/v1/aggregate":
@@ -303,6 +307,8 @@ def test_authorization_matrix(
         assert all(r["count"] == 0 for r in body["rows"])
     if path == "/v1/compare" and principal == "analyst-ssp":
         assert body["rows"] == []
+    if path == "/v1/incidents":
+        assert len(body["rows"]) == (0 if principal == "analyst-ssp" else 10)
 
 
 def test_rate_limits_per_address_and_per_key(
