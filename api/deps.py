@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,9 +26,13 @@ async def get_cursor(request: Request) -> AsyncIterator[duckdb.DuckDBPyConnectio
     FastAPI would run sync ones in the thread pool, one hop each.
     """
     cursor = request.app.state.duckdb.cursor()
+    # The request's time limit: DuckDB stops the query, and the handler answers 503.
+    limit = request.app.state.settings.request_timeout
+    timer = asyncio.get_running_loop().call_later(limit, cursor.interrupt)
     try:
         yield cursor
     finally:
+        timer.cancel()
         cursor.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import duckdb
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +24,7 @@ class ForbiddenError(Exception):
 
 
 STATUS_CODES: dict[type[Exception], tuple[int, str]] = {
+    duckdb.InterruptException: (503, "query_timeout"),
     AuthError: (401, "unauthorized"),
     ForbiddenError: (403, "forbidden"),
     FilterError: (400, "invalid_parameter"),
@@ -45,6 +47,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "A parameter is valid alone but not here."},
     401: {"model": ErrorResponse, "description": "An API key that is unknown or revoked."},
     404: {"model": ErrorResponse, "description": "No such snapshot, or the store is empty."},
+    503: {"model": ErrorResponse, "description": "The query ran past the time limit."},
     429: {
         "model": ErrorResponse,
         "description": "Too many requests from this key or address.",
@@ -62,7 +65,11 @@ def add_exception_handlers(app: FastAPI) -> None:
         async def handler(
             request: Request, exc: Exception, status: int = status, code: str = code
         ) -> JSONResponse:
-            content: dict[str, object] = {"error": code, "message": str(exc)}
+            message = str(exc)
+            if isinstance(exc, duckdb.InterruptException):
+                limit = request.app.state.settings.request_timeout
+                message = f"the query ran past the {limit:g} s time limit; narrow the filters"
+            content: dict[str, object] = {"error": code, "message": message}
             if isinstance(exc, FilterError):
                 content["parameter"] = exc.param
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None

@@ -26,6 +26,9 @@ class ServerSettings(StoreSettings):
     basemap_url: str | None = Field(
         None, description="XYZ basemap template for the map pages; none: plain background."
     )
+    request_timeout: float = Field(
+        30.0, gt=0, le=3600, description="Seconds a request's query may run before it is stopped."
+    )
     rate_public: str = Field(
         "120/minute", description="Requests per client address without a key (limits syntax)."
     )

@@ -49,3 +49,29 @@ def test_one_structured_log_record_per_request(empty_store: Store, caplog) -> No
     records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "cuadra.api"]
     assert len(records) == 1
     assert records[0]["path"] == "/health" and records[0]["status"] == 200 and records[0]["ms"] >= 0
+
+
+def test_queries_stop_at_the_request_time_limit(sample_store: Store) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    import duckdb
+    import pytest
+
+    from api.deps import get_cursor
+
+    app = create_app(ServerSettings(store=sample_store.root, request_timeout=0.2))
+
+    async def run() -> float:
+        cursors = get_cursor(SimpleNamespace(app=app))  # type: ignore[arg-type]
+        cursor = await anext(cursors)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(duckdb.InterruptException):
+            # Minutes of work: only the request's time limit stops it.
+            sql = "SELECT count(*) FROM range(10000000000) t(i) WHERE i % 7 = 3"
+            await asyncio.to_thread(lambda: cursor.execute(sql).fetchall())
+        await cursors.aclose()
+        return asyncio.get_running_loop().time() - started
+
+    with TestClient(app):  # the lifespan opens the app's DuckDB connection
+        assert asyncio.run(run()) < 5
