@@ -106,7 +106,7 @@ class CommonFilters:
         Query(
             pattern=r"^-?\d+(\.\d+)?,-?\d+(\.\d+)?,-?\d+(\.\d+)?,-?\d+(\.\d+)?$",
             max_length=100,
-            description="minlon,minlat,maxlon,maxlat (WGS84).",
+            description="minlon,minlat,maxlon,maxlat (WGS84), at most 25 square degrees.",
             examples=["-99.20,19.38,-99.12,19.45"],
         ),
     ] = None

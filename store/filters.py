@@ -16,6 +16,8 @@ from store.cubes import month_aligned
 from store.errors import StoreError
 
 MAX_LIST = 50
+# A state is a few square degrees; a bbox much larger than that is a scan, not a question.
+MAX_BBOX_AREA = 25.0
 EARLIEST = date(1900, 1, 1)
 LATEST = date(2199, 12, 31)
 
@@ -88,6 +90,13 @@ class Filters:
             b = self.bbox
             if not (-180 <= b.minlon < b.maxlon <= 180 and -90 <= b.minlat < b.maxlat <= 90):
                 raise FilterError("bbox", ",".join(map(str, b)), "not minlon,minlat,maxlon,maxlat")
+            area = (b.maxlon - b.minlon) * (b.maxlat - b.minlat)
+            if area > MAX_BBOX_AREA:
+                raise FilterError(
+                    "bbox",
+                    ",".join(map(str, b)),
+                    f"covers {area:.1f} square degrees; at most {MAX_BBOX_AREA:g}",
+                )
         if self.within is not None and self.within[0] not in layers:
             raise FilterError(
                 "within",

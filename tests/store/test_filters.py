@@ -52,3 +52,13 @@ def test_units(sample_store) -> None:  # type: ignore[no-untyped-def]
         FilterError, match="unknown unit; use one of: h3:5..12, colonia, cuadrante, street"
     ):
         Unit.parse("barrio", manifest)
+
+
+def test_bbox_area_is_bounded() -> None:
+    from store.filters import MAX_BBOX_AREA
+
+    state = Filters(bbox=BBox(-99.4, 19.0, -98.9, 19.6))  # Mexico City: 0.3 square degrees
+    assert state.where([])[0]
+    with pytest.raises(FilterError, match="square degrees") as err:
+        Filters(bbox=BBox(-120.0, 10.0, -80.0, 35.0)).where([])  # all of Mexico and more
+    assert err.value.param == "bbox" and MAX_BBOX_AREA == 25.0
