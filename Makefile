@@ -28,8 +28,10 @@ test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/api.py
+	$(BIN)/python benchmarks/load.py
 
 clean-store:
 	rm -rf data/store
