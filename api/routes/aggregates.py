@@ -125,21 +125,21 @@ def get_aggregate(
     parsed = Unit.parse(unit, manifest)
     flt, pub = view(request, principal, filters.to_filters(), parsed)
     counts = aggregate(store, manifest, parsed, flt, cursor)
-    rows, geometries = _rows(
-        store, manifest, parsed, counts.table, with_geometry=format is Format.geojson
-    )
+    table = counts.table
     total: int | None = counts.total
     unassigned: int | None = counts.unassigned
     privacy = None
     if pub is not None:
-        ids = [r["unit_id"] for r in rows]
-        values = [r["count"] for r in rows] + [counts.unassigned]
+        # Withheld first, so that names, rates and geometries are made for shown units only.
+        ids = table.column("unit_id").to_pylist()
+        values = [*table.column("count").to_pylist(), counts.unassigned]
         groups = unit_groups(parsed, ids, _unit_count(manifest, parsed), with_outside=True)
         hidden = suppress(values, pub.k, groups)
-        rows, geometries = _withhold(rows, geometries, hidden[:-1])
+        table = table.filter(pa.array(~hidden[:-1]))
         unassigned = None if hidden[-1] else counts.unassigned
         total = None if counts.total < pub.k else counts.total
         privacy = pub.describe(bool(hidden.any()))
+    rows, geometries = _rows(store, manifest, parsed, table, with_geometry=format is Format.geojson)
     headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
     if format is Format.csv:
         return _csv(rows, headers)
@@ -186,12 +186,9 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
-def _withhold(
-    rows: list[dict[str, Any]], extra: list[Any], hidden: Any
-) -> tuple[list[dict[str, Any]], list[Any]]:
+def _withhold(rows: list[dict[str, Any]], hidden: Any) -> list[dict[str, Any]]:
     """Drop the withheld rows: a withheld unit looks like a unit with no incident."""
-    kept = [(r, e) for r, e, h in zip(rows, extra, hidden, strict=True) if not h]
-    return [r for r, _ in kept], [e for _, e in kept]
+    return [r for r, h in zip(rows, hidden, strict=True) if not h]
 
 
 def _unit_count(manifest: Any, unit: Unit) -> int | None:
@@ -486,7 +483,7 @@ def get_compare(
         groups = unit_groups(parsed, [r["unit_id"] for r in rows], units, with_outside=False)
         hidden = suppress([r["count_a"] for r in rows], pub.k, groups)
         hidden |= suppress([r["count_b"] for r in rows], pub.k, groups)
-        rows, _ = _withhold(rows, [None] * len(rows), hidden)
+        rows = _withhold(rows, hidden)
         privacy = pub.describe(bool(hidden.any()))
     headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
     if format is TableFormat.csv:
