@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint test-slow bench clean-store
+.PHONY: demo test lint test-slow bench fuzz clean-store
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/api.py
 	$(BIN)/python benchmarks/load.py
+
+# The schema fuzz at length (make test runs 40 examples a route and role).
+fuzz: $(STAMP)
+	CUADRA_FUZZ_EXAMPLES=400 CUADRA_FUZZ_RANDOM=1 $(BIN)/pytest -q tests/api/test_schema_fuzz.py
 
 clean-store:
 	rm -rf data/store

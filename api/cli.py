@@ -417,12 +417,13 @@ def serve(
     from api.settings import ServerSettings, StoreSettings
 
     if not _is_loopback(host):
-        # Every route answers with unsuppressed counts (roles, k-thresholds and delays of
-        # SPEC §6 are not built yet): the service may not face anyone but this machine.
+        # Public answers follow SPEC §6, but nothing yet stops differencing across queries
+        # (docs/privacy.md): the service may not face anyone but this machine.
         _fail(
             ValueError(
-                f"refusing to listen on {host!r}: until the privacy rules of SPEC §6 are in "
-                "place, Cuadra serves only on a loopback address (127.0.0.1, ::1, localhost)"
+                f"refusing to listen on {host!r}: until public answers are protected against "
+                "differencing across queries (docs/privacy.md), Cuadra serves only on a "
+                "loopback address (127.0.0.1, ::1, localhost)"
             )
         )
         return
