@@ -67,6 +67,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     return app
 
 
+KEY_REQUIRED = "x-key-required"
+
+
 def _anonymous_allowed(app: FastAPI) -> None:
     """Declare keys optional in the schema: without one, a request is answered as public.
 
@@ -81,6 +84,9 @@ def _anonymous_allowed(app: FastAPI) -> None:
             for path in schema.get("paths", {}).values():
                 for operation in path.values():
                     security = operation.get("security")
+                    # Routes for keys only say so with x-key-required (see incidents).
+                    if operation.pop(KEY_REQUIRED, False):
+                        continue
                     if security and {} not in security:
                         operation["security"] = [{}, *security]
             app.openapi_schema = schema

@@ -77,6 +77,8 @@ class IncidentPage(BaseModel):
     "/incidents",
     response_model=IncidentPage,
     summary="Individual records (analyst or admin key)",
+    # No anonymous access: api.main leaves the key schemes required for this route.
+    openapi_extra={"x-key-required": True},
     responses={
         200: {
             "content": {
