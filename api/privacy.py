@@ -75,15 +75,25 @@ class Publication:
 
 
 def publication(
-    flt: Filters, unit: Unit | None, rules: PublicRules, today: date, monthly: bool = True
+    flt: Filters,
+    unit: Unit | None,
+    rules: PublicRules,
+    today: date,
+    monthly: bool = True,
+    sensitive_pairs: frozenset[tuple[str, str]] | None = None,
 ) -> Publication:
     """Narrow a public request: recent days out; sensitive offenses only coarse and monthly.
 
     ``monthly`` says whether the response's own time grain allows sensitive offenses (a
-    monthly time series, or counts over whole months).
+    monthly time series, or counts over whole months). ``sensitive_pairs``, the store's
+    sensitive (offense, category) pairs, lets a request whose offense or category filters
+    select none of them be answered with the ordinary threshold.
     """
     cutoff = today - timedelta(days=rules.delay_days)
     end = min(flt.end, cutoff) if flt.end is not None else cutoff
+    selects = flt.include_sensitive and (
+        sensitive_pairs is None or _selects_sensitive(flt, sensitive_pairs)
+    )
     fine_time = (
         flt.hour_from is not None
         or bool(flt.weekdays)
@@ -91,7 +101,7 @@ def publication(
         or not month_aligned(flt.end)
         or not monthly
     )
-    sensitive = flt.include_sensitive and rules.coarse(unit) and not fine_time
+    sensitive = selects and rules.coarse(unit) and not fine_time
     if sensitive:
         # Sensitive offenses in whole months only: the delay may not cut a month in two.
         end = min(end, cutoff.replace(day=1))
@@ -105,7 +115,7 @@ def publication(
     return Publication(
         filters=replace(flt, end=end, include_sensitive=sensitive),
         k=rules.k_sensitive if sensitive else rules.k,
-        sensitive_excluded=flt.include_sensitive and not sensitive,
+        sensitive_excluded=selects and not sensitive,
         published_until=end,
     )
 
@@ -120,6 +130,15 @@ class Group:
 
     cells: Indices
     unlisted: int = 0
+
+
+def _selects_sensitive(flt: Filters, pairs: frozenset[tuple[str, str]]) -> bool:
+    """Whether the filters' offenses and categories can match a sensitive record."""
+    return any(
+        (not flt.offenses or offense in flt.offenses)
+        and (not flt.categories or category in flt.categories)
+        for offense, category in pairs
+    )
 
 
 def suppress(

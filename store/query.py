@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import duckdb
 
@@ -66,3 +67,25 @@ def snapshot_summary(store: Store, manifest: Manifest, sources: tuple[str, ...] 
     finally:
         con.close()
     return Summary(str(lo) if lo else None, str(hi) if hi else None, found, cats, offs)
+
+
+def sensitive_offenses(store: Store, manifest: Manifest) -> frozenset[tuple[str, str]]:
+    """The (offense, category) pairs the snapshot flags sensitive, read once per snapshot."""
+    return _sensitive(
+        str(store.root), manifest.snapshot, tuple(str(p) for p in store.data_files(manifest))
+    )
+
+
+@lru_cache(maxsize=8)
+def _sensitive(root: str, snapshot: int, files: tuple[str, ...]) -> frozenset[tuple[str, str]]:
+    if not files:
+        return frozenset()
+    con = duckdb.connect()
+    try:
+        rows = con.execute(
+            "SELECT DISTINCT offense, category FROM read_parquet(?) WHERE sensitive",
+            [list(files)],
+        ).fetchall()
+    finally:
+        con.close()
+    return frozenset((str(o), str(c)) for o, c in rows)

@@ -27,6 +27,8 @@ from geo.cells import cells_to_polygons, hex_to_cells
 from geo.stats import poisson_rate_test
 from store.aggregate import Unit, aggregate, compare_periods, timeseries, unit_attributes
 from store.filters import FilterError, Filters
+from store.query import sensitive_offenses
+from store.snapshots import Manifest
 
 router = APIRouter(prefix="/v1", tags=["aggregates"], responses=ERROR_RESPONSES)
 
@@ -123,7 +125,7 @@ def get_aggregate(
     `/v1/aggregate?unit=colonia&start=2023-01-01&end=2024-01-01&offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA&hour_from=22&hour_to=6`.
     """
     parsed = Unit.parse(unit, manifest)
-    flt, pub = view(request, principal, filters.to_filters(), parsed)
+    flt, pub = view(request, principal, manifest, filters.to_filters(), parsed)
     counts = aggregate(store, manifest, parsed, flt, cursor)
     table = counts.table
     total: int | None = counts.total
@@ -173,13 +175,25 @@ def get_aggregate(
 
 
 def view(
-    request: Request, principal: Principal, flt: Filters, unit: Unit | None, monthly: bool = True
+    request: Request,
+    principal: Principal,
+    manifest: Manifest,
+    flt: Filters,
+    unit: Unit | None,
+    monthly: bool = True,
 ) -> tuple[Filters, Publication | None]:
     """The filters a request is answered with: a key's source scope, or the public rules."""
     if principal.public:
-        pub = publication(flt, unit, request.app.state.rules, _today(), monthly)
+        pub = _publication(request, manifest, flt, unit, monthly)
         return pub.filters, pub
     return (replace(flt, sources=principal.scopes) if principal.scopes else flt), None
+
+
+def _publication(
+    request: Request, manifest: Manifest, flt: Filters, unit: Unit | None, monthly: bool
+) -> Publication:
+    pairs = sensitive_offenses(request.app.state.store, manifest)
+    return publication(flt, unit, request.app.state.rules, _today(), monthly, pairs)
 
 
 def _today() -> date:
@@ -324,7 +338,7 @@ def get_timeseries(
     if parsed is None and id is not None:
         raise FilterError("unit", None, "give unit together with id")
     flt, pub = view(
-        request, principal, filters.to_filters(), parsed, monthly=interval is Interval.month
+        request, principal, manifest, filters.to_filters(), parsed, interval is Interval.month
     )
     table = timeseries(store, manifest, interval.value, flt, parsed, id, cursor)
     periods = table.column("period").to_pylist()
@@ -439,7 +453,7 @@ def get_compare(
         # they are the time grain (sensitive offenses only over whole months).
         whole = replace(flt, start=min(a_start, b_start), end=max(a_end, b_end))
         aligned = all(d.day == 1 for d in (a_start, a_end, b_start, b_end))
-        pub = publication(whole, parsed, request.app.state.rules, _today(), aligned)
+        pub = _publication(request, manifest, whole, parsed, aligned)
         if pub.published_until < max(a_end, b_end):
             late = "b_end" if b_end >= a_end else "a_end"
             raise FilterError(late, max(a_end, b_end).isoformat(),

@@ -134,7 +134,10 @@ def test_public_aggregates_never_leak(
         d is not None and not d.endswith("-01") for d in (start, end)
     )
     coarse = unit in ("colonia", "h3:5", "h3:7")
-    assert flt.include_sensitive == (coarse and not fine_time)
+    selects_sensitive = offense in (None, SENSITIVE, FAMILY)  # the taxonomy's flags
+    assert flt.include_sensitive == (selects_sensitive and coarse and not fine_time)
+    assert privacy["sensitive_excluded"] == (selects_sensitive and not flt.include_sensitive)
+    # The higher threshold exactly where sensitive offenses are counted.
     assert k == (10 if flt.include_sensitive else 5)
     # Withheld values cannot be recovered: checked against the true counts.
     manifest = sample_store.require_manifest()
