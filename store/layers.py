@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 
+from geo.cells import cells_to_parents
 from geo.polygons import CellTable, PolygonIndex, polygons_to_cell_table
 from geo.streets import SegmentIndex
 from store.schema import geo_metadata, with_geo_metadata
@@ -202,3 +203,19 @@ def read_layer_columns(path: Path, columns: tuple[str, ...]) -> pa.Table:
 @lru_cache(maxsize=64)
 def _read_columns(path: str, mtime_ns: int, columns: tuple[str, ...]) -> pa.Table:
     return pq.read_table(path, columns=list(columns)).combine_chunks()
+
+
+def layer_cells(path: Path, res: int) -> npt.NDArray[np.uint64]:
+    """The H3 cells at ``res`` (<= the table's 11) that cover a boundary layer, ascending.
+
+    Parents of the layer's stored res-11 cell table (interior and boundary cells), so the
+    cells cover every polygon of the layer: a study area for statistics that need the
+    units with no incident too.
+    """
+    return _layer_cells(str(path), path.stat().st_mtime_ns, res)
+
+
+@lru_cache(maxsize=16)
+def _layer_cells(path: str, mtime_ns: int, res: int) -> npt.NDArray[np.uint64]:
+    cells = pq.read_table(path, columns=["cell"]).column(0).to_numpy()
+    return np.unique(cells_to_parents(np.asarray(cells, dtype=np.uint64), res))

@@ -252,6 +252,7 @@ ROUTES = [
     ("/v1/compare", {"unit": "colonia", "a_start": "2022-01-01", "a_end": "2023-01-01",
                      "b_start": "2023-01-01", "b_end": "2024-01-01"}),
     ("/v1/incidents", {"start": "2023-01-01", "end": "2023-02-01", "limit": 10}),
+    ("/v1/hotspots", {"unit": "h3:6", "start": "2023-01-01", "end": "2024-01-01"}),
 ]  # fmt: skip
 
 
@@ -287,7 +288,7 @@ def test_authorization_matrix(
         assert response.json()["error"] == "unauthorized"
         assert response.headers["www-authenticate"] == "Bearer"
         return
-    if path == "/v1/incidents" and principal == "public":
+    if path in ("/v1/incidents", "/v1/hotspots") and principal == "public":
         assert response.status_code == 403 and response.json()["error"] == "forbidden"
         return
     assert response.status_code == 200, response.text
@@ -312,6 +313,8 @@ def test_authorization_matrix(
         assert body["rows"] == []
     if path == "/v1/incidents":
         assert len(body["rows"]) == (0 if principal == "analyst-ssp" else 10)
+    if path == "/v1/hotspots":
+        assert body["total"] == 0 if principal == "analyst-ssp" else body["total"] > 0
 
 
 def test_rate_limits_per_address_and_per_key(
