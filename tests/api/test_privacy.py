@@ -253,6 +253,7 @@ ROUTES = [
                      "b_start": "2023-01-01", "b_end": "2024-01-01"}),
     ("/v1/incidents", {"start": "2023-01-01", "end": "2023-02-01", "limit": 10}),
     ("/v1/hotspots", {"unit": "h3:6", "start": "2023-01-01", "end": "2024-01-01"}),
+    ("/v1/concentration", {"unit": "colonia", "start": "2023-01-01", "end": "2024-01-01"}),
 ]  # fmt: skip
 
 
@@ -288,7 +289,7 @@ def test_authorization_matrix(
         assert response.json()["error"] == "unauthorized"
         assert response.headers["www-authenticate"] == "Bearer"
         return
-    if path in ("/v1/incidents", "/v1/hotspots") and principal == "public":
+    if path in ("/v1/incidents", "/v1/hotspots", "/v1/concentration") and principal == "public":
         assert response.status_code == 403 and response.json()["error"] == "forbidden"
         return
     assert response.status_code == 200, response.text
@@ -313,7 +314,7 @@ def test_authorization_matrix(
         assert body["rows"] == []
     if path == "/v1/incidents":
         assert len(body["rows"]) == (0 if principal == "analyst-ssp" else 10)
-    if path == "/v1/hotspots":
+    if path in ("/v1/hotspots", "/v1/concentration"):
         assert body["total"] == 0 if principal == "analyst-ssp" else body["total"] > 0
 
 
