@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.errors import add_exception_handlers
 from api.privacy import PublicRules
 from api.ratelimit import RateLimit
-from api.routes import aggregates, concentration, hotspots, incidents, meta
+from api.routes import aggregates, concentration, emerging, hotspots, incidents, meta, nearrepeat
 from api.settings import ServerSettings
 from store import Store
 from store.keys import KeyRing
@@ -54,6 +54,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(aggregates.router)
     app.include_router(incidents.router)
     app.include_router(hotspots.router)
+    app.include_router(emerging.router)
+    app.include_router(nearrepeat.router)
     app.include_router(concentration.router)
 
     _anonymous_allowed(app)

@@ -281,15 +281,10 @@ def timeseries(
         where = f"({where}) AND {plan.key(unit)} = ?"
         assert unit_id is not None
         params = [*params, plan.unit_param(unit_id)]
-    if not plan.data:
+    span = _span(plan, filters)
+    if span is None:
         return empty
-    # Periods span the filter's window clipped to the data: zeros inside, none beyond.
-    lowest = min(date.fromisoformat(f.min_date) for f in plan.data)
-    highest = max(date.fromisoformat(f.max_date) for f in plan.data)
-    first = max(filters.start or lowest, lowest)
-    last = min((filters.end - _ONE_DAY) if filters.end else highest, highest)
-    if first > last:
-        return empty
+    first, last = span
     trunc = INTERVALS[interval]
     sql = f"""
         WITH periods AS (
@@ -309,6 +304,65 @@ def timeseries(
 
 
 _ONE_DAY = timedelta(days=1)
+
+
+def _span(plan: _Plan, filters: Filters) -> tuple[date, date] | None:
+    """First and last day of the filter's window clipped to the data (None: no overlap)."""
+    if not plan.data:
+        return None
+    lowest = min(date.fromisoformat(f.min_date) for f in plan.data)
+    highest = max(date.fromisoformat(f.max_date) for f in plan.data)
+    first = max(filters.start or lowest, lowest)
+    last = min((filters.end - _ONE_DAY) if filters.end else highest, highest)
+    return (first, last) if first <= last else None
+
+
+@dataclass(frozen=True)
+class UnitSeries:
+    """Counts per (unit, period): a space-time cube, occupied bins only."""
+
+    periods: list[date]  # every period of the window, oldest first (zeros included)
+    unit_ids: list[str]  # one per bin
+    period_index: list[int]  # position of each bin's period in ``periods``
+    counts: list[int]
+
+
+def unit_series(
+    store: Store,
+    manifest: Manifest,
+    unit: Unit,
+    interval: str,
+    filters: Filters,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> UnitSeries:
+    """Counts per unit and per day, ISO week or month over the filter's window.
+
+    Periods run as in :func:`timeseries`; incidents outside every unit are left out.
+    """
+    if interval not in INTERVALS:
+        raise FilterError("interval", interval, "use day, week or month")
+    plan = _plan(store, manifest, unit, filters, (filters.start, filters.end), interval == "month")
+    span = _span(plan, filters)
+    if span is None:
+        return UnitSeries([], [], [], [])
+    trunc = INTERVALS[interval]
+    with _cursor(con) as cur:
+        periods = [r[0] for r in cur.execute(
+            f"SELECT unnest(generate_series(date_trunc('{trunc}', ?::DATE), "
+            f"date_trunc('{trunc}', ?::DATE), INTERVAL 1 {trunc}))::DATE", list(span),
+        ).fetchall()]  # fmt: skip
+        rows = cur.execute(
+            f"SELECT {plan.key(unit)} AS unit_id, date_trunc('{trunc}', {plan.date})::DATE, "
+            f"{plan.count}::BIGINT FROM read_parquet(?) WHERE {plan.where} "
+            "GROUP BY ALL HAVING unit_id IS NOT NULL",
+            [plan.files, *plan.params],
+        ).fetchall()
+    position = {p: i for i, p in enumerate(periods)}
+    keys = pa.array(
+        [r[0] for r in rows], pa.string() if unit.kind == "h3" or not plan.cube else pa.int32()
+    )
+    ids = plan.unit_ids(keys).to_pylist()
+    return UnitSeries(periods, ids, [position[r[1]] for r in rows], [r[2] for r in rows])
 
 
 def compare_periods(

@@ -123,3 +123,27 @@ def export_parquet(
     )
     con.sql(sql, params=[files, *params, path])
     return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def points(
+    store: Store, manifest: Manifest, filters: Filters, con: duckdb.DuckDBPyConnection, limit: int
+) -> pa.Table:
+    """lon, lat and local_date of every matching record (at most ``limit``).
+
+    For statistics over points (kernel density, near repeats); StoreError when more than
+    ``limit`` records match, so that memory stays bounded: narrow the filters.
+    """
+    files = _files(store, manifest, filters)
+    if not files:
+        return pa.table({"lon": pa.array([], pa.float64()), "lat": pa.array([], pa.float64()),
+                         "local_date": pa.array([], pa.date32())})  # fmt: skip
+    where, params = filters.where(manifest.boundary_layers)
+    sql = f"SELECT lon, lat, local_date FROM read_parquet(?) WHERE {where} LIMIT ?"
+    table: pa.Table = con.sql(sql, params=[files, *params, limit + 1]).to_arrow_table()
+    if table.num_rows > limit:
+        raise FilterError(
+            "filters",
+            None,
+            f"more than {limit} incidents match: narrow the dates, offenses or area",
+        )
+    return table

@@ -1,13 +1,10 @@
-"""Hot spot statistics: /v1/hotspots (Getis-Ord Gi* with FDR) over H3 cells."""
+"""Hot spot statistics: /v1/hotspots, Getis-Ord Gi* with FDR, or a quartic kernel density."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import scipy.sparse as sp
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,16 +13,23 @@ from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
 from api.errors import ERROR_RESPONSES, ErrorResponse, ForbiddenError
 from api.responses import json_response
 from api.routes.aggregates import _echo, view
-from geo.cells import cells_to_hex, hex_to_cells
-from geo.hotspots import classify, fdr, gistar, h3_weights
+from api.study_area import StudyArea, study_area
+from geo.crs import WGS84, transform_xy, utm_crs_for
+from geo.errors import GeoError
+from geo.hotspots import classify, fdr, gistar, gistar_permutations
+from geo.kde import Grid, bandwidth, quartic_density
 from store.aggregate import Unit, aggregate
 from store.filters import FilterError
-from store.layers import layer_cells
+from store.records import points
 
 router = APIRouter(prefix="/v1", tags=["hotspots"], responses=ERROR_RESPONSES)
-MAX_RES = 10  # finer study areas have hundreds of thousands of cells
 MIN_UNITS = 30
 SPARSE_SHARE = 0.9
+MAX_POINTS = 500_000  # kernel density reads points: bounded memory and time
+MAX_DRAWS = 50_000_000  # permutations × units: a few seconds
+MIN_CELL = 10.0
+CELLS_ACROSS = 250  # default cell: the shorter side of the extent over this (as ArcGIS)
+AREA_UNITS = r"^(h3:([5-9]|10)|[a-z][a-z0-9_]*)$"
 
 
 class HotspotRow(BaseModel):
@@ -35,7 +39,9 @@ class HotspotRow(BaseModel):
     unit_id: str
     count: int
     z: float = Field(description="Gi* z-score.")
-    p: float = Field(description="Two-sided p-value of z (normal approximation).")
+    p: float = Field(
+        description="Two-sided p-value: of z (normal approximation), or by permutation."
+    )
     p_fdr: float = Field(description="Benjamini-Hochberg adjusted p-value.")
     hotspot_class: str = Field(
         alias="class", description="hot_99/95/90, cold_99/95/90 (from p_fdr) or none."
@@ -47,26 +53,51 @@ class HotspotResponse(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     snapshot: int
-    method: str
+    method: Literal["gistar"]
     unit: str
-    k: int = Field(description="k-ring of the neighbourhood (the unit itself included).")
-    area: str = Field(description="The boundary layer whose cells make the study area.")
+    neighbours: str = Field(description="`k-ring` (H3, the cell itself included) or `queen`.")
+    k: int = Field(description="k-ring of the neighbourhood (1 for polygons).")
+    area: str = Field(description="The boundary layer that makes the study area.")
     n: int = Field(description="Units in the study area, zeros included.")
     total: int = Field(description="Incidents inside the study area.")
-    outside: int = Field(description="Incidents in cells outside it (not in the statistic).")
+    outside: int = Field(description="Incidents in units outside it (not in the statistic).")
     alpha: float
     significant: int = Field(description="Units with p_fdr <= alpha.")
     fdr: bool
+    inference: str = Field(description="`analytic` (normal z) or `permutation`.")
+    permutations: int
     seed: int | None
     warnings: list[str]
     filters: dict[str, Any]
     rows: list[HotspotRow]
 
 
+class DensityResponse(BaseModel):
+    """Quartic kernel density on a square grid in a UTM projection (cells above zero)."""
+
+    model_config = ConfigDict(extra="forbid")
+    snapshot: int
+    method: Literal["kde"]
+    kernel: Literal["quartic"]
+    crs: str = Field(description="The metric CRS of the grid.")
+    bandwidth: float = Field(description="Search radius h, metres.")
+    bandwidth_rule: str = Field(description="`given` or `silverman` (ArcGIS's point rule).")
+    cell_size: float = Field(description="Side of a cell, metres.")
+    origin: list[float] = Field(description="x, y of the centre of cell (0, 0) in `crs`.")
+    rows: int
+    cols: int
+    events: int
+    units: str = Field(description="Of `density`: incidents per km².")
+    filters: dict[str, Any]
+    cells: list[list[float]] = Field(
+        description="[row, col, lon, lat, density] of every cell with a density above 0."
+    )
+
+
 @router.get(
     "/hotspots",
-    response_model=HotspotResponse,
-    summary="Hot and cold spots: Getis-Ord Gi* with FDR (analyst or admin key)",
+    response_model=HotspotResponse | DensityResponse,
+    summary="Hot and cold spots: Gi* with FDR, or kernel density (analyst or admin key)",
     responses={403: {"model": ErrorResponse, "description": "Needs an analyst or admin key."}},
     openapi_extra={"x-key-required": True},
 )
@@ -78,11 +109,17 @@ def get_hotspots(
     manifest: ManifestDep,
     filters: FiltersDep,
     unit: Annotated[
-        str,
-        Query(pattern=r"^h3:([5-9]|10)$", description="H3 cells, h3:5 … h3:10.", examples=["h3:8"]),
-    ],
-    method: Annotated[Literal["gistar"], Query(description="The statistic.")] = "gistar",
-    k: Annotated[int, Query(ge=1, le=5, description="Neighbourhood: the k-ring.")] = 1,
+        str | None,
+        Query(
+            pattern=AREA_UNITS,
+            max_length=64,
+            description="Gi*: H3 cells `h3:5` … `h3:10`, or a boundary layer (queen "
+            "neighbours). Not used by `kde`.",
+            examples=["h3:8", "colonia"],
+        ),
+    ] = None,  # fmt: skip
+    method: Annotated[Literal["gistar", "kde"], Query(description="The statistic.")] = "gistar",
+    k: Annotated[int, Query(ge=1, le=5, description="Gi* on H3: the k-ring.")] = 1,
     alpha: Annotated[
         float, Query(gt=0, lt=0.5, description="FDR level for the `significant` count.")
     ] = 0.05,
@@ -91,59 +128,130 @@ def get_hotspots(
         Query(
             max_length=64,
             pattern=r"^[a-z][a-z0-9_]*$",
-            description="Boundary layer whose cells are the study area [default: the first].",
+            description="Gi* on H3: the boundary layer whose cells are the study area "
+            "[default: the first].",
+        ),
+    ] = None,  # fmt: skip
+    permutations: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=9999,
+            description="Gi*: 0 for the analytic p, else conditional "
+            "permutations for a pseudo p (99 … 9999).",
+        ),
+    ] = 0,  # fmt: skip
+    seed: Annotated[int, Query(ge=0, le=2**31 - 1, description="Seed of the permutations.")] = 0,
+    bandwidth_m: Annotated[
+        float | None,
+        Query(
+            alias="bandwidth",
+            gt=0,
+            le=20_000,
+            description="KDE search radius in metres [default: Silverman's rule].",
+        ),
+    ] = None,  # fmt: skip
+    cell_size: Annotated[
+        float | None,
+        Query(
+            ge=MIN_CELL,
+            le=10_000,
+            description="KDE cell side in metres [default: the shorter side of the extent / 250].",
         ),
     ] = None,  # fmt: skip
 ) -> Any:
-    """Gi* z, p and Benjamini-Hochberg adjusted p per cell of the study area (zeros in).
+    """Gi* z, p and adjusted p per unit of the study area (zeros in), or a kernel density.
 
-    Example: street robberies of 2023 on resolution-8 cells —
-    `/v1/hotspots?unit=h3:8&offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA&start=2023-01-01&end=2024-01-01`.
+    Gi* covers every unit of the study area; `kde` is a quartic kernel density surface of
+    the matching incidents.
+
+    Examples: street robberies of 2023 on resolution-8 cells —
+    `/v1/hotspots?unit=h3:8&offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA&start=2023-01-01&end=2024-01-01`;
+    by colonia with 999 permutations — `/v1/hotspots?unit=colonia&permutations=999&seed=7&…`;
+    their density — `/v1/hotspots?method=kde&…`.
     Public access waits for privacy rules that cover z-scores (they can give counts back).
     """
     if principal.public:
         raise ForbiddenError("hotspot statistics need an analyst or admin API key for now")
+    if method == "kde":
+        flt, _ = view(request, principal, manifest, filters.to_filters(), None)
+        table = points(store, manifest, flt, db, MAX_POINTS)
+        body = density(table.column("lon").to_numpy(), table.column("lat").to_numpy(),
+                       bandwidth_m, cell_size)  # fmt: skip
+        body = {"snapshot": manifest.snapshot, "method": method, **body, "filters": _echo(flt)}
+        return json_response(body, {"X-Cuadra-Snapshot": str(manifest.snapshot)})
+    if unit is None:
+        raise FilterError("unit", None, "Gi* needs a unit: h3:5 … h3:10 or a boundary layer")
+    if 0 < permutations < 99:
+        raise FilterError("permutations", permutations, "use 0 (analytic) or at least 99")
     parsed = Unit.parse(unit, manifest)
-    layers = manifest.boundary_layers
-    layer = area or (layers[0] if layers else None)
-    if layer is None or layer not in layers:
-        raise FilterError("area", area, f"no boundary layer to take the study area from (have: {', '.join(layers) or 'none'})")  # fmt: skip
-    assert parsed.res is not None and parsed.res <= MAX_RES
+    sa = study_area(store, manifest, parsed, area, k)
     flt, _ = view(request, principal, manifest, filters.to_filters(), parsed)
-    path = store.root / manifest.layers[layer].path
-    cells_path = store.root / str(manifest.layers[layer].cells_path)
-    universe = layer_cells(cells_path, parsed.res)
     counts = aggregate(store, manifest, parsed, flt, db)
-    occupied = hex_to_cells(counts.table.column("unit_id").to_pylist())
     values = counts.table.column("count").to_numpy()
-    at = np.searchsorted(universe, occupied)
-    inside = (at < universe.size) & (universe[np.minimum(at, universe.size - 1)] == occupied)
-    y = np.zeros(universe.size)
-    y[at[inside]] = values[inside]
-    weights = _weights(str(cells_path), path.stat().st_mtime_ns, parsed.res, k)
-    z, p = gistar(y, weights)
+    y, inside = sa.place(counts.table.column("unit_id").to_pylist(), values)
+    if permutations * sa.n > MAX_DRAWS:
+        raise FilterError(
+            "permutations", permutations, f"at most {MAX_DRAWS // sa.n} for {sa.n} units"
+        )
+    z, p = gistar(y, sa.weights)
+    if permutations:
+        p = gistar_permutations(y, sa.weights, permutations, seed)
     p_fdr = fdr(p)
     classes = classify(z, p_fdr)
     order = np.argsort(-z, kind="stable")
-    ids = cells_to_hex(universe)
-    rows = [{"unit_id": ids[i], "count": int(y[i]), "z": float(z[i]), "p": float(p[i]),
+    rows = [{"unit_id": sa.unit_ids[i], "count": int(y[i]), "z": float(z[i]), "p": float(p[i]),
              "p_fdr": float(p_fdr[i]), "class": str(classes[i])} for i in order]  # fmt: skip
-    warnings = []
-    if universe.size < MIN_UNITS:
-        warnings.append(f"only {universe.size} units: Gi* needs more (30 or so) to mean much")
-    if (y == 0).mean() > SPARSE_SHARE:
-        warnings.append(
-            f"{(y == 0).mean():.0%} of units have no incident: too sparse for the normal approximation; use coarser cells or a longer period"
-        )
-    body = {"snapshot": manifest.snapshot, "method": method, "unit": unit, "k": k, "area": layer,
-            "n": int(universe.size), "total": int(y.sum()),
-            "outside": int(values[~inside].sum()), "alpha": alpha,
-            "significant": int((p_fdr <= alpha).sum()), "fdr": True, "seed": None,
-            "warnings": warnings, "filters": _echo(flt), "rows": rows}  # fmt: skip
+    body = {"snapshot": manifest.snapshot, "method": method, "unit": unit,
+            "neighbours": sa.neighbours, "k": k, "area": sa.area, "n": sa.n,
+            "total": int(y.sum()), "outside": int(values[~inside].sum()), "alpha": alpha,
+            "significant": int((p_fdr <= alpha).sum()), "fdr": True,
+            "inference": "permutation" if permutations else "analytic",
+            "permutations": permutations, "seed": seed if permutations else None,
+            "warnings": warnings(sa, y), "filters": _echo(flt), "rows": rows}  # fmt: skip
     return json_response(body, {"X-Cuadra-Snapshot": str(manifest.snapshot)})
 
 
-@lru_cache(maxsize=8)
-def _weights(cells_path: str, mtime_ns: int, res: int, k: int) -> sp.csr_matrix:
-    # The study area's weights depend only on the layer version, resolution and k.
-    return h3_weights(layer_cells(Path(cells_path), res), k)
+def warnings(sa: StudyArea, y: np.ndarray) -> list[str]:
+    """What makes a Gi* answer weak: too few units, or too many empty ones."""
+    out = []
+    if sa.n < MIN_UNITS:
+        out.append(f"only {sa.n} units: Gi* needs more (30 or so) to mean much")
+    empty = float((y == 0).mean()) if y.size else 1.0
+    if empty > SPARSE_SHARE:
+        out.append(
+            f"{empty:.0%} of units have no incident: too sparse for the normal approximation; use coarser units, a longer period or permutations"
+        )
+    return out
+
+
+def density(
+    lon: np.ndarray, lat: np.ndarray, h: float | None, cell: float | None
+) -> dict[str, Any]:
+    """Quartic KDE of points in the UTM zone of their centre: the response's fields."""
+    if lon.size == 0:
+        raise FilterError(
+            "filters", None, "no incident matches: nothing to estimate a density from"
+        )
+    crs = utm_crs_for(float(np.median(lon)), float(np.median(lat)))
+    x, y = transform_xy(lon, lat, WGS84, crs)
+    rule = "given" if h is not None else "silverman"
+    radius = h if h is not None else bandwidth(x, y)
+    if cell is None:
+        shorter = min(float(np.ptp(x)), float(np.ptp(y))) or radius
+        cell = max(MIN_CELL, shorter / CELLS_ACROSS)
+    try:
+        grid = Grid.covering(x, y, cell, radius)
+    except GeoError as exc:  # too many cells for this cell size
+        raise FilterError("cell_size", cell, str(exc)) from None
+    surface = quartic_density(x, y, grid, radius) * 1e6  # per km²
+    r, c = np.nonzero(surface > 0)
+    cx = (grid.x0 + c * grid.size).astype(np.float64)
+    cy = (grid.y0 + r * grid.size).astype(np.float64)
+    clon, clat = transform_xy(cx, cy, crs, WGS84)
+    values = surface[r, c]
+    cells = np.column_stack([r, c, np.round(clon, 6), np.round(clat, 6), values]).tolist()
+    return {"kernel": "quartic", "crs": crs, "bandwidth": radius, "bandwidth_rule": rule,
+            "cell_size": cell, "origin": [grid.x0, grid.y0], "rows": grid.rows,
+            "cols": grid.cols, "events": int(lon.size), "units": "incidents per km²",
+            "cells": cells}  # fmt: skip

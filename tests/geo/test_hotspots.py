@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geo.cells import cells_to_parents, points_to_cells
-from geo.hotspots import classify, fdr, gistar, h3_weights
-from tests.conftest import POINTS
+from geo.hotspots import classify, fdr, gistar, gistar_permutations, h3_weights, queen_weights
+from tests.conftest import COLONIAS, POINTS
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +89,62 @@ def test_classes_and_degenerate_inputs() -> None:
                      dtype=np.uint64)  # fmt: skip
     z0, p0 = gistar(np.full(cells.size, 4.0), h3_weights(cells))
     assert (z0 == 0).all() and (p0 == 1).all()  # a constant field has no hot spot
+
+
+def test_permutation_p_agrees_with_esda(robberies: tuple[np.ndarray, np.ndarray]) -> None:
+    """Two Monte Carlo runs of the same test differ by noise only.
+
+    The values are densities (robberies per km² of each cell: H3 areas differ, so sums
+    rarely tie). Where a neighbourhood is all zeros, draws of zeros tie with it: esda
+    counts a tie as extreme on the high side only (such a cell comes out "significantly
+    cold"), we on both; those cells are compared by the tie rule below instead.
+    """
+    from esda.getisord import G_Local
+    from libpysal.weights import WSP
+
+    cells, counts = robberies
+    y = counts / np.array([h3.cell_area(h3.int_to_str(int(c)), "km^2") for c in cells])
+    weights = h3_weights(cells, k=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        oracle = G_Local(y, WSP(weights).to_W(silence_warnings=True), transform="B", star=True,
+                         permutations=999, seed=11)  # fmt: skip
+    ours = gistar_permutations(y, weights, 999, seed=3)
+    theirs = np.minimum(1.0, 2 * oracle.p_sim)
+    busy = weights @ y > 0
+    assert busy.sum() > 1_000
+    diff = ours[busy] - theirs[busy]
+    # p ~ 0.5 gives a standard error of ~0.03 per run: the mean gap must be that, no bias.
+    assert np.abs(diff).mean() < 0.045 and abs(diff.mean()) < 0.01
+    # An empty neighbourhood ties with every all-zero draw: with a share q of empty cells
+    # and k neighbours, about q^k of the draws; p is twice that share (plus one), capped.
+    q = (y == 0).mean()
+    k = np.diff(weights.indptr) - 1
+    quiet = ~busy & (k == 6)
+    expected = np.minimum(1.0, 2 * (q**6 * 999 + 1) / 1000)
+    assert abs(np.median(ours[quiet]) - expected) < 0.1
+    assert np.array_equal(ours, gistar_permutations(y, weights, 999, seed=3))  # seeded
+    assert ((ours >= 2 / 1000) & (ours <= 1)).all()
+
+
+def test_permutation_p_counts_ties_as_extreme() -> None:
+    # Constant values: every draw ties the observed sum, so nothing is significant.
+    cells = np.array([h3.str_to_int(c) for c in h3.grid_disk(h3.latlng_to_cell(19.4, -99.1, 8), 3)],
+                     dtype=np.uint64)  # fmt: skip
+    assert (gistar_permutations(np.full(cells.size, 2.0), h3_weights(cells), 99) == 1).all()
+
+
+def test_queen_weights_equal_libpysal_on_colonias() -> None:
+    import geopandas as gpd
+    from libpysal.weights import Queen
+
+    colonias = gpd.read_file(COLONIAS)
+    ours = queen_weights(colonias.geometry.to_numpy())
+    oracle = Queen.from_dataframe(colonias, use_index=False, silence_warnings=True)
+    theirs = {(i, j) for i, js in oracle.neighbors.items() for j in js}
+    pairs = {(int(i), int(j)) for i, j in zip(*ours.nonzero(), strict=True) if i != j}
+    assert (ours.diagonal() == 1).all() and (ours != ours.T).nnz == 0
+    # Shared vertices (libpysal) are a subset of shared points; the rest are polygons that
+    # touch without a common vertex or overlap by a sliver: few.
+    assert theirs <= pairs
+    assert len(pairs - theirs) <= 0.02 * len(theirs)

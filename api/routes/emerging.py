@@ -1,0 +1,153 @@
+"""Emerging hot spots: /v1/hotspots/emerging (space-time Gi*, Mann-Kendall, Esri's categories)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.auth import PrincipalDep
+from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
+from api.errors import ERROR_RESPONSES, ErrorResponse, ForbiddenError
+from api.responses import json_response
+from api.routes.aggregates import _echo, view
+from api.routes.hotspots import AREA_UNITS
+from api.study_area import study_area
+from geo.emerging import LABELS, emerging
+from store.aggregate import Unit, unit_series
+from store.filters import FilterError
+
+router = APIRouter(prefix="/v1", tags=["hotspots"], responses=ERROR_RESPONSES)
+MIN_STEPS = 3
+FEW_STEPS = 10  # Esri asks for ten steps before a trend means much
+MAX_BINS = 2_000_000
+
+
+class EmergingRow(BaseModel):
+    """One unit of the study area."""
+
+    model_config = ConfigDict(extra="forbid")
+    unit_id: str
+    category: str = Field(description="One of `categories`: e.g. `intensifying_hot`.")
+    count: int = Field(description="Incidents over all steps.")
+    hot_steps: int = Field(description="Steps with a significant hot bin.")
+    cold_steps: int = Field(description="Steps with a significant cold bin.")
+    z_last: float = Field(description="Gi* z of the final step.")
+    p_fdr_last: float = Field(description="Its Benjamini-Hochberg adjusted p.")
+    trend_tau: float = Field(description="Mann-Kendall tau of the unit's z-scores.")
+    trend_p: float = Field(description="Two-sided p of the trend.")
+
+
+class EmergingResponse(BaseModel):
+    """Category per unit, every unit of the study area included."""
+
+    model_config = ConfigDict(extra="forbid")
+    snapshot: int
+    method: Literal["emerging"]
+    unit: str
+    interval: str
+    periods: list[str] = Field(description="Start of each time step, oldest first.")
+    window: int = Field(description="Earlier steps in a bin's neighbourhood.")
+    neighbours: str
+    k: int
+    area: str
+    n: int
+    alpha: float
+    fdr: bool
+    summary: dict[str, int] = Field(description="Units per category (non-empty ones).")
+    categories: list[str]
+    warnings: list[str]
+    filters: dict[str, Any]
+    rows: list[EmergingRow]
+
+
+@router.get(
+    "/hotspots/emerging",
+    response_model=EmergingResponse,
+    summary="Emerging hot spots: new, intensifying, persistent … (analyst or admin key)",
+    responses={403: {"model": ErrorResponse, "description": "Needs an analyst or admin key."}},
+    openapi_extra={"x-key-required": True},
+)
+def get_emerging(
+    request: Request,
+    principal: PrincipalDep,
+    db: CursorDep,
+    store: StoreDep,
+    manifest: ManifestDep,
+    filters: FiltersDep,
+    unit: Annotated[
+        str,
+        Query(
+            pattern=AREA_UNITS,
+            max_length=64,
+            description="H3 cells `h3:5` … `h3:10` or a boundary layer.",
+            examples=["h3:7", "colonia"],
+        ),
+    ],  # fmt: skip
+    interval: Annotated[
+        Literal["week", "month"], Query(description="The time step of the cube.")
+    ] = "month",
+    window: Annotated[
+        int, Query(ge=0, le=12, description="Earlier steps in each bin's neighbourhood.")
+    ] = 1,
+    k: Annotated[int, Query(ge=1, le=5, description="H3 units: the k-ring.")] = 1,
+    alpha: Annotated[
+        float, Query(gt=0, lt=0.5, description="FDR level of a significant bin and trend.")
+    ] = 0.05,
+    area: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            pattern=r"^[a-z][a-z0-9_]*$",
+            description="H3 units: the boundary layer whose cells are the study area.",
+        ),
+    ] = None,  # fmt: skip
+) -> Any:
+    """Space-time Gi* per (unit, step), a Mann-Kendall trend per unit and its category.
+
+    Example: street robberies by month over 2022–2023 on resolution-7 cells —
+    `/v1/hotspots/emerging?unit=h3:7&interval=month&start=2022-01-01&end=2024-01-01&offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA`.
+    The rules are in docs/hotspots.md.
+    """
+    if principal.public:
+        raise ForbiddenError("hotspot statistics need an analyst or admin API key for now")
+    parsed = Unit.parse(unit, manifest)
+    sa = study_area(store, manifest, parsed, area, k)
+    flt, _ = view(request, principal, manifest, filters.to_filters(), parsed)
+    series = unit_series(store, manifest, parsed, interval, flt, db)
+    steps = len(series.periods)
+    if steps < MIN_STEPS:
+        raise FilterError("interval", interval, f"{steps} time steps in the window: need at least {MIN_STEPS}")  # fmt: skip
+    if steps * sa.n > MAX_BINS:
+        raise FilterError("interval", interval, f"{steps} steps × {sa.n} units is more than {MAX_BINS} bins")  # fmt: skip
+    cube = np.zeros((sa.n, steps))
+    at = np.array([sa.position.get(u, -1) for u in series.unit_ids], dtype=np.int64)
+    inside = at >= 0
+    np.add.at(cube, (at[inside], np.asarray(series.period_index, np.int64)[inside]),
+              np.asarray(series.counts, np.float64)[inside])  # fmt: skip
+    result = emerging(cube, sa.weights, window, alpha)
+    significant = result.p_fdr <= alpha
+    hot = (significant & (result.z > 0)).sum(axis=1)
+    cold = (significant & (result.z < 0)).sum(axis=1)
+    totals = cube.sum(axis=1)
+    rows = [{"unit_id": sa.unit_ids[i], "category": str(result.labels[i]),
+             "count": int(totals[i]), "hot_steps": int(hot[i]), "cold_steps": int(cold[i]),
+             "z_last": float(result.z[i, -1]), "p_fdr_last": float(result.p_fdr[i, -1]),
+             "trend_tau": float(result.trend.tau[i]), "trend_p": float(result.trend.p[i])}
+            for i in np.argsort(-result.z[:, -1], kind="stable")]  # fmt: skip
+    warnings = []
+    if steps < FEW_STEPS:
+        warnings.append(f"only {steps} time steps: trends need about {FEW_STEPS} to mean much")
+    if (cube == 0).mean() > 0.9:
+        warnings.append(f"{(cube == 0).mean():.0%} of bins are empty: use coarser units or steps")
+    body = {"snapshot": manifest.snapshot, "method": "emerging", "unit": unit,
+            "interval": interval, "periods": [p.isoformat() for p in series.periods],
+            "window": window, "neighbours": sa.neighbours, "k": k, "area": sa.area, "n": sa.n,
+            "alpha": alpha, "fdr": True,
+            "summary": dict(sorted(Counter(str(c) for c in result.labels).items())),
+            "categories": list(LABELS), "warnings": warnings, "filters": _echo(flt),
+            "rows": rows}  # fmt: skip
+    return json_response(body, {"X-Cuadra-Snapshot": str(manifest.snapshot)})

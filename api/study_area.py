@@ -1,0 +1,99 @@
+"""The study area of a spatial statistic: every unit of it (zeros included) and its neighbours.
+
+H3 units take the cells covering a boundary layer; a boundary layer unit takes all of its
+polygons. Both are immutable per layer version, so their weights are built once per process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+import shapely
+
+from geo.cells import cells_to_hex
+from geo.hotspots import h3_weights, queen_weights
+from store.aggregate import Unit
+from store.filters import FilterError
+from store.layers import layer_cells, read_layer_columns
+from store.snapshots import Manifest
+from store.store import Store
+
+_Parts = tuple[list[str], dict[str, int], sp.csr_matrix]
+MAX_RES = 10  # finer study areas have hundreds of thousands of cells
+
+
+@dataclass(frozen=True)
+class StudyArea:
+    """Every unit of the area, in a fixed order, and binary weights (self included)."""
+
+    unit_ids: list[str]
+    position: dict[str, int]  # of each unit id in unit_ids
+    weights: sp.csr_matrix
+    area: str  # the boundary layer it comes from
+    neighbours: str  # "k-ring" or "queen"
+
+    @property
+    def n(self) -> int:
+        """Units in the area."""
+        return len(self.unit_ids)
+
+    def place(
+        self, ids: list[str], counts: npt.ArrayLike
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        """Counts laid out on the area's units (zeros elsewhere); which ids fell inside."""
+        at = np.array([self.position.get(i, -1) for i in ids], dtype=np.int64)
+        inside = at >= 0
+        y = np.zeros(self.n)
+        np.add.at(y, at[inside], np.asarray(counts, dtype=np.float64)[inside])
+        return y, inside
+
+
+def study_area(
+    store: Store, manifest: Manifest, unit: Unit, area: str | None, k: int = 1
+) -> StudyArea:
+    """The study area of ``unit`` and its neighbours.
+
+    H3 cells covering ``area`` (default: the first boundary layer) with k-ring
+    neighbours, or all polygons of a layer with queen contiguity.
+    """
+    if unit.kind == "street":
+        raise FilterError("unit", "street", "hot spots need cells or polygons, not streets")
+    if unit.kind == "layer":
+        assert unit.layer is not None
+        if k != 1:
+            raise FilterError("k", k, "polygons have queen neighbours; k applies to H3 cells")
+        if area not in (None, unit.layer):
+            raise FilterError("area", area, f"a {unit.layer} unit is its own study area")
+        path = store.root / manifest.layers[unit.layer].path
+        ids, position, weights = _polygon_area(str(path), path.stat().st_mtime_ns)
+        return StudyArea(ids, position, weights, unit.layer, "queen")
+    layers = manifest.boundary_layers
+    layer = area or (layers[0] if layers else None)
+    if layer is None or layer not in layers:
+        raise FilterError("area", area, f"no boundary layer to take the study area from (have: {', '.join(layers) or 'none'})")  # fmt: skip
+    assert unit.res is not None
+    if unit.res > MAX_RES:
+        raise FilterError("unit", f"h3:{unit.res}", f"study areas go down to h3:{MAX_RES}")
+    cells_path = store.root / str(manifest.layers[layer].cells_path)
+    ids, position, weights = _cell_area(str(cells_path), cells_path.stat().st_mtime_ns, unit.res, k)
+    return StudyArea(ids, position, weights, layer, f"{k}-ring")
+
+
+@lru_cache(maxsize=8)
+def _cell_area(cells_path: str, mtime_ns: int, res: int, k: int) -> _Parts:
+    cells = layer_cells(Path(cells_path), res)
+    ids = cells_to_hex(cells)
+    return ids, {u: i for i, u in enumerate(ids)}, h3_weights(cells, k)
+
+
+@lru_cache(maxsize=8)
+def _polygon_area(path: str, mtime_ns: int) -> _Parts:
+    table = read_layer_columns(Path(path), ("id", "geometry"))
+    geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+    ids = [str(i) for i in table.column("id").to_pylist()]
+    return ids, {u: i for i, u in enumerate(ids)}, queen_weights(geoms)
