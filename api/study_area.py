@@ -16,14 +16,14 @@ import scipy.sparse as sp
 import shapely
 
 from geo.cells import cells_to_hex
-from geo.hotspots import h3_weights, queen_weights
+from geo.hotspots import GiWeights, h3_weights, queen_weights
 from store.aggregate import Unit
 from store.filters import FilterError
 from store.layers import layer_cells, read_layer_columns
 from store.snapshots import Manifest
 from store.store import Store
 
-_Parts = tuple[list[str], dict[str, int], sp.csr_matrix]
+_Parts = tuple[list[str], dict[str, int], sp.csr_matrix, GiWeights]
 MAX_RES = 10  # finer study areas have hundreds of thousands of cells
 
 
@@ -34,6 +34,7 @@ class StudyArea:
     unit_ids: list[str]
     position: dict[str, int]  # of each unit id in unit_ids
     weights: sp.csr_matrix
+    prepared: GiWeights  # the same weights, ready for Gi*
     area: str  # the boundary layer it comes from
     neighbours: str  # "k-ring" or "queen"
 
@@ -70,8 +71,8 @@ def study_area(
         if area not in (None, unit.layer):
             raise FilterError("area", area, f"a {unit.layer} unit is its own study area")
         path = store.root / manifest.layers[unit.layer].path
-        ids, position, weights = _polygon_area(str(path), path.stat().st_mtime_ns)
-        return StudyArea(ids, position, weights, unit.layer, "queen")
+        parts = _polygon_area(str(path), path.stat().st_mtime_ns)
+        return StudyArea(*parts, unit.layer, "queen")
     layers = manifest.boundary_layers
     layer = area or (layers[0] if layers else None)
     if layer is None or layer not in layers:
@@ -80,20 +81,20 @@ def study_area(
     if unit.res > MAX_RES:
         raise FilterError("unit", f"h3:{unit.res}", f"study areas go down to h3:{MAX_RES}")
     cells_path = store.root / str(manifest.layers[layer].cells_path)
-    ids, position, weights = _cell_area(str(cells_path), cells_path.stat().st_mtime_ns, unit.res, k)
-    return StudyArea(ids, position, weights, layer, f"{k}-ring")
+    parts = _cell_area(str(cells_path), cells_path.stat().st_mtime_ns, unit.res, k)
+    return StudyArea(*parts, layer, f"{k}-ring")
 
 
 @lru_cache(maxsize=8)
 def _cell_area(cells_path: str, mtime_ns: int, res: int, k: int) -> _Parts:
     cells = layer_cells(Path(cells_path), res)
-    ids = cells_to_hex(cells)
-    return ids, {u: i for i, u in enumerate(ids)}, h3_weights(cells, k)
+    ids, weights = cells_to_hex(cells), h3_weights(cells, k)
+    return ids, {u: i for i, u in enumerate(ids)}, weights, GiWeights.of(weights)
 
 
 @lru_cache(maxsize=8)
 def _polygon_area(path: str, mtime_ns: int) -> _Parts:
     table = read_layer_columns(Path(path), ("id", "geometry"))
     geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
-    ids = [str(i) for i in table.column("id").to_pylist()]
-    return ids, {u: i for i, u in enumerate(ids)}, queen_weights(geoms)
+    ids, weights = [str(i) for i in table.column("id").to_pylist()], queen_weights(geoms)
+    return ids, {u: i for i, u in enumerate(ids)}, weights, GiWeights.of(weights)

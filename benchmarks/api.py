@@ -16,10 +16,7 @@ import argparse
 import os
 import platform
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import date
@@ -30,19 +27,15 @@ import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from harness import pct, run, serve
 from results import replace_section
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CDMX = ROOT.parent / "shared" / "data" / "cdmx"
 POINTS = CDMX / "fgj_carpetas_2019_2024_points.parquet"
-CUADRA = [sys.executable, "-m", "api.entry"]
 OFFENSE = "ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA"
 PARAMS = {"unit": "colonia", "start": "2023-01-01", "end": "2024-01-01", "offense": OFFENSE}
-
-
-def run(args: list[str]) -> None:
-    subprocess.run([*CUADRA, *args], cwd=ROOT, check=True, capture_output=True)
 
 
 def build_store(root: Path, copies: int, work: Path) -> None:
@@ -83,23 +76,6 @@ def build_store(root: Path, copies: int, work: Path) -> None:
         )
 
 
-def serve(root: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([*CUADRA, "serve", "--store", str(root), "--port", str(port)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the server did not start")
-
-
 def time_http(url: str, n: int) -> list[float]:
     out = []
     with httpx.Client(base_url=url, timeout=30) as client:
@@ -122,10 +98,6 @@ def time_duckdb(n: int) -> list[float]:
         con.execute(sql, [str(POINTS), OFFENSE]).fetchall()
         out.append((time.perf_counter() - t0) * 1000)
     return out
-
-
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1]
 
 
 def main() -> None:

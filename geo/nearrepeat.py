@@ -93,6 +93,10 @@ def knox(
     if permutations < 1:
         raise GeoError(f"permutations must be 1 or more, got {permutations}")
     d_edges, t_edges = _edges(distance_bands, "distance_bands"), _edges(time_bands, "time_bands")
+    if xs.size < 2:  # no pair: an empty table, nothing in excess
+        shape = (d_edges.size - 1, t_edges.size - 1)
+        return Knox(d_edges, t_edges, np.zeros(shape, np.int64), np.zeros(shape), np.ones(shape),
+                    permutations, seed, 0, int(xs.size))  # fmt: skip
     pairs, d = close_pairs(xs, ys, float(d_edges[-1]))
     row = np.searchsorted(d_edges, d, side="right") - 1
     inside = row >= 0  # closer than the first edge: in no band

@@ -79,11 +79,13 @@ class DensityResponse(BaseModel):
     snapshot: int
     method: Literal["kde"]
     kernel: Literal["quartic"]
-    crs: str = Field(description="The metric CRS of the grid.")
-    bandwidth: float = Field(description="Search radius h, metres.")
-    bandwidth_rule: str = Field(description="`given` or `silverman` (ArcGIS's point rule).")
-    cell_size: float = Field(description="Side of a cell, metres.")
-    origin: list[float] = Field(description="x, y of the centre of cell (0, 0) in `crs`.")
+    crs: str | None = Field(description="The metric CRS of the grid (null: no incident).")
+    bandwidth: float | None = Field(description="Search radius h, metres.")
+    bandwidth_rule: str = Field(
+        description="`given`, `silverman` (ArcGIS's rule for points) or `none` (no incident)."
+    )
+    cell_size: float | None = Field(description="Side of a cell, metres.")
+    origin: list[float] | None = Field(description="x, y of the centre of cell (0, 0) in `crs`.")
     rows: int
     cols: int
     events: int
@@ -194,7 +196,7 @@ def get_hotspots(
         raise FilterError(
             "permutations", permutations, f"at most {MAX_DRAWS // sa.n} for {sa.n} units"
         )
-    z, p = gistar(y, sa.weights)
+    z, p = gistar(y, sa.prepared)
     if permutations:
         p = gistar_permutations(y, sa.weights, permutations, seed)
     p_fdr = fdr(p)
@@ -229,10 +231,11 @@ def density(
     lon: np.ndarray, lat: np.ndarray, h: float | None, cell: float | None
 ) -> dict[str, Any]:
     """Quartic KDE of points in the UTM zone of their centre: the response's fields."""
-    if lon.size == 0:
-        raise FilterError(
-            "filters", None, "no incident matches: nothing to estimate a density from"
-        )
+    if lon.size == 0:  # an empty surface, not an error: a dashboard's filter can match nothing
+        return {"kernel": "quartic", "crs": None, "bandwidth": h,
+                "bandwidth_rule": "given" if h else "none", "cell_size": cell, "origin": None,
+                "rows": 0, "cols": 0, "events": 0, "units": "incidents per km²",
+                "cells": []}  # fmt: skip
     crs = utm_crs_for(float(np.median(lon)), float(np.median(lat)))
     x, y = transform_xy(lon, lat, WGS84, crs)
     rule = "given" if h is not None else "silverman"

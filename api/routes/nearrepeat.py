@@ -49,7 +49,7 @@ class KnoxResponse(BaseModel):
     intervals: str = Field(description="Bands are half-open: from <= value < to.")
     distance_bands: list[float]
     time_bands: list[float]
-    crs: str = Field(description="The metric CRS distances were measured in.")
+    crs: str | None = Field(description="The metric CRS distances were measured in.")
     events: int
     pairs: int = Field(description="Pairs closer than the last distance edge.")
     permutations: int
@@ -116,11 +116,9 @@ def get_near_repeat(
     t_edges = _bands("time_bands", time_bands, MAX_DAYS)
     flt, _ = view(request, principal, manifest, filters.to_filters(), None)
     table = points(store, manifest, flt, db, MAX_EVENTS)
-    if table.num_rows < 2:
-        raise FilterError("filters", None, "fewer than two incidents match")
     lon, lat = table.column("lon").to_numpy(), table.column("lat").to_numpy()
-    crs = utm_crs_for(float(np.median(lon)), float(np.median(lat)))
-    x, y = transform_xy(lon, lat, WGS84, crs)
+    crs = utm_crs_for(float(np.median(lon)), float(np.median(lat))) if lon.size else None
+    x, y = transform_xy(lon, lat, WGS84, crs) if crs else (lon, lat)
     days = table.column("local_date").cast("int32").to_numpy().astype(np.float64)
     try:
         result = knox(x, y, days, d_edges, t_edges, permutations, seed, max_work=MAX_WORK)

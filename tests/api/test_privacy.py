@@ -254,7 +254,12 @@ ROUTES = [
     ("/v1/incidents", {"start": "2023-01-01", "end": "2023-02-01", "limit": 10}),
     ("/v1/hotspots", {"unit": "h3:6", "start": "2023-01-01", "end": "2024-01-01"}),
     ("/v1/concentration", {"unit": "colonia", "start": "2023-01-01", "end": "2024-01-01"}),
+    ("/v1/hotspots/emerging", {"unit": "h3:6", "start": "2023-01-01", "end": "2024-01-01"}),
+    ("/v1/near-repeat", {"start": "2023-01-01", "end": "2023-04-01"}),
+    ("/v1/hotspots", {"method": "kde", "start": "2023-01-01", "end": "2023-04-01"}),
 ]  # fmt: skip
+ANALYST_ONLY = ("/v1/incidents", "/v1/hotspots", "/v1/concentration", "/v1/hotspots/emerging",
+                "/v1/near-repeat")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +294,7 @@ def test_authorization_matrix(
         assert response.json()["error"] == "unauthorized"
         assert response.headers["www-authenticate"] == "Bearer"
         return
-    if path in ("/v1/incidents", "/v1/hotspots", "/v1/concentration") and principal == "public":
+    if path in ANALYST_ONLY and principal == "public":
         assert response.status_code == 403 and response.json()["error"] == "forbidden"
         return
     assert response.status_code == 200, response.text
@@ -314,8 +319,13 @@ def test_authorization_matrix(
         assert body["rows"] == []
     if path == "/v1/incidents":
         assert len(body["rows"]) == (0 if principal == "analyst-ssp" else 10)
-    if path in ("/v1/hotspots", "/v1/concentration"):
+    if path in ("/v1/hotspots", "/v1/concentration") and "method" not in params:
         assert body["total"] == 0 if principal == "analyst-ssp" else body["total"] > 0
+    if path == "/v1/hotspots/emerging":
+        none = body["summary"] == {"no_pattern": body["n"]}
+        assert none if principal == "analyst-ssp" else not none
+    if path == "/v1/near-repeat" or "method" in params:
+        assert body["events"] == 0 if principal == "analyst-ssp" else body["events"] > 0
 
 
 def test_rate_limits_per_address_and_per_key(

@@ -1,0 +1,44 @@
+"""What the HTTP benchmarks share: running the CLI and a server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+CUADRA = [sys.executable, "-m", "api.entry"]
+
+
+def run(args: list[str]) -> str:
+    """Run a ``cuadra`` command from the checkout; its standard output."""
+    done = subprocess.run([*CUADRA, *args], cwd=ROOT, check=True, capture_output=True, text=True)
+    return done.stdout
+
+
+def serve(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``cuadra serve`` over a store on a free port; the process and its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*CUADRA, "serve", "--store", str(root), "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the server did not start")
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (1..99) of the values."""
+    return statistics.quantiles(values, n=100)[int(q) - 1]
