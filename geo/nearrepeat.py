@@ -45,14 +45,41 @@ def _edges(values: npt.ArrayLike, name: str) -> Floats:
     return edges
 
 
-def _table(
-    band_of_distance: npt.NDArray[np.intp], gaps: Floats, time_edges: Floats, rows: int
-) -> npt.NDArray[np.int64]:
-    col = np.searchsorted(time_edges, gaps, side="right") - 1
-    inside = (col >= 0) & (gaps < time_edges[-1])
-    cols = time_edges.size - 1
-    flat = band_of_distance[inside] * cols + col[inside]
-    return np.bincount(flat, minlength=rows * cols).reshape(rows, cols).astype(np.int64)
+class _Tally:
+    """Counts pairs per (distance band, time band) for one set of dates.
+
+    Whole-day dates (the usual case) go through a lookup table from gap in days to time
+    band, four times faster than a search per pair: the permutations repeat this.
+    """
+
+    def __init__(self, band: npt.NDArray[np.intp], t: Floats, edges: Floats) -> None:
+        self.cols = edges.size - 1
+        self.edges = edges
+        span = float(t.max() - t.min()) if t.size else 0.0
+        self.whole = bool(np.all(t == np.round(t))) and span <= 10_000_000
+        # One spare column per row takes the pairs beyond the last time edge.
+        self.base = (band * (self.cols + 1)).astype(np.int64)
+        if self.whole:
+            gaps = np.arange(int(span) + 1, dtype=np.float64)
+            col = np.searchsorted(edges, gaps, side="right") - 1
+            col[(col < 0) | (gaps >= edges[-1])] = self.cols
+            self.lut = col.astype(np.int64)
+
+    def table(
+        self, t: Floats, i: npt.NDArray[np.intp], j: npt.NDArray[np.intp], rows: int
+    ) -> npt.NDArray[np.int64]:
+        """The rows × cols table of the pairs (i, j) under dates ``t``."""
+        width = self.cols + 1
+        if self.whole:
+            days = t.astype(np.int64)
+            flat = self.base + self.lut[np.abs(days[i] - days[j])]
+        else:
+            gaps = np.abs(t[i] - t[j])
+            col = np.searchsorted(self.edges, gaps, side="right") - 1
+            col[(col < 0) | (gaps >= self.edges[-1])] = self.cols
+            flat = self.base + col
+        counts = np.bincount(flat, minlength=rows * width)
+        return counts.reshape(rows, width)[:, : self.cols].astype(np.int64)
 
 
 def close_pairs(x: Floats, y: Floats, within: float) -> tuple[npt.NDArray[np.intp], Floats]:
@@ -107,13 +134,13 @@ def knox(
             f"{pairs.shape[0]} pairs × {permutations} permutations is more than {max_work}: use fewer"
         )
     i, j = pairs[:, 0], pairs[:, 1]
-    observed = _table(row, np.abs(ts[i] - ts[j]), t_edges, rows)
+    tally = _Tally(row, ts, t_edges)
+    observed = tally.table(ts, i, j, rows)
     rng = np.random.default_rng(seed)
     total = np.zeros(observed.shape, dtype=np.float64)
     at_least = np.zeros(observed.shape, dtype=np.int64)
     for _ in range(permutations):
-        shuffled = ts[rng.permutation(ts.size)]
-        table = _table(row, np.abs(shuffled[i] - shuffled[j]), t_edges, rows)
+        table = tally.table(ts[rng.permutation(ts.size)], i, j, rows)
         total += table
         at_least += table >= observed
     return Knox(

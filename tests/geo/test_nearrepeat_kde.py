@@ -68,6 +68,9 @@ def test_knox_bands_are_half_open() -> None:
     # Pairs: (0,1) 100 m 7 d, (1,2) 100 m 7 d, (0,2) 200 m 14 d.
     assert result.observed.tolist() == [[0, 0, 0], [0, 2, 0], [0, 0, 1]]
     assert result.pairs == 3
+    # Times of day (fractional days) take the general path: gaps 6.5, 7.4 and 13.9 days.
+    hours = knox(x, y, np.array([0.0, 6.5, 13.9]), [0, 100, 200, 300], [0, 7, 14, 21], 19)
+    assert hours.observed.tolist() == [[0, 0, 0], [1, 1, 0], [0, 1, 0]]
 
 
 def test_knox_refuses_bad_bands() -> None:
