@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/api.py
 	$(BIN)/python benchmarks/load.py
+	$(BIN)/python benchmarks/hotspots.py
 
 # The schema fuzz at length (make test runs 40 examples a route and role).
 fuzz: $(STAMP)
