@@ -12,12 +12,22 @@ from typing import Any
 
 import duckdb
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import add_exception_handlers
 from api.privacy import PublicRules
 from api.ratelimit import RateLimit
-from api.routes import aggregates, concentration, emerging, hotspots, incidents, meta, nearrepeat
+from api.routes import (
+    aggregates,
+    concentration,
+    emerging,
+    hotspots,
+    incidents,
+    meta,
+    nearrepeat,
+    tiles,
+)
 from api.settings import ServerSettings
 from store import Store
 from store.keys import KeyRing
@@ -57,6 +67,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(emerging.router)
     app.include_router(nearrepeat.router)
     app.include_router(concentration.router)
+    app.include_router(tiles.router)
 
     _anonymous_allowed(app)
     app.add_middleware(
@@ -65,6 +76,16 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         keyed=settings.rate_keyed,
         keys=KeyRing(settings.store),
     )
+    if settings.cors_origins:
+        # Embeds on other sites: read-only GETs, the ETag readable for their caches.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET"],
+            allow_headers=["Authorization", "X-API-Key", "If-None-Match"],
+            expose_headers=["ETag", "X-Cuadra-Snapshot"],
+            max_age=600,
+        )
     # Pure ASGI (not @app.middleware, whose BaseHTTPMiddleware costs ~1 ms a request).
     app.add_middleware(RequestLog)
 

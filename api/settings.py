@@ -47,6 +47,17 @@ class ServerSettings(StoreSettings):
         ("colonia", "alcaldia"),
         description="Boundary layers coarse enough to publish sensitive offenses on.",
     )
+    tiles_public_res: int = Field(
+        9, ge=5, le=10, description="H3 resolution of the published counts behind public heatmaps."
+    )
+    attribution: str = Field(
+        "Datos: FGJ CDMX, datos abiertos · Cuadra",
+        description="Attribution shown on maps and in TileJSON.",
+    )
+    cors_origins: tuple[str, ...] = Field(
+        (),
+        description="Origins allowed to call the API from a browser (embeds); none by default.",
+    )
     privacy_coarse_h3: int = Field(
         7, ge=5, le=12, description="The finest H3 resolution that may show sensitive offenses."
     )

@@ -95,6 +95,18 @@ def cells_to_polygons(cells: Cells) -> npt.NDArray[np.object_]:
     return np.asarray(shapely.from_wkb(np.asarray(wkb.to_pylist(), dtype=object)), dtype=np.object_)
 
 
+def cells_to_latlng(cells: Cells) -> tuple[Floats, Floats]:
+    """Latitude and longitude of each cell's centre (h3ronpy, vectorised)."""
+    from h3ronpy.vector import cells_to_coordinates
+
+    if len(cells) == 0:
+        return np.empty(0), np.empty(0)
+    table = cells_to_coordinates(np.asarray(cells, dtype=np.uint64))
+    lat = np.asarray(table.column("lat").to_numpy(), dtype=np.float64)
+    lng = np.asarray(table.column("lng").to_numpy(), dtype=np.float64)
+    return lat, lng
+
+
 def hex_to_cells(hexes: list[str]) -> Cells:
     """Parse lower-case hex cell ids (the API edge) to uint64."""
     return np.array([int(h, 16) for h in hexes], dtype=np.uint64)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -126,21 +127,9 @@ def get_aggregate(
     """
     parsed = Unit.parse(unit, manifest)
     flt, pub = view(request, principal, manifest, filters.to_filters(), parsed)
-    counts = aggregate(store, manifest, parsed, flt, cursor)
-    table = counts.table
-    total: int | None = counts.total
-    unassigned: int | None = counts.unassigned
-    privacy = None
-    if pub is not None:
-        # Withheld first, so that names, rates and geometries are made for shown units only.
-        ids = table.column("unit_id").to_pylist()
-        values = [*table.column("count").to_pylist(), counts.unassigned]
-        groups = unit_groups(parsed, ids, _unit_count(manifest, parsed), with_outside=True)
-        hidden = suppress(values, pub.k, groups)
-        table = table.filter(pa.array(~hidden[:-1]))
-        unassigned = None if hidden[-1] else counts.unassigned
-        total = None if counts.total < pub.k else counts.total
-        privacy = pub.describe(bool(hidden.any()))
+    shown = published_counts(store, manifest, parsed, flt, pub, cursor)
+    table, total, unassigned = shown.table, shown.total, shown.unassigned
+    privacy = pub.describe(shown.withheld) if pub is not None else None
     rows, geometries = _rows(store, manifest, parsed, table, with_geometry=format is Format.geojson)
     headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
     if format is Format.csv:
@@ -198,6 +187,46 @@ def _publication(
 
 def _today() -> date:
     return datetime.now(UTC).date()
+
+
+@dataclass(frozen=True)
+class Published:
+    """Counts per unit as a role may see them: the withheld units left out."""
+
+    table: pa.Table  # unit_id, count
+    total: int | None  # None when withheld
+    unassigned: int | None
+    withheld: bool
+
+
+def published_counts(
+    store: Any,
+    manifest: Manifest,
+    unit: Unit,
+    flt: Filters,
+    pub: Publication | None,
+    cursor: duckdb.DuckDBPyConnection,
+) -> Published:
+    """What /v1/aggregate shows of the counts per unit.
+
+    All of them to a key; to the public, every count that the suppression rule and its
+    complements leave. Tiles publish exactly these.
+    """
+    counts = aggregate(store, manifest, unit, flt, cursor)
+    if pub is None:
+        return Published(counts.table, counts.total, counts.unassigned, False)
+    # Withheld first, so that names, rates and geometries are made for shown units only.
+    table = counts.table
+    ids = table.column("unit_id").to_pylist()
+    values = [*table.column("count").to_pylist(), counts.unassigned]
+    groups = unit_groups(unit, ids, _unit_count(manifest, unit), with_outside=True)
+    hidden = suppress(values, pub.k, groups)
+    return Published(
+        table.filter(pa.array(~hidden[:-1])),
+        None if counts.total < pub.k else counts.total,
+        None if hidden[-1] else counts.unassigned,
+        bool(hidden.any()),
+    )
 
 
 def _withhold(rows: list[dict[str, Any]], hidden: Any) -> list[dict[str, Any]]:

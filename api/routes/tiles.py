@@ -1,0 +1,221 @@
+"""Tiles: heatmap PNG and hexagon MVT, their TileJSON, with ETags and an in-process cache."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+import h3
+import numpy as np
+from cachetools import LRUCache
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
+
+from api.auth import Principal, PrincipalDep
+from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
+from api.errors import ERROR_RESPONSES
+from api.responses import json_response
+from api.routes.aggregates import view
+from api.tile_data import CellLayer, area_bounds, cell_layer
+from store.aggregate import Unit
+from store.filters import FilterError
+from store.snapshots import Manifest
+from tiles import heatmap, hexagons
+from tiles.grid import MAX_ZOOM, MIN_ZOOM, TILE_SIZE, Bounds, hex_res, mercator_bounds
+
+router = APIRouter(prefix="/v1/tiles", tags=["tiles"], responses=ERROR_RESPONSES)
+HEAT_RES = 11  # analysts: the fine cells (about 25 m across)
+MVT = "application/vnd.mapbox-vector-tile"
+MAX_AGE = 300
+_tiles: LRUCache[str, bytes] = LRUCache(maxsize=64 * 2**20, getsizeof=len)
+_tiles_lock = threading.Lock()
+
+Z = Annotated[int, Path(ge=MIN_ZOOM, le=MAX_ZOOM, description="Zoom level.")]
+X = Annotated[int, Path(ge=0, le=2**MAX_ZOOM - 1, description="Tile column.")]
+Y = Annotated[int, Path(ge=0, le=2**MAX_ZOOM - 1, description="Tile row (XYZ, north first).")]
+TILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    204: {"description": "No data in this tile."},
+    304: {"description": "Not modified (If-None-Match matched the ETag)."},
+}
+
+
+def _bounds(z: int, x: int, y: int) -> Bounds:
+    if x >= 2**z or y >= 2**z:
+        raise FilterError("x" if x >= 2**z else "y", x if x >= 2**z else y, f"must be below {2**z} at zoom {z}")  # fmt: skip
+    return mercator_bounds(z, x, y)
+
+
+def _headers(principal: Principal, etag: str, manifest: Manifest) -> dict[str, str]:
+    # Keyed tiles may hold what the public may not see: private caches only.
+    scope = "public" if principal.public else "private"
+    return {"ETag": etag, "Cache-Control": f"{scope}, max-age={MAX_AGE}",
+            "Vary": "Authorization, X-API-Key", "X-Cuadra-Snapshot": str(manifest.snapshot)}  # fmt: skip
+
+
+def _serve(
+    request: Request, principal: Principal, manifest: Manifest, etag: str, media: str,
+    render: Any,
+) -> Response:  # fmt: skip
+    headers = _headers(principal, etag, manifest)
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    with _tiles_lock:
+        body = _tiles.get(etag)
+    if body is None:
+        body = render()
+        with _tiles_lock:
+            _tiles[etag] = body
+    if not body:
+        return Response(status_code=204, headers=headers)
+    return Response(body, media_type=media, headers=headers)
+
+
+def _etag(layer: CellLayer, *parts: object) -> str:
+    return '"' + hashlib.sha256(repr((layer.key, *parts)).encode()).hexdigest()[:32] + '"'
+
+
+def _heat_layer(
+    request: Request, principal: Principal, store: Any, manifest: Manifest, filters: Any,
+    db: Any,
+) -> CellLayer:  # fmt: skip
+    res = HEAT_RES if not principal.public else request.app.state.settings.tiles_public_res
+    flt, pub = view(request, principal, manifest, filters.to_filters(), Unit("h3", res=res))
+    return cell_layer(store, manifest, res, flt, pub, db)
+
+
+def _heat(request: Request, layer: CellLayer, z: int, x: int, y: int, size: int) -> bytes:
+    bounds = _bounds(z, x, y)
+    radius = layer.radius(z)
+    near = layer.near(bounds, radius)
+    if near.size == 0:
+        return b""
+    values = heatmap.density(layer.x[near], layer.y[near], layer.counts[near], bounds, radius, size)
+    index = heatmap.levels(values, layer.scale(z))
+    return heatmap.encode_png(index) if index.any() else b""
+
+
+@router.get(
+    "/heatmap/{z}/{x}/{y}@2x.png",
+    summary="Heatmap tile, 512 × 512 (high-density screens)",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, **TILE_RESPONSES},
+)
+def get_heatmap_2x(
+    request: Request, principal: PrincipalDep, db: CursorDep, store: StoreDep,
+    manifest: ManifestDep, filters: FiltersDep, z: Z, x: X, y: Y,
+) -> Response:  # fmt: skip
+    """The heatmap tile at twice the pixels (same area, same colours)."""
+    layer = _heat_layer(request, principal, store, manifest, filters, db)
+    etag = _etag(layer, "heat", z, x, y, 2)
+    return _serve(request, principal, manifest, etag, "image/png",
+                  lambda: _heat(request, layer, z, x, y, 2 * TILE_SIZE))  # fmt: skip
+
+
+@router.get(
+    "/heatmap/{z}/{x}/{y}.png",
+    summary="Heatmap tile: kernel density of the selection, 256 × 256 PNG",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, **TILE_RESPONSES},
+)
+def get_heatmap(
+    request: Request, principal: PrincipalDep, db: CursorDep, store: StoreDep,
+    manifest: ManifestDep, filters: FiltersDep, z: Z, x: X, y: Y,
+) -> Response:  # fmt: skip
+    """Quartic kernel density of the matching incidents, from published H3 cell counts.
+
+    Keys: the fine cells (resolution 11). Public: the counts /v1/aggregate publishes at
+    resolution 9 (suppression applied; never points). One colour scale per zoom and filter
+    set. Example: `/v1/tiles/heatmap/13/1838/3666.png?offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA`.
+    """
+    layer = _heat_layer(request, principal, store, manifest, filters, db)
+    etag = _etag(layer, "heat", z, x, y, 1)
+    return _serve(request, principal, manifest, etag, "image/png",
+                  lambda: _heat(request, layer, z, x, y, TILE_SIZE))  # fmt: skip
+
+
+@router.get(
+    "/hex/{z}/{x}/{y}.mvt",
+    summary="Hexagon tile: H3 cells with their counts, Mapbox Vector Tile 2.1",
+    response_class=Response,
+    responses={200: {"content": {MVT: {}}}, **TILE_RESPONSES},
+)
+def get_hex(
+    request: Request, principal: PrincipalDep, db: CursorDep, store: StoreDep,
+    manifest: ManifestDep, filters: FiltersDep, z: Z, x: X, y: Y,
+) -> Response:  # fmt: skip
+    """Layer `hex`: one polygon per H3 cell with properties `h3` and `count`.
+
+    The resolution follows the zoom (docs/api.md); the counts are those /v1/aggregate
+    publishes for the same cells and filters. Example: `/v1/tiles/hex/12/919/1833.mvt`.
+    """
+    res = hex_res(z)
+    flt, pub = view(request, principal, manifest, filters.to_filters(), Unit("h3", res=res))
+    layer = cell_layer(store, manifest, res, flt, pub, db)
+    etag = _etag(layer, "hex", z, x, y)
+
+    def render() -> bytes:
+        bounds = _bounds(z, x, y)
+        lat = np.degrees(
+            2 * np.arctan(np.exp((bounds.south + bounds.north) / 2 / 6_378_137.0)) - np.pi / 2
+        )
+        # A cell whose centre is within a cell's width of the tile may reach into it.
+        margin = (
+            2.5 * h3.average_hexagon_edge_length(res, "m") / np.cos(np.radians(min(abs(lat), 80)))
+        )
+        near = layer.near(bounds, margin)
+        return hexagons.encode(layer.cells[near], layer.counts[near].astype(np.int64), bounds)
+
+    return _serve(request, principal, manifest, etag, MVT, render)
+
+
+def _tilejson(
+    request: Request, store: Any, manifest: Manifest, kind: Literal["heatmap", "hex"]
+) -> dict[str, Any]:
+    query = urlencode(list(request.query_params.multi_items()))
+    suffix = "png" if kind == "heatmap" else "mvt"
+    url = f"{str(request.base_url).rstrip('/')}/v1/tiles/{kind}/{{z}}/{{x}}/{{y}}.{suffix}"
+    bounds = area_bounds(store, manifest) or (-180.0, -85.0511, 180.0, 85.0511)
+    centre = [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, 11]
+    body: dict[str, Any] = {
+        "tilejson": "3.0.0",
+        "name": f"cuadra-{kind}",
+        "description": (
+            "Kernel density of incidents"
+            if kind == "heatmap"
+            else "Incidents per H3 cell (resolution by zoom)"
+        ),  # fmt: skip
+        "version": "1.0.0",
+        "attribution": request.app.state.settings.attribution,
+        "scheme": "xyz",
+        "tiles": [url + (f"?{query}" if query else "")],
+        "minzoom": MIN_ZOOM,
+        "maxzoom": MAX_ZOOM,
+        "bounds": list(bounds),
+        "center": centre,
+        "vector_layers": [],
+    }
+    if kind == "hex":
+        body["vector_layers"] = [{"id": hexagons.LAYER, "fields": {"h3": "String", "count": "Number"},
+                                  "minzoom": MIN_ZOOM, "maxzoom": MAX_ZOOM,
+                                  "description": "One polygon per H3 cell"}]  # fmt: skip
+    return body
+
+
+@router.get("/heatmap.json", summary="TileJSON 3.0 of the heatmap tiles")
+def get_heatmap_tilejson(
+    request: Request, store: StoreDep, manifest: ManifestDep, filters: FiltersDep
+) -> Any:
+    """TileJSON 3.0; the request's filters are carried into the tile URL template."""
+    filters.to_filters()  # a bad filter fails here, not on every tile
+    return json_response(_tilejson(request, store, manifest, "heatmap"), {})
+
+
+@router.get("/hex.json", summary="TileJSON 3.0 of the hexagon tiles")
+def get_hex_tilejson(
+    request: Request, store: StoreDep, manifest: ManifestDep, filters: FiltersDep
+) -> Any:
+    """TileJSON 3.0 with the `hex` vector layer; filters carried into the URL template."""
+    filters.to_filters()
+    return json_response(_tilejson(request, store, manifest, "hex"), {})

@@ -1,0 +1,53 @@
+"""Web Mercator tile math (morecantile's WebMercatorQuad) and the zoom → H3 tables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple
+
+import morecantile
+
+TILE_SIZE = 256
+MIN_ZOOM, MAX_ZOOM = 5, 18
+# H3 resolution of the hexagon tiles by zoom: cells a few to a few dozen pixels across.
+HEX_RES = {5: 5, 6: 5, 7: 6, 8: 6, 9: 7, 10: 7, 11: 8, 12: 9, 13: 9, 14: 10, 15: 10,
+           16: 10, 17: 10, 18: 10}  # fmt: skip
+
+
+class Bounds(NamedTuple):
+    """A box in one CRS: west, south, east, north."""
+
+    west: float
+    south: float
+    east: float
+    north: float
+
+
+@lru_cache(maxsize=1)
+def _tms() -> morecantile.TileMatrixSet:
+    return morecantile.tms.get("WebMercatorQuad")
+
+
+def check(z: int, x: int, y: int) -> None:
+    """ValueError unless (z, x, y) is a tile of the grid."""
+    if not 0 <= z <= 24 or not (0 <= x < 2**z and 0 <= y < 2**z):
+        raise ValueError(f"no tile {z}/{x}/{y}")
+
+
+def mercator_bounds(z: int, x: int, y: int) -> Bounds:
+    """The tile's bounds in Web Mercator metres (EPSG:3857)."""
+    check(z, x, y)
+    b = _tms().xy_bounds(morecantile.Tile(x, y, z))
+    return Bounds(b.left, b.bottom, b.right, b.top)
+
+
+def lonlat_bounds(z: int, x: int, y: int) -> Bounds:
+    """The tile's bounds in longitude and latitude."""
+    check(z, x, y)
+    b = _tms().bounds(morecantile.Tile(x, y, z))
+    return Bounds(b.left, b.bottom, b.right, b.top)
+
+
+def hex_res(z: int) -> int:
+    """The H3 resolution of hexagon tiles at zoom ``z`` (clamped to the served range)."""
+    return HEX_RES[min(max(z, MIN_ZOOM), MAX_ZOOM)]
