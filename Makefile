@@ -30,9 +30,10 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/ingest.py
-	$(BIN)/python benchmarks/api.py
+	$(BIN)/python benchmarks/aggregates.py
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/hotspots.py
+	$(BIN)/python benchmarks/tiles.py
 
 # The schema fuzz at length (make test runs 40 examples a route and role).
 fuzz: $(STAMP)

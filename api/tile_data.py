@@ -50,6 +50,7 @@ class CellLayer:
     y: npt.NDArray[np.float64]
     key: str  # a digest of what the layer is (snapshot, filters, role): part of ETags
     _scales: dict[int, float] = field(default_factory=dict)
+    _radii: dict[int, float] = field(default_factory=dict)
     _tree: KDTree | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -67,11 +68,13 @@ class CellLayer:
         RADIUS_PX on screen, and never less than two cell widths: coarse public cells
         would show as dots otherwise.
         """
-        pixel = EARTH / (TILE_SIZE * 2**z)
-        # H3 edge lengths are true metres; Mercator metres are 1/cos(lat) longer.
-        lat = float(np.median(self._lat())) if self.cells.size else 0.0
-        floor = 2 * 2 * h3.average_hexagon_edge_length(self.res, "m") / np.cos(np.radians(lat))
-        return max(RADIUS_PX * pixel, floor)
+        if z not in self._radii:
+            pixel = EARTH / (TILE_SIZE * 2**z)
+            # H3 edge lengths are true metres; Mercator metres are 1/cos(lat) longer.
+            lat = float(np.median(self._lat())) if self.cells.size else 0.0
+            edge = h3.average_hexagon_edge_length(self.res, "m") / np.cos(np.radians(lat))
+            self._radii[z] = max(RADIUS_PX * pixel, 4 * edge)
+        return self._radii[z]
 
     def _lat(self) -> npt.NDArray[np.float64]:
         lat = np.degrees(2 * np.arctan(np.exp(self.y / 6_378_137.0)) - np.pi / 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import statistics
 import subprocess
@@ -13,12 +14,23 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 CUADRA = [sys.executable, "-m", "api.entry"]
+CDMX = ROOT.parent / "shared" / "data" / "cdmx"
+POINTS = CDMX / "fgj_carpetas_2019_2024_points.parquet"
 
 
 def run(args: list[str]) -> str:
     """Run a ``cuadra`` command from the checkout; its standard output."""
     done = subprocess.run([*CUADRA, *args], cwd=ROOT, check=True, capture_output=True, text=True)
     return done.stdout
+
+
+def build_cdmx_store(root: Path) -> str:
+    """A store of the real records (colonias + the 2019-2024 points); an analyst key."""
+    run(["boundaries", "add", "colonia", str(CDMX / "colonias_iecm.gpkg"), "--id-field", "CVEUT",
+         "--name-field", "NOMUT", "--population-field", "SUMPOB1", "--store", str(root)])  # fmt: skip
+    run(["ingest", str(POINTS), "--profile", "fgj-cdmx", "--store", str(root), "--json"])
+    made = json.loads(run(["keys", "create", "--role", "analyst", "--store", str(root), "--json"]))
+    return str(made["key"])
 
 
 def serve(root: Path) -> tuple[subprocess.Popen[bytes], str]:

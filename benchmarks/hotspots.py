@@ -14,7 +14,6 @@ the "Hotspots" section of benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -29,26 +28,15 @@ from pathlib import Path
 import h3
 import httpx
 import numpy as np
-from harness import ROOT, pct, run, serve
+from harness import build_cdmx_store, pct, serve
 from results import replace_section
 
 from geo.cells import hex_to_cells
 from geo.hotspots import GiWeights, gistar, gistar_permutations, h3_weights
 
-CDMX = ROOT.parent / "shared" / "data" / "cdmx"
-POINTS = CDMX / "fgj_carpetas_2019_2024_points.parquet"
 OFFENSE = "ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA"
 YEAR = {"start": "2023-01-01", "end": "2024-01-01"}
 QUESTION = {"unit": "h3:8", "offense": OFFENSE, **YEAR}
-
-
-def build(root: Path) -> str:
-    """The store of the real records and an analyst key for it."""
-    run(["boundaries", "add", "colonia", str(CDMX / "colonias_iecm.gpkg"), "--id-field", "CVEUT",
-         "--name-field", "NOMUT", "--population-field", "SUMPOB1", "--store", str(root)])  # fmt: skip
-    run(["ingest", str(POINTS), "--profile", "fgj-cdmx", "--store", str(root), "--json"])
-    made = json.loads(run(["keys", "create", "--role", "analyst", "--store", str(root), "--json"]))
-    return str(made["key"])
 
 
 def time_calls(fn: Callable[[], object], n: int) -> list[float]:
@@ -78,7 +66,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="cuadra-hotspots-bench-"))
     lines: list[str] = []
     try:
-        key = build(work / "store")
+        key = build_cdmx_store(work / "store")
         proc, url = serve(work / "store")
         try:
             with httpx.Client(

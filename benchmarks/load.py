@@ -23,9 +23,8 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
+from harness import CDMX, CUADRA, POINTS, run, serve
 from results import replace_section
-
-from api import CDMX, CUADRA, POINTS, run, serve  # noqa: F401  (benchmarks/api.py helpers)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -7,7 +7,7 @@ the source Parquet file, grouping by the file's own colonia name. Then the store
 one) and the same query is timed again. Prints p50/p90 and rewrites the "API" section of
 benchmarks/RESULTS.md.
 
-    .venv/bin/python benchmarks/api.py [--requests 60] [--copies 10]
+    .venv/bin/python benchmarks/aggregates.py [--requests 60] [--copies 10]
 """
 
 from __future__ import annotations
@@ -27,13 +27,11 @@ import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from harness import pct, run, serve
+from harness import CDMX, POINTS, pct, run, serve
 from results import replace_section
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CDMX = ROOT.parent / "shared" / "data" / "cdmx"
-POINTS = CDMX / "fgj_carpetas_2019_2024_points.parquet"
 OFFENSE = "ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA"
 PARAMS = {"unit": "colonia", "start": "2023-01-01", "end": "2024-01-01", "offense": OFFENSE}
 
@@ -150,7 +148,7 @@ def write_results(lines: list[str], n: int) -> None:
         "API",
         [
             f"{date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} cores; {n} sequential requests "
-            f"after one warm-up. Question: `{OFFENSE}` in 2023 by colonia. `python benchmarks/api.py`.",
+            f"after one warm-up. Question: `{OFFENSE}` in 2023 by colonia. `python benchmarks/aggregates.py`.",
             "",
             "| what | p50 | p90 |",
             "|---|---|---|",
