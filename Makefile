@@ -3,8 +3,33 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Leaflet and Leaflet.VectorGrid for /map and /embed, served by Cuadra itself (no CDN):
+# fetched from the npm registry with npm, pinned here.
+LEAFLET    := 1.9.4
+VECTORGRID := 1.3.0
+VENDOR     := api/static/vendor
+ASSETS     := $(VENDOR)/.installed-$(LEAFLET)-$(VECTORGRID)
+# The browser tests drive Debian's Chromium through its ChromeDriver.
+BROWSER    := /usr/bin/chromedriver
 
-.PHONY: demo test lint test-slow bench fuzz clean-store
+.PHONY: demo test lint test-slow bench fuzz clean-store assets
+
+$(ASSETS):
+	rm -rf $(VENDOR) .cache/npm && mkdir -p $(VENDOR)/leaflet $(VENDOR)/vectorgrid .cache/npm
+	cd .cache/npm && npm pack --silent leaflet@$(LEAFLET) leaflet.vectorgrid@$(VECTORGRID) >/dev/null
+	tar -xzf .cache/npm/leaflet-$(LEAFLET).tgz -C $(VENDOR)/leaflet --strip-components=2 \
+		package/dist/leaflet.js package/dist/leaflet.css package/dist/images
+	tar -xzf .cache/npm/leaflet-$(LEAFLET).tgz -C $(VENDOR)/leaflet --strip-components=1 package/LICENSE
+	tar -xzf .cache/npm/leaflet.vectorgrid-$(VECTORGRID).tgz -C $(VENDOR)/vectorgrid \
+		--strip-components=2 package/dist/Leaflet.VectorGrid.bundled.min.js
+	tar -xzf .cache/npm/leaflet.vectorgrid-$(VECTORGRID).tgz -C $(VENDOR)/vectorgrid \
+		--strip-components=1 package/package.json
+	touch $@
+
+assets: $(ASSETS)
+
+$(BROWSER):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,7 +37,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(ASSETS)
 	$(BIN)/cuadra demo
 
 lint: $(STAMP)
@@ -21,7 +46,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+test: lint $(ASSETS) $(BROWSER)
 	$(BIN)/pytest -q -m "not slow"
 
 test-slow: $(STAMP)

@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import add_exception_handlers
@@ -24,8 +25,10 @@ from api.routes import (
     emerging,
     hotspots,
     incidents,
+    layers,
     meta,
     nearrepeat,
+    pages,
     tiles,
 )
 from api.settings import ServerSettings
@@ -68,6 +71,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(nearrepeat.router)
     app.include_router(concentration.router)
     app.include_router(tiles.router)
+    app.include_router(layers.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
+    if not (pages.VENDOR / "leaflet" / "leaflet.js").exists():
+        logging.getLogger("cuadra").warning(
+            "Leaflet is missing from %s: /map and /embed need `make assets`", pages.VENDOR
+        )
 
     _anonymous_allowed(app)
     app.add_middleware(
@@ -75,6 +85,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         public=settings.rate_public,
         keyed=settings.rate_keyed,
         keys=KeyRing(settings.store),
+        tiles=settings.rate_tiles,
     )
     if settings.cors_origins:
         # Embeds on other sites: read-only GETs, the ETag readable for their caches.

@@ -19,24 +19,32 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from store.keys import KeyRing
 
 EXEMPT = ("/health",)
+EXEMPT_PREFIXES = ("/static/",)  # Leaflet and our script: files, not queries
+TILE_PREFIX = "/v1/tiles/"  # a map view asks for dozens of tiles at once: their own limit
 
 
 class RateLimit:
     """Refuse requests beyond ``public`` (per address) or ``keyed`` (per key) limits."""
 
-    def __init__(self, app: ASGIApp, public: str, keyed: str, keys: KeyRing) -> None:
+    def __init__(
+        self, app: ASGIApp, public: str, keyed: str, keys: KeyRing, tiles: str = "1200/minute"
+    ) -> None:
         self.app = app
         self.public: RateLimitItem = parse(public)
         self.keyed: RateLimitItem = parse(keyed)
+        self.tiles: RateLimitItem = parse(tiles)
         self.keys = keys
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Count the request; answer 429 when its key or address is over its limit."""
-        if scope["type"] != "http" or scope["path"] in EXEMPT:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in EXEMPT or path.startswith(EXEMPT_PREFIXES):
             await self.app(scope, receive, send)
             return
         item, who = self._identify(scope)
+        if path.startswith(TILE_PREFIX):
+            item, who = self.tiles, f"tiles:{who}"
         if self.limiter.hit(item, who):
             await self.app(scope, receive, send)
             return

@@ -33,6 +33,9 @@ class ServerSettings(StoreSettings):
         "120/minute", description="Requests per client address without a key (limits syntax)."
     )
     rate_keyed: str = Field("1200/minute", description="Requests per API key.")
+    rate_tiles: str = Field(
+        "1200/minute", description="Tile requests per key or address (a map view asks many)."
+    )
     # Public outputs (SPEC §6); see docs/privacy.md for the reasoning behind each default.
     privacy_k: int = Field(
         5, ge=3, le=1000, description="Public counts below this (and above 0) are suppressed."

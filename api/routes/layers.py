@@ -1,0 +1,65 @@
+"""Boundary layer outlines: /v1/layers/{name}, the polygons without any count."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path as FilePath
+from typing import Annotated
+
+import orjson
+import shapely
+from fastapi import APIRouter, Path
+from fastapi.responses import Response
+
+from api.deps import ManifestDep, StoreDep
+from api.errors import ERROR_RESPONSES
+from store.filters import FilterError
+from store.layers import read_layer_columns
+
+router = APIRouter(prefix="/v1", tags=["meta"], responses=ERROR_RESPONSES)
+SIMPLIFY = 2e-5  # degrees, about 2 m: outlines for a map, not for measuring
+
+
+@lru_cache(maxsize=8)
+def _outlines(path: str, mtime_ns: int) -> bytes:
+    table = read_layer_columns(FilePath(path), ("id", "name", "population", "geometry"))
+    geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+    shapes = shapely.to_geojson(shapely.simplify(geoms, SIMPLIFY, preserve_topology=True))
+    features = [
+        {"type": "Feature", "id": str(i), "properties": {"unit_id": str(i), "name": n, "population": p},
+         "geometry": orjson.Fragment(g)}
+        for i, n, p, g in zip(table.column("id").to_pylist(), table.column("name").to_pylist(),
+                              table.column("population").to_pylist(), shapes, strict=True)
+    ]  # fmt: skip
+    return orjson.dumps({"type": "FeatureCollection", "features": features})
+
+
+@router.get(
+    "/layers/{name}",
+    summary="Outlines of a boundary layer as GeoJSON (ids, names, population; no counts)",
+    response_class=Response,
+    responses={200: {"content": {"application/geo+json": {}}}},
+)
+def get_layer(
+    store: StoreDep,
+    manifest: ManifestDep,
+    name: Annotated[
+        str,
+        Path(
+            pattern=r"^[a-z][a-z0-9_]*$",
+            max_length=64,
+            description="A boundary layer, e.g. `colonia`.",
+        ),
+    ],  # fmt: skip
+) -> Response:
+    """Every polygon of the layer, simplified to about 2 m, for drawing outlines.
+
+    Public: the layers are published boundaries, not incident data. Example: `/v1/layers/cuadrante`.
+    """
+    if name not in manifest.boundary_layers:
+        raise FilterError("name", name, f"no boundary layer of that name (have: {', '.join(manifest.boundary_layers) or 'none'})")  # fmt: skip
+    path = store.root / manifest.layers[name].path
+    body = _outlines(str(path), path.stat().st_mtime_ns)
+    return Response(body, media_type="application/geo+json",
+                    headers={"Cache-Control": "public, max-age=3600",
+                             "X-Cuadra-Snapshot": str(manifest.snapshot)})  # fmt: skip

@@ -1,0 +1,152 @@
+"""The analyst map (/map) and the dashboard embed (/embed): folium pages served offline.
+
+Leaflet, Leaflet.VectorGrid and our script are served by Cuadra itself under /static (no
+CDN); the basemap is a setting, and without one the layers sit on a plain background.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import folium
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from api.deps import FiltersDep, ManifestDep, StoreDep
+from api.errors import ERROR_RESPONSES
+from api.tile_data import area_bounds
+from ingest.taxonomy import TAXONOMY_DIR
+from store.filters import FilterError
+from tiles.grid import MAX_ZOOM, MIN_ZOOM
+
+router = APIRouter(tags=["pages"], responses=ERROR_RESPONSES)
+STATIC = Path(__file__).resolve().parent.parent / "static"
+VENDOR = STATIC / "vendor"
+SCRIPTS = [("leaflet", "/static/vendor/leaflet/leaflet.js"),
+           ("vectorgrid", "/static/vendor/vectorgrid/Leaflet.VectorGrid.bundled.min.js")]  # fmt: skip
+STYLES = [("leaflet_css", "/static/vendor/leaflet/leaflet.css"), ("cuadra_css", "/static/map.css")]
+TITLES = {"es": "Cuadra — mapa de incidencia delictiva", "en": "Cuadra — crime map"}
+LAYERS = ("heatmap", "hex", "colonias", "cuadrantes", "hotspots")
+FILTER_KEYS = ("as_of", "start", "end", "category", "offense", "hour_from", "hour_to", "weekday",
+               "bbox", "within")  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _category_labels() -> dict[str, dict[str, str]]:
+    with open(TAXONOMY_DIR / "categories.csv", encoding="utf-8", newline="") as fh:
+        return {
+            r["category"]: {"es": r["label_es"], "en": r["label_en"]} for r in csv.DictReader(fh)
+        }
+
+
+def _page(request: Request, store: Any, manifest: Any, embed: bool, lang: str,
+          layers: tuple[str, ...], metric: str) -> HTMLResponse:  # fmt: skip
+    settings = request.app.state.settings
+    bounds = area_bounds(store, manifest) or (-99.37, 19.05, -98.94, 19.59)
+    centre = [(bounds[1] + bounds[3]) / 2, (bounds[0] + bounds[2]) / 2]
+    fmap = folium.Map(location=centre, zoom_start=11, tiles=None, min_zoom=MIN_ZOOM,
+                      max_zoom=MAX_ZOOM, control_scale=not embed)  # fmt: skip
+    # Our copies, not folium's CDN links: the page works on closed networks.
+    fmap.default_js = SCRIPTS
+    fmap.default_css = STYLES
+    if settings.basemap_url:
+        folium.TileLayer(tiles=settings.basemap_url, attr=settings.attribution, name="basemap",
+                         max_zoom=MAX_ZOOM).add_to(fmap)  # fmt: skip
+    filters = [[k, v] for k, v in request.query_params.multi_items() if k in FILTER_KEYS]
+    config = {
+        "map": fmap.get_name(),
+        "lang": lang,
+        "embed": embed,
+        "layers": list(layers),
+        "metric": metric,
+        "filters": filters,
+        "boundaryLayers": manifest.boundary_layers,
+        "categories": _category_labels(),
+        "attribution": settings.attribution,
+        "minZoom": MIN_ZOOM,
+        "maxZoom": MAX_ZOOM,
+        "basemap": bool(settings.basemap_url),
+        "bounds": [[bounds[1], bounds[0]], [bounds[3], bounds[2]]],
+    }
+    # JSON inside <script>: "</" must not close the element.
+    payload = json.dumps(config, ensure_ascii=False).replace("</", "<\\/")
+    root = fmap.get_root()
+    assert isinstance(root, folium.Figure)  # a Map's root is its Figure (header, html, script)
+    root.header.add_child(folium.Element(f"<title>{TITLES[lang]}</title>"))
+    root.html.add_child(folium.Element(
+        f'<script id="cuadra-config" type="application/json">{payload}</script>'
+        '<script src="/static/map.js"></script>'))  # fmt: skip
+    html = root.render().replace("<html>", f'<html lang="{lang}">', 1)
+    headers = {"Cache-Control": "no-cache", "X-Cuadra-Snapshot": str(manifest.snapshot)}
+    if not embed:
+        headers["X-Frame-Options"] = "SAMEORIGIN"  # the analyst map is not for framing
+    return HTMLResponse(html, headers=headers)
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> Response:
+    """No icon: an empty answer rather than a 404 in every browser console."""
+    return Response(status_code=204)
+
+
+# Errors stay JSON: the pages' 200 alone is HTML (a response_class would relabel them).
+HTML: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/html": {}}, "description": "The page."}
+}
+Lang = Annotated[
+    Literal["es", "en"], Query(description="Language of the page: es (default) or en.")
+]
+Metric = Annotated[Literal["count", "rate"],
+                   Query(description="Colonia colours: counts or rates per 100k.")]  # fmt: skip
+
+
+@router.get(
+    "/map",
+    response_class=Response,
+    responses=HTML,
+    summary="The analyst map (Leaflet, Spanish by default)",
+)
+def get_map(
+    request: Request, store: StoreDep, manifest: ManifestDep, filters: FiltersDep,
+    lang: Lang = "es", metric: Metric = "count",
+) -> HTMLResponse:  # fmt: skip
+    """The analyst map: choropleth, heatmap, hexagons, hot spots and outlines, with filters.
+
+    Colonia choropleth (counts or rates), heatmap and hexagon tiles, Gi* hot spots (with
+    an analyst key typed into the panel) and cuadrante outlines; filters reload the layers
+    in place; a legend; a monthly chart of the selection or of the clicked colonia.
+
+    The query string sets the first filters: `/map?offense=ROBO A NEGOCIO CON VIOLENCIA&lang=en`.
+    """
+    filters.to_filters()  # a bad filter is a 400 here, not a broken page
+    return _page(request, store, manifest, False, lang, ("heatmap", "colonias"), metric)
+
+
+@router.get(
+    "/embed",
+    response_class=Response,
+    responses=HTML,
+    summary="The map for iframes: minimal chrome",
+)
+def get_embed(
+    request: Request, store: StoreDep, manifest: ManifestDep, filters: FiltersDep,
+    lang: Lang = "es", metric: Metric = "count",
+    layers: Annotated[str, Query(pattern=r"^[a-z]+(,[a-z]+)*$", max_length=100,
+                                 description=f"Comma-separated, of: {', '.join(LAYERS)}.")] = "heatmap,colonias",
+) -> HTMLResponse:  # fmt: skip
+    """The map for dashboards: filters fixed by the query string, no filter panel.
+
+    `<iframe src="https://cuadra.example/embed?offense=…&start=2024-01-01&layers=hex">`.
+    """
+    filters.to_filters()
+    chosen = tuple(dict.fromkeys(layers.split(",")))
+    unknown = [name for name in chosen if name not in LAYERS]
+    if unknown:
+        raise FilterError(
+            "layers", layers, f"unknown layer {unknown[0]!r}; use {', '.join(LAYERS)}"
+        )
+    return _page(request, store, manifest, True, lang, chosen, metric)

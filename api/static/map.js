@@ -1,0 +1,334 @@
+/* Cuadra's map: layers from our own API, filters that reload them in place, a legend
+   and a monthly chart. Reads its settings from the #cuadra-config JSON the server wrote. */
+document.addEventListener("DOMContentLoaded", function () {
+  "use strict";
+  /* folium creates the Leaflet map in a script after the page's body: wait for it. */
+  var config = JSON.parse(document.getElementById("cuadra-config").textContent);
+  var map = window[config.map];
+  var T = {
+    es: {
+      filters: "Filtros", start: "Desde", end: "Hasta (sin incluir)", category: "Categoría",
+      offense: "Delito", all: "Todos", hours: "Horas (de – a)", apply: "Aplicar",
+      metric: "Colonias por", count: "número de incidentes", rate: "tasa por 100 mil hab.",
+      heatmap: "Mapa de calor", hex: "Hexágonos H3", colonias: "Colonias", cuadrantes: "Cuadrantes",
+      hotspots: "Puntos calientes (Gi*)", legend: "Leyenda", incidents: "incidentes",
+      rateShort: "por 100 mil", population: "población", chart: "Incidentes por mes",
+      whole: "toda la selección", withheld: "sin dato publicado", density: "densidad (relativa)",
+      hot: "caliente", cold: "frío", none: "sin patrón", key: "Clave de analista (opcional)",
+      keyNeeded: "Los puntos calientes necesitan una clave de analista.", loading: "Cargando…",
+      ready: "Listo", error: "Error", lang: "English", noData: "Sin datos"
+    },
+    en: {
+      filters: "Filters", start: "From", end: "Until (exclusive)", category: "Category",
+      offense: "Offense", all: "All", hours: "Hours (from – to)", apply: "Apply",
+      metric: "Colonias by", count: "number of incidents", rate: "rate per 100k residents",
+      heatmap: "Heatmap", hex: "H3 hexagons", colonias: "Colonias", cuadrantes: "Cuadrantes",
+      hotspots: "Hot spots (Gi*)", legend: "Legend", incidents: "incidents",
+      rateShort: "per 100k", population: "population", chart: "Incidents per month",
+      whole: "whole selection", withheld: "not published", density: "density (relative)",
+      hot: "hot", cold: "cold", none: "no pattern", key: "Analyst key (optional)",
+      keyNeeded: "Hot spots need an analyst key.", loading: "Loading…", ready: "Ready",
+      error: "Error", lang: "Español", noData: "No data"
+    }
+  };
+  var t = T[config.lang] || T.es;
+  var state = { filters: config.filters.slice(), metric: config.metric, key: "", selected: null };
+  var pending = 0;
+  var RAMP = ["#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026"];
+  var HEX_BREAKS = [1, 5, 10, 25, 50, 100, 250];
+  var HEX_COLOURS = ["#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#f03b20", "#bd0026"];
+
+  function query(extra) {
+    var params = new URLSearchParams();
+    state.filters.forEach(function (kv) { if (kv[1] !== "") { params.append(kv[0], kv[1]); } });
+    (extra || []).forEach(function (kv) { params.append(kv[0], kv[1]); });
+    return params.toString();
+  }
+  function headers() { return state.key ? { Authorization: "Bearer " + state.key } : {}; }
+  function status(text) {
+    var el = document.getElementById("cuadra-status");
+    if (el) { el.textContent = text; }
+  }
+  function busy(delta) {
+    pending += delta;
+    document.body.dataset.pending = String(pending);
+    if (pending === 0) { document.body.dataset.layersReady = "1"; status(t.ready); }
+    else { status(t.loading); }
+  }
+  function getJSON(path) {
+    busy(1);
+    return fetch(path, { headers: headers() }).then(function (r) {
+      busy(-1);
+      if (!r.ok) { return r.json().then(function (b) { throw new Error(b.message || r.status); }); }
+      return r.json();
+    }, function (e) { busy(-1); throw e; });
+  }
+  function fmt(n) { return n === null || n === undefined ? "–" : Number(n).toLocaleString(config.lang); }
+  function esc(s) {
+    return String(s).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+
+  /* Heatmap and hexagon tiles: their URLs carry the filters; setUrl reloads in place. */
+  var tileOpts = { minZoom: config.minZoom, maxZoom: config.maxZoom, attribution: config.attribution };
+  var heat = L.tileLayer("", Object.assign({ opacity: 0.85 }, tileOpts));
+  heat.on("loading", function () { busy(1); });
+  heat.on("load", function () { busy(-1); document.body.dataset.heatLoaded = "1"; });
+  function hexColour(n) {
+    var i = 0;
+    while (i < HEX_BREAKS.length - 1 && n >= HEX_BREAKS[i + 1]) { i++; }
+    return HEX_COLOURS[i];
+  }
+  var hex = L.vectorGrid.protobuf("", Object.assign({
+    interactive: true,
+    vectorTileLayerStyles: {
+      hex: function (p) {
+        return { fill: true, fillColor: hexColour(p.count), fillOpacity: 0.6, color: "#666", weight: 0.5 };
+      }
+    }
+  }, tileOpts));
+  hex.on("click", function (e) {
+    var p = e.layer.properties;
+    L.popup().setLatLng(e.latlng).setContent(
+      "<b>H3 " + esc(p.h3) + "</b><br>" + fmt(p.count) + " " + t.incidents).openOn(map);
+  });
+  function tileUrls() {
+    var q = query();
+    heat.setUrl("/v1/tiles/heatmap/{z}/{x}/{y}.png" + (q ? "?" + q : ""));
+    hex.setUrl("/v1/tiles/hex/{z}/{x}/{y}.mvt" + (q ? "?" + q : ""));
+  }
+
+  /* Colonias: every outline, coloured by its published count or rate. */
+  var outlines = {};
+  var colonias = L.geoJSON(null, { style: function () { return { weight: 0.6, color: "#555", fillOpacity: 0 }; } });
+  var cuadrantes = L.geoJSON(null, { style: function () { return { weight: 0.8, color: "#1f4e79", fill: false, dashArray: "3" }; } });
+  var hotspots = L.geoJSON(null);
+  var breaks = [];
+  function classify(v) {
+    if (v === null || v === undefined) { return null; }
+    var i = 0;
+    while (i < breaks.length && v > breaks[i]) { i++; }
+    return RAMP[Math.min(i, RAMP.length - 1)];
+  }
+  function quantiles(values) {
+    var s = values.filter(function (v) { return v !== null; }).sort(function (a, b) { return a - b; });
+    if (!s.length) { return []; }
+    return [0.2, 0.4, 0.6, 0.8].map(function (q) { return s[Math.floor(q * (s.length - 1))]; });
+  }
+  function loadOutlines(layer) {
+    if (outlines[layer]) { return Promise.resolve(outlines[layer]); }
+    return getJSON("/v1/layers/" + layer).then(function (g) { outlines[layer] = g; return g; });
+  }
+  function loadColonias() {
+    if (config.boundaryLayers.indexOf("colonia") < 0) { return Promise.resolve(); }
+    return Promise.all([loadOutlines("colonia"), getJSON("/v1/aggregate?" + query([["unit", "colonia"]]))])
+      .then(function (res) {
+        var byId = {};
+        res[1].rows.forEach(function (r) { byId[r.unit_id] = r; });
+        var key = state.metric === "rate" ? "rate_per_100k" : "count";
+        breaks = quantiles(res[1].rows.map(function (r) { return r[key]; }));
+        colonias.clearLayers();
+        colonias.options.style = function (f) {
+          var r = byId[f.properties.unit_id];
+          var c = r ? classify(r[key]) : null;
+          return { weight: 0.6, color: "#555", fillColor: c || "#cccccc", fillOpacity: c ? 0.55 : 0.15 };
+        };
+        colonias.options.onEachFeature = function (f, lyr) {
+          lyr.on("click", function () {
+            var r = byId[f.properties.unit_id];
+            lyr.bindPopup("<b>" + esc(f.properties.name || f.properties.unit_id) + "</b><br>" +
+              (r ? fmt(r.count) + " " + t.incidents + "<br>" + fmt(r.rate_per_100k) + " " + t.rateShort
+                 : t.withheld) +
+              "<br>" + t.population + ": " + fmt(f.properties.population)).openPopup();
+            state.selected = { unit: "colonia", id: f.properties.unit_id, name: f.properties.name };
+            loadChart();
+          });
+        };
+        colonias.addData(res[0]);
+        document.body.dataset.coloniasLoaded = String(res[1].rows.length);
+        legend.update();
+      }).catch(function (e) { status(t.error + ": " + e.message); });
+  }
+  function loadCuadrantes() {
+    if (config.boundaryLayers.indexOf("cuadrante") < 0) { return Promise.resolve(); }
+    return loadOutlines("cuadrante").then(function (g) { cuadrantes.clearLayers(); cuadrantes.addData(g); });
+  }
+  var HOT = { hot_99: "#b2182b", hot_95: "#ef8a62", hot_90: "#fddbc7", cold_90: "#d1e5f0", cold_95: "#67a9cf", cold_99: "#2166ac" };
+  function loadHotspots() {
+    if (!state.key) { status(t.keyNeeded); return Promise.resolve(); }
+    return Promise.all([loadOutlines("colonia"), getJSON("/v1/hotspots?" + query([["unit", "colonia"]]))])
+      .then(function (res) {
+        var cls = {};
+        res[1].rows.forEach(function (r) { cls[r.unit_id] = r["class"]; });
+        hotspots.clearLayers();
+        hotspots.options.style = function (f) {
+          var c = HOT[cls[f.properties.unit_id]];
+          return { weight: 0.4, color: "#777", fillColor: c || "#ffffff", fillOpacity: c ? 0.7 : 0 };
+        };
+        hotspots.addData(res[0]);
+      }).catch(function (e) { status(t.error + ": " + e.message); });
+  }
+
+  /* The monthly chart of the selection (or of the clicked colonia). */
+  var chart = L.control({ position: "bottomleft" });
+  chart.onAdd = function () {
+    var div = L.DomUtil.create("div", "cuadra-panel cuadra-chart");
+    div.id = "cuadra-chart";
+    L.DomEvent.disableClickPropagation(div);
+    return div;
+  };
+  function drawChart(rows, title) {
+    var el = document.getElementById("cuadra-chart");
+    if (!el) { return; }
+    var w = 280, h = 110, pad = 22;
+    var max = Math.max.apply(null, rows.map(function (r) { return r.count || 0; }).concat([1]));
+    var pts = rows.map(function (r, i) {
+      var x = pad + (rows.length > 1 ? i * (w - 2 * pad) / (rows.length - 1) : 0);
+      var y = h - pad - (r.count || 0) * (h - 2 * pad) / max;
+      return x.toFixed(1) + "," + y.toFixed(1);
+    }).join(" ");
+    var first = rows.length ? rows[0].period.slice(0, 7) : "", last = rows.length ? rows[rows.length - 1].period.slice(0, 7) : "";
+    el.innerHTML = '<div class="title">' + esc(t.chart) + " — " + esc(title) + "</div>" +
+      '<svg width="' + w + '" height="' + h + '" role="img" aria-label="' + esc(t.chart) + '">' +
+      '<line x1="' + pad + '" y1="' + (h - pad) + '" x2="' + (w - pad) + '" y2="' + (h - pad) + '" stroke="#999"/>' +
+      '<polyline fill="none" stroke="#bd0026" stroke-width="1.8" points="' + pts + '"/>' +
+      '<text x="' + pad + '" y="12" font-size="10">' + fmt(max) + "</text>" +
+      '<text x="' + pad + '" y="' + (h - 6) + '" font-size="10">' + esc(first) + "</text>" +
+      '<text x="' + (w - pad) + '" y="' + (h - 6) + '" font-size="10" text-anchor="end">' + esc(last) + "</text></svg>";
+    document.body.dataset.chartPoints = String(rows.length);
+  }
+  function loadChart() {
+    var extra = [["interval", "month"]];
+    var title = t.whole;
+    if (state.selected) {
+      extra.push(["unit", state.selected.unit], ["id", state.selected.id]);
+      title = state.selected.name || state.selected.id;
+    }
+    return getJSON("/v1/timeseries?" + query(extra))
+      .then(function (b) { drawChart(b.rows, title); })
+      .catch(function (e) { status(t.error + ": " + e.message); });
+  }
+
+  /* Legend: the colonia classes, the heatmap ramp, the hot spot classes. */
+  var legend = L.control({ position: "bottomright" });
+  legend.onAdd = function () {
+    this._div = L.DomUtil.create("div", "cuadra-panel cuadra-legend");
+    this._div.id = "cuadra-legend";
+    this.update();
+    return this._div;
+  };
+  legend.update = function () {
+    if (!this._div) { return; }
+    var label = state.metric === "rate" ? t.rate : t.count;
+    var html = "<h2>" + esc(t.legend) + "</h2><div>" + esc(t.colonias) + " — " + esc(label) + "</div>";
+    var lo = 0;
+    RAMP.forEach(function (c, i) {
+      var hi = breaks[i];
+      html += "<div><i style=\"background:" + c + "\"></i>" +
+        (hi === undefined ? "> " + fmt(lo) : fmt(lo) + " – " + fmt(hi)) + "</div>";
+      if (hi !== undefined) { lo = hi; }
+    });
+    html += "<div><i style=\"background:#cccccc\"></i>" + esc(t.withheld) + "</div>";
+    html += "<div>" + esc(t.heatmap) + " — " + esc(t.density) + '</div><div class="ramp"></div>';
+    html += "<div>" + esc(t.hotspots) + ': <i style="background:#b2182b"></i>' + esc(t.hot) +
+      ' <i style="background:#2166ac"></i>' + esc(t.cold) + "</div>";
+    this._div.innerHTML = html;
+  };
+
+  /* The filter panel (not on /embed): dates, category, offense, hours, metric, key. */
+  function filterValue(name) {
+    for (var i = 0; i < state.filters.length; i++) { if (state.filters[i][0] === name) { return state.filters[i][1]; } }
+    return "";
+  }
+  var panel = L.control({ position: "topright" });
+  panel.onAdd = function () {
+    var div = L.DomUtil.create("div", "cuadra-panel");
+    div.id = "cuadra-filters";
+    L.DomEvent.disableClickPropagation(div);
+    L.DomEvent.disableScrollPropagation(div);
+    var cats = Object.keys(config.categories).sort(function (a, b) {
+      return config.categories[a][config.lang].localeCompare(config.categories[b][config.lang]);
+    });
+    var other = config.lang === "es" ? "en" : "es";
+    var params = new URLSearchParams(window.location.search);
+    params.set("lang", other);
+    div.innerHTML = '<form id="cuadra-form" autocomplete="off" onsubmit="return false">' + "<h2>" + esc(t.filters) + '<span class="cuadra-lang"><a id="cuadra-lang" href="?' +
+      esc(params.toString()) + '">' + esc(t.lang) + "</a></span></h2>" +
+      '<div class="row"><div><label for="f-start">' + esc(t.start) + '</label><input id="f-start" type="date" value="' + esc(filterValue("start")) + '"></div>' +
+      '<div><label for="f-end">' + esc(t.end) + '</label><input id="f-end" type="date" value="' + esc(filterValue("end")) + '"></div></div>' +
+      '<label for="f-category">' + esc(t.category) + '</label><select id="f-category"><option value="">' + esc(t.all) + "</option>" +
+      cats.map(function (c) { return '<option value="' + esc(c) + '"' + (filterValue("category") === c ? " selected" : "") + ">" + esc(config.categories[c][config.lang]) + "</option>"; }).join("") +
+      "</select>" +
+      '<label for="f-offense">' + esc(t.offense) + '</label><select id="f-offense"><option value="">' + esc(t.all) + "</option></select>" +
+      '<label>' + esc(t.hours) + '</label><div class="row"><div><input id="f-hour-from" type="number" min="0" max="23" value="' + esc(filterValue("hour_from")) + '"></div>' +
+      '<div><input id="f-hour-to" type="number" min="0" max="23" value="' + esc(filterValue("hour_to")) + '"></div></div>' +
+      '<label for="f-metric">' + esc(t.metric) + '</label><select id="f-metric"><option value="count">' + esc(t.count) + '</option><option value="rate"' + (state.metric === "rate" ? " selected" : "") + ">" + esc(t.rate) + "</option></select>" +
+      '<label for="f-key">' + esc(t.key) + '</label><input id="f-key" type="password" autocomplete="off">' +
+      '<button id="f-apply" type="button">' + esc(t.apply) + '</button><div id="cuadra-status" class="cuadra-status"></div></form>';
+    return div;
+  };
+  function loadOffenses() {
+    return getJSON("/v1/meta").then(function (meta) {
+      var select = document.getElementById("f-offense");
+      if (!select) { return; }
+      Object.keys(meta.offenses).sort().forEach(function (o) {
+        var opt = document.createElement("option");
+        opt.value = o; opt.textContent = o; opt.selected = filterValue("offense") === o;
+        select.appendChild(opt);
+      });
+    }).catch(function (e) { status(t.error + ": " + e.message); });
+  }
+  function readPanel() {
+    var keep = state.filters.filter(function (kv) {
+      return ["start", "end", "category", "offense", "hour_from", "hour_to"].indexOf(kv[0]) < 0;
+    });
+    [["start", "f-start"], ["end", "f-end"], ["category", "f-category"], ["offense", "f-offense"],
+     ["hour_from", "f-hour-from"], ["hour_to", "f-hour-to"]].forEach(function (p) {
+      var v = document.getElementById(p[1]).value;
+      if (v !== "") { keep.push([p[0], v]); }
+    });
+    state.filters = keep;
+    state.metric = document.getElementById("f-metric").value;
+    state.key = document.getElementById("f-key").value.trim();
+    var params = new URLSearchParams(query());
+    params.set("lang", config.lang);
+    params.set("metric", state.metric);
+    history.replaceState(null, "", "?" + params.toString());
+  }
+  function reload() {
+    document.body.dataset.layersReady = "0";
+    tileUrls();
+    var jobs = [loadColonias(), loadChart()];
+    if (map.hasLayer(hotspots)) { jobs.push(loadHotspots()); }
+    return Promise.all(jobs);
+  }
+
+  /* Put it together. */
+  var overlays = {};
+  overlays[t.heatmap] = heat;
+  overlays[t.hex] = hex;
+  if (config.boundaryLayers.indexOf("colonia") >= 0) { overlays[t.colonias] = colonias; overlays[t.hotspots] = hotspots; }
+  if (config.boundaryLayers.indexOf("cuadrante") >= 0) { overlays[t.cuadrantes] = cuadrantes; }
+  var byName = { heatmap: heat, hex: hex, colonias: colonias, cuadrantes: cuadrantes, hotspots: hotspots };
+  map.fitBounds(config.bounds);
+  tileUrls();
+  config.layers.forEach(function (name) { if (byName[name]) { byName[name].addTo(map); } });
+  if (!config.embed) {
+    L.control.layers(null, overlays, { collapsed: false, position: "topleft" }).addTo(map);
+    panel.addTo(map);
+    chart.addTo(map);
+    loadOffenses();
+    document.getElementById("f-apply").addEventListener("click", function () { readPanel(); reload(); });
+    map.on("overlayadd", function (e) {
+      if (e.layer === hotspots) { loadHotspots(); }
+      if (e.layer === cuadrantes) { loadCuadrantes(); }
+    });
+  }
+  legend.addTo(map);
+  document.body.dataset.layersReady = "0";
+  Promise.all([loadColonias(), config.embed ? Promise.resolve() : loadChart(),
+               config.layers.indexOf("cuadrantes") >= 0 ? loadCuadrantes() : Promise.resolve(),
+               config.layers.indexOf("hotspots") >= 0 ? loadHotspots() : Promise.resolve()]);
+  window.cuadra = { state: state, reload: reload, layers: byName };
+});

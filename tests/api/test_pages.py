@@ -1,0 +1,191 @@
+"""/map and /embed: the HTML a person gets, then the page in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.settings import ServerSettings
+from store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "build" / "screenshots"  # kept after the run, to look at
+
+
+@pytest.fixture(scope="module")
+def client(sample_store: Store) -> Iterator[TestClient]:
+    with TestClient(create_app(ServerSettings(store=sample_store.root))) as c:
+        yield c
+
+
+def _config(html: str) -> dict[str, object]:
+    found = re.search(
+        r'<script id="cuadra-config" type="application/json">(.*?)</script>', html, re.S
+    )
+    assert found, "the page carries its settings"
+    return json.loads(found.group(1))  # type: ignore[no-any-return]
+
+
+def test_map_page_is_offline_and_spanish(client: TestClient) -> None:
+    response = client.get("/map", params={"offense": "ROBO A NEGOCIO CON VIOLENCIA"})
+    assert response.status_code == 200 and response.headers["x-frame-options"] == "SAMEORIGIN"
+    html = response.text
+    assert '<html lang="es">' in html and "mapa de incidencia delictiva" in html
+    # Every script and stylesheet comes from Cuadra itself: no CDN.
+    resources = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert resources and all(r.startswith("/static/") for r in resources), resources
+    for path in resources:
+        assert client.get(path).status_code == 200, path
+    config = _config(html)
+    assert config["filters"] == [["offense", "ROBO A NEGOCIO CON VIOLENCIA"]]
+    assert config["embed"] is False and "colonia" in config["boundaryLayers"]  # type: ignore[operator]
+    english = client.get("/map", params={"lang": "en"}).text
+    assert '<html lang="en">' in english and "crime map" in english
+
+
+def test_embed_takes_its_filters_and_layers_from_the_query(client: TestClient) -> None:
+    response = client.get("/embed", params={"layers": "hex,cuadrantes", "start": "2023-01-01"})
+    assert response.status_code == 200 and "x-frame-options" not in response.headers
+    config = _config(response.text)
+    assert config["embed"] is True and config["layers"] == ["hex", "cuadrantes"]
+    assert config["filters"] == [["start", "2023-01-01"]]
+    bad = client.get("/embed", params={"layers": "heatmap,satellite"})
+    assert bad.status_code == 400 and bad.json()["parameter"] == "layers"
+    assert client.get("/map", params={"weekday": 8}).status_code == 400
+
+
+def test_layer_outlines(client: TestClient, sample_store: Store) -> None:
+    manifest = sample_store.require_manifest()
+    body = client.get("/v1/layers/cuadrante").json()
+    assert len(body["features"]) == manifest.layers["cuadrante"].features
+    assert {"unit_id", "name", "population"} <= set(body["features"][0]["properties"])
+    assert client.get("/v1/layers/barrio").status_code == 400
+
+
+@pytest.fixture(scope="module")
+def server(sample_store: Store) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "CUADRA_RATE_PUBLIC": "100000/minute",
+        "CUADRA_RATE_TILES": "100000/minute",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.entry", "serve", "--store", str(sample_store.root), "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("the server did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    profile = tempfile.mkdtemp(prefix="cuadra-chromium-")
+    # Headless, and quiet on a closed network: no background connections to refuse.
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1280,860",
+                 f"--user-data-dir={profile}"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(driver: object, script: str, seconds: float = 30) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if driver.execute_script(f"return {script};"):  # type: ignore[attr-defined]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {script}")
+
+
+def test_map_in_chromium(server: str, browser: object) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    driver.get(f"{server}/map?start=2022-01-01&end=2024-01-01")  # type: ignore[attr-defined]
+    _wait(driver, "document.body.dataset.heatLoaded === '1' && document.body.dataset.layersReady === '1' && Number(document.body.dataset.chartPoints) > 0")  # fmt: skip
+    find = driver.find_elements  # type: ignore[attr-defined]
+    tiles = [e.get_attribute("src") for e in find(By.CSS_SELECTOR, "img.leaflet-tile")]
+    assert any("/v1/tiles/heatmap/" in (s or "") and "start=2022-01-01" in (s or "") for s in tiles)
+    assert int(driver.execute_script("return document.body.dataset.coloniasLoaded")) > 100  # type: ignore[attr-defined]
+    assert len(find(By.CSS_SELECTOR, "path.leaflet-interactive")) > 100  # colonia polygons
+    legend = find(By.ID, "cuadra-legend")[0].text
+    assert "Leyenda" in legend and "Colonias" in legend
+    assert find(By.ID, "cuadra-filters") and find(By.ID, "cuadra-chart")
+    assert "Mapa de calor" in find(By.CSS_SELECTOR, ".leaflet-control-layers")[0].text
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SHOTS / "map.png"))  # type: ignore[attr-defined]
+    # Filters reload the layers in place: same page, new tile URLs.
+    driver.execute_script("window.cuadraMarker = 42;")  # type: ignore[attr-defined]
+    select = find(By.ID, "f-category")[0]
+    select.find_element(By.CSS_SELECTOR, "option[value='robo_transeunte']").click()
+    find(By.ID, "f-apply")[0].click()
+    _wait(driver, "document.body.dataset.layersReady === '1' && [...document.querySelectorAll('img.leaflet-tile')].some(i => i.src.includes('category=robo_transeunte'))")  # fmt: skip
+    assert driver.execute_script("return window.cuadraMarker") == 42  # type: ignore[attr-defined]
+    assert "category=robo_transeunte" in driver.current_url  # type: ignore[attr-defined]
+    # A click on a colonia shows its figures and charts its months.
+    name = driver.execute_script(  # type: ignore[attr-defined]
+        "const l = window.cuadra.layers.colonias.getLayers().find(x => x.feature.properties.name);"
+        "l.fire('click', {latlng: l.getBounds().getCenter()}); return l.feature.properties.name;"
+    )
+    _wait(driver, "document.querySelector('.leaflet-popup-content') !== null && document.body.dataset.layersReady === '1'")  # fmt: skip
+    # textContent, not .text: WebDriver's .text is empty while the map pans to the popup.
+    popup = driver.execute_script(
+        "return document.querySelector('.leaflet-popup-content').textContent"
+    )  # type: ignore[attr-defined]
+    shown = " ".join(name.split())  # HTML folds runs of spaces
+    assert shown in " ".join(popup.split()) and (
+        "incidentes" in popup or "sin dato publicado" in popup
+    ), popup
+    _wait(
+        driver, f"document.getElementById('cuadra-chart').textContent.includes({json.dumps(name)})"
+    )
+
+
+def test_embed_in_chromium(server: str, browser: object) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    driver.get(f"{server}/embed?layers=hex,colonias&start=2023-01-01&end=2024-01-01&lang=en")  # type: ignore[attr-defined]
+    _wait(driver, "document.body.dataset.layersReady === '1' && document.querySelectorAll('.leaflet-tile-container svg path, .leaflet-tile path').length > 0")  # fmt: skip
+    find = driver.find_elements  # type: ignore[attr-defined]
+    assert not find(By.ID, "cuadra-filters")  # minimal chrome
+    assert "Legend" in find(By.ID, "cuadra-legend")[0].text
+    driver.save_screenshot(str(SHOTS / "embed.png"))  # type: ignore[attr-defined]
