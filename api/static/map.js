@@ -231,6 +231,9 @@ document.addEventListener("DOMContentLoaded", function () {
     });
     html += "<div><i style=\"background:#cccccc\"></i>" + esc(t.withheld) + "</div>";
     html += "<div>" + esc(t.heatmap) + " — " + esc(t.density) + '</div><div class="ramp"></div>';
+    html += "<div>" + esc(t.hex) + " — " + esc(t.count) + "</div><div>" + HEX_BREAKS.map(function (b, i) {
+      return '<i style="background:' + HEX_COLOURS[i] + '"></i>' + fmt(b) + (i === HEX_BREAKS.length - 1 ? "+" : "");
+    }).join(" ") + "</div>";
     html += "<div>" + esc(t.hotspots) + ': <i style="background:#b2182b"></i>' + esc(t.hot) +
       ' <i style="background:#2166ac"></i>' + esc(t.cold) + "</div>";
     this._div.innerHTML = html;
