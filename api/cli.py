@@ -83,6 +83,13 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
+class EngineName(StrEnum):
+    """Where ingest runs its parts."""
+
+    local = "local"
+    dask = "dask"
+
+
 @app.command()
 def ingest(
     files: Annotated[
@@ -107,9 +114,32 @@ def ingest(
         str | None,
         typer.Option("--sha256", help="Abort unless the file's SHA-256 is this hex digest."),
     ] = None,
+    engine: Annotated[
+        EngineName,
+        typer.Option("--engine", help="local: this process; dask: tasks on a Dask cluster."),
+    ] = EngineName.local,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Dask scheduler address (tcp://host:8786); none: a local cluster of 2 workers.",
+        ),
+    ] = None,
+    batch_rows: Annotated[
+        int,
+        typer.Option(
+            "--batch-rows",
+            min=10_000,
+            help="Rows read, validated and written at a time: memory follows this.",
+        ),
+    ] = 1_500_000,
     as_json: JsonOpt = False,
 ) -> None:
-    """Validate, enrich and commit incident files as one new snapshot."""
+    """Validate, enrich and commit incident files as one new snapshot.
+
+    Inputs of any size are read in parts of --batch-rows rows and committed as one
+    snapshot; --engine dask runs the parts on a Dask cluster and commits the same one.
+    """
     from ingest.pipeline import ingest as run
     from ingest.profiles import load_profile
 
@@ -123,6 +153,9 @@ def ingest(
                 expect_rows=expect_rows,
                 sha256=sha256,
                 progress=say,
+                batch_rows=batch_rows,
+                engine=engine.value,
+                scheduler=scheduler,
             )
     except (IngestError, StoreError) as exc:
         _fail(exc)

@@ -167,6 +167,23 @@ class Store:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def commit_files(
+        self, parent: Manifest | None, files: list[DataFile], batch: Batch
+    ) -> Manifest:
+        """Publish a snapshot that adds already written incident files as one batch."""
+        manifest = Manifest(
+            snapshot=(parent.snapshot + 1) if parent else 1,
+            parent=parent.snapshot if parent else None,
+            created_at=_now(),
+            operation="ingest",
+            files=[*(parent.files if parent else []), *files],
+            layers=dict(parent.layers) if parent else {},
+            batches={**(parent.batches if parent else {}), batch.batch: batch},
+            street_layer=parent.street_layer if parent else None,
+        )
+        publish(self.root, manifest)
+        return manifest
+
     def commit_batch(
         self,
         parent: Manifest | None,

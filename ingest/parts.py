@@ -1,0 +1,143 @@
+"""Ingest in parts: each part of an input is validated, enriched and written on its own.
+
+A part is a slice of an input file (``ingest.readers.iter_source``). What crosses parts is
+small: the ids seen so far (two 64-bit hashes a record), to drop a record already met in
+an earlier part, and the counts of the report. Each part is decided in input order, so
+the first occurrence of an incident wins wherever it is, and a part's written files
+depend only on its records and on the parts before it: the local and the Dask engines
+write the same files.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from store.cubes import CubeSpec
+from store.incidents import conform, write_incidents
+from store.snapshots import DataFile
+
+U64 = npt.NDArray[np.uint64]
+
+
+@dataclass
+class PartResult:
+    """What a prepared part reports (its records travel separately)."""
+
+    index: int
+    input_rows: int
+    rejected: Counter[str]
+    repairs: Counter[str]
+    unknown: Counter[str]
+    duplicates: int  # within the part
+    rejects: pa.Table
+    files: list[DataFile] = field(default_factory=list)
+    accepted: int = 0
+    across: int = 0  # met in an earlier part (or an earlier file)
+    stored: int = 0  # already in the store
+    assigned: Counter[str] = field(default_factory=Counter)  # records with a unit, per layer
+    time_imputed: int = 0
+
+
+@dataclass
+class Written:
+    """A part's kept records once written: the files and the report's counts."""
+
+    files: list[DataFile]
+    assigned: Counter[str]
+    time_imputed: int
+
+
+def id_hashes(ids: pa.Array | pa.ChunkedArray) -> tuple[U64, U64]:
+    """Two 64-bit hashes of each id (polars' hash under two seeds), computed in this process.
+
+    Together 128 bits: two different ids share both with probability about n² / 2^129,
+    nil for any store this side of astronomy.
+    """
+    import polars as pl
+
+    series = pl.Series("id", ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids)
+    return (
+        series.hash(seed=0x5EED).to_numpy().astype(np.uint64),
+        series.hash(seed=0xC0FFEE).to_numpy().astype(np.uint64),
+    )
+
+
+class SeenIds:
+    """The ids of earlier parts, as sorted hash pairs: membership by binary search."""
+
+    def __init__(self) -> None:
+        self.h1: U64 = np.empty(0, np.uint64)
+        self.h2: U64 = np.empty(0, np.uint64)
+
+    def __len__(self) -> int:
+        return int(self.h1.size)
+
+    def contains(self, q1: U64, q2: U64) -> npt.NDArray[np.bool_]:
+        """Which (q1, q2) pairs were added before."""
+        lo = np.searchsorted(self.h1, q1, side="left")
+        hi = np.searchsorted(self.h1, q1, side="right")
+        found = np.zeros(q1.size, dtype=bool)
+        one = hi - lo == 1
+        found[one] = self.h2[lo[one]] == q2[one]
+        for i in np.flatnonzero(hi - lo > 1):  # equal first hashes: rare
+            found[i] = bool((self.h2[lo[i] : hi[i]] == q2[i]).any())
+        return found
+
+    def add(self, q1: U64, q2: U64) -> None:
+        """Remember these pairs (distinct from each other and from what is held)."""
+        order = np.argsort(q1, kind="stable")
+        at = np.searchsorted(self.h1, q1[order])
+        self.h1 = np.insert(self.h1, at, q1[order])
+        self.h2 = np.insert(self.h2, at, q2[order])
+
+
+def decide(
+    ids: pa.Array | pa.ChunkedArray, seen: SeenIds, stored: object | None
+) -> tuple[npt.NDArray[np.bool_], int, int]:
+    """Keep mask of a part's (already within-part unique) ids; counts across and stored.
+
+    A record met in an earlier part is a duplicate within the input; one whose id the
+    store already holds for this source is a stored duplicate. ``stored`` is a polars
+    Series of stored ids, or None when the store holds none of this source.
+    """
+    q1, q2 = id_hashes(ids)
+    earlier = seen.contains(q1, q2)
+    keep = ~earlier
+    seen.add(q1[keep], q2[keep])
+    across = int(earlier.sum())
+    in_store = 0
+    if stored is not None:
+        import polars as pl
+
+        assert isinstance(stored, pl.Series)
+        series = pl.Series("id", ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids)
+        hit = series.is_in(stored.implode()).to_numpy() & keep
+        in_store = int(hit.sum())
+        keep &= ~hit
+    return keep, across, in_store
+
+
+def finalize(
+    root: Path, records: pa.Table, keep: npt.NDArray[np.bool_], batch_id: str,
+    layers: list[str], specs: list[CubeSpec],
+) -> Written:  # fmt: skip
+    """Write a part's kept records as year files (and their cubes)."""
+    if not keep.all():
+        records = records.filter(pa.array(keep))
+    n = records.num_rows
+    assigned = Counter({name: n - records.column(name).null_count
+                        for name in (*layers, "street_id") if name in records.column_names})  # fmt: skip
+    imputed = int(pc.sum(records.column("time_imputed")).as_py() or 0) if n else 0
+    if n == 0:
+        return Written([], assigned, 0)
+    batch = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([batch_id]))
+    records = records.append_column("batch", batch)
+    files = write_incidents(root, conform(records, layers), batch_id[:12], specs)
+    return Written(files, assigned, imputed)

@@ -1,0 +1,147 @@
+"""Ingest in parts, and on Dask: the same snapshot as one part in this process."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ingest.parts import SeenIds, id_hashes
+from ingest.pipeline import IngestReport, ingest
+from ingest.profiles import load_profile
+from store import Store
+from store.snapshots import Manifest
+from tests.conftest import SAMPLE_CSV
+
+PROFILE = load_profile("fgj-cdmx")
+SMALL = 12_000  # the 50k sample in five parts
+REPORT_FIELDS = ("input_rows", "accepted", "rejected", "duplicates", "duplicates_within_input",
+                 "duplicates_already_stored", "repairs", "time_imputed", "unknown_offenses",
+                 "assigned", "batch")  # fmt: skip
+
+
+def _store(template: Path, tmp: Path, name: str) -> Store:
+    root = tmp / name
+    shutil.copytree(template, root)
+    return Store(root)
+
+
+def _records(store: Store, manifest: Manifest) -> pa.Table:
+    """Every record of the snapshot, in incident id order (file layout aside)."""
+    files = [str(store.root / f.path) for f in manifest.files]
+    table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+    table = table.drop_columns(["geometry", "bbox"]) if "bbox" in table.column_names else table
+    plain = pa.table({c: pc.cast(table[c], pa.string()) if pa.types.is_dictionary(table[c].type)
+                      else table[c] for c in table.column_names})  # fmt: skip
+    return plain.sort_by("incident_id")
+
+
+def _partitions(store: Store, manifest: Manifest) -> Counter[tuple[int, str]]:
+    """Each file's year and the digest of its records in written order (names aside)."""
+    out: Counter[tuple[int, str]] = Counter()
+    for f in manifest.files:
+        t = pq.read_table(store.root / f.path, columns=["incident_id", "h3", "local_date"])
+        out[(f.year, str(hash(tuple(t.column("incident_id").to_pylist()))))] += 1
+    return out
+
+
+def _rejects(report: IngestReport) -> list[list[str]]:
+    assert report.rejects_file is not None
+    with open(report.rejects_file, encoding="utf-8", newline="") as fh:
+        return list(csv.reader(fh))
+
+
+def test_parts_commit_what_one_part_commits(layers_store_template: Path, tmp_path: Path) -> None:
+    whole_store = _store(layers_store_template, tmp_path, "whole")
+    parts_store = _store(layers_store_template, tmp_path, "parts")
+    whole = ingest(whole_store, [str(SAMPLE_CSV)], PROFILE)
+    parts = ingest(parts_store, [str(SAMPLE_CSV)], PROFILE, batch_rows=SMALL)
+    assert whole.parts == 1 and parts.parts >= 3
+    assert {k: getattr(parts, k) for k in REPORT_FIELDS} == {
+        k: getattr(whole, k) for k in REPORT_FIELDS
+    }
+    assert parts.balanced() and parts.accepted > 45_000
+    a = _records(whole_store, whole_store.require_manifest())
+    b = _records(parts_store, parts_store.require_manifest())
+    assert a.drop_columns(["batch"]).equals(b.drop_columns(["batch"]))
+
+
+def _with_bad_rows(tmp: Path) -> tuple[Path, list[int]]:
+    """The sample with a few coordinates blanked to "NA" (hand-made rejects), as CSV."""
+    with gzip.open(SAMPLE_CSV, "rt", encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    header, body = rows[0], rows[1:]
+    bad = [3, 17_500, 31_000, 49_990]  # 1-based data rows, in different parts
+    for r in bad:
+        body[r - 1][header.index("latitud")] = "NA"
+    path = tmp / "with-bad-rows.csv"
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows([header, *body])
+    return path, bad
+
+
+def test_rejected_rows_keep_their_place_in_the_file(
+    layers_store_template: Path, tmp_path: Path
+) -> None:
+    path, bad = _with_bad_rows(tmp_path)
+    whole = ingest(_store(layers_store_template, tmp_path, "w"), [str(path)], PROFILE)
+    parts = ingest(
+        _store(layers_store_template, tmp_path, "p"), [str(path)], PROFILE, batch_rows=SMALL
+    )
+    assert parts.parts >= 3 and parts.rejected == whole.rejected
+    # Each rejected row keeps its line number in the file, whichever part it was in.
+    assert _rejects(parts) == _rejects(whole)
+    assert sorted(int(r[1]) for r in _rejects(parts)[1:]) == bad
+
+
+def test_a_record_met_in_an_earlier_part_is_a_duplicate(
+    layers_store_template: Path, tmp_path: Path
+) -> None:
+    # The same file twice in one ingest: every record of the second copy is met before.
+    store = _store(layers_store_template, tmp_path, "twice")
+    copy = tmp_path / "again.csv.gz"
+    shutil.copy(SAMPLE_CSV, copy)
+    once = ingest(_store(layers_store_template, tmp_path, "once"), [str(SAMPLE_CSV)], PROFILE)
+    report = ingest(store, [str(SAMPLE_CSV), str(copy)], PROFILE, batch_rows=SMALL)
+    assert report.accepted == once.accepted
+    assert report.duplicates_within_input == once.duplicates_within_input + once.accepted
+    assert report.balanced()
+
+
+def test_seen_ids_answer_like_a_set() -> None:
+    ids = pa.array([f"id-{i}" for i in range(5_000)])
+    seen = SeenIds()
+    q1, q2 = id_hashes(ids.slice(0, 3_000))
+    seen.add(q1, q2)
+    p1, p2 = id_hashes(ids.slice(2_000, 3_000))
+    assert seen.contains(p1, p2).tolist() == [True] * 1_000 + [False] * 2_000
+    assert len(seen) == 3_000
+
+
+def test_dask_engine_commits_the_default_engines_snapshot(
+    layers_store_template: Path, tmp_path: Path
+) -> None:
+    local_store = _store(layers_store_template, tmp_path, "local")
+    dask_store = _store(layers_store_template, tmp_path, "dask")
+    path, _ = _with_bad_rows(tmp_path)
+    local = ingest(local_store, [str(path)], PROFILE, batch_rows=SMALL)
+    remote = ingest(dask_store, [str(path)], PROFILE, batch_rows=SMALL, engine="dask")
+    assert remote.engine == "dask" and remote.parts == local.parts >= 3
+    assert {k: getattr(remote, k) for k in REPORT_FIELDS} == {
+        k: getattr(local, k) for k in REPORT_FIELDS
+    }
+    a_manifest, b_manifest = local_store.require_manifest(), dask_store.require_manifest()
+    # Record for record, and partition for partition (each year file's records, in order).
+    assert _records(local_store, a_manifest).equals(_records(dask_store, b_manifest))
+    assert _partitions(local_store, a_manifest) == _partitions(dask_store, b_manifest)
+    assert sorted(f.rows for f in a_manifest.files) == sorted(f.rows for f in b_manifest.files)
+    assert _rejects(remote) == _rejects(local)
+    assert not (dask_store.root / "staging").exists() or not any(
+        (dask_store.root / "staging").iterdir()
+    )
