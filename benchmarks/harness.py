@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -22,6 +23,20 @@ def run(args: list[str]) -> str:
     """Run a ``cuadra`` command from the checkout; its standard output."""
     done = subprocess.run([*CUADRA, *args], cwd=ROOT, check=True, capture_output=True, text=True)
     return done.stdout
+
+
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one process (``os.wait4``'s rusage)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if status != 0:
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise SystemExit(f"{' '.join(cmd)} failed ({status}): {err[-2000:]}")
+    return wall, usage.ru_maxrss / 1024
 
 
 def build_cdmx_store(root: Path) -> str:

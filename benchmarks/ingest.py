@@ -22,6 +22,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from harness import measure
 from results import replace_section
 
 HERE = Path(__file__).resolve().parent
@@ -29,20 +30,6 @@ ROOT = HERE.parent
 CDMX = ROOT.parent / "shared" / "data" / "cdmx"
 POINTS = CDMX / "fgj_carpetas_2019_2024_points.parquet"
 CUADRA = [sys.executable, "-m", "api.entry"]
-
-
-def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one process."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    if status != 0:
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        raise SystemExit(f"{' '.join(cmd)} failed ({status}): {err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
 
 
 def setup_layers(root: Path) -> float:
