@@ -132,7 +132,7 @@ def ingest(
             min=10_000,
             help="Rows read, validated and written at a time: memory follows this.",
         ),
-    ] = 1_500_000,
+    ] = 1_000_000,
     as_json: JsonOpt = False,
 ) -> None:
     """Validate, enrich and commit incident files as one new snapshot.

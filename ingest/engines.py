@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,30 @@ def _settle(result: PartResult, written: Written) -> None:
     result.time_imputed = written.time_imputed
 
 
+def _release() -> None:
+    """Hand the heap's free pages back to the system between parts (glibc only).
+
+    Native libraries (GEOS, PROJ, polars) free into per-thread arenas that glibc keeps;
+    without this the process's memory creeps up part after part.
+    """
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@lru_cache(maxsize=1)
+def _libc() -> Any:
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
 def run_local(
     prepare: Prepare, ctx: PartContext, parts: Iterator[SourceTable], stored: object | None
 ) -> list[PartResult]:
@@ -69,6 +94,8 @@ def run_local(
         keep, result.across, result.stored = decide(records.column("incident_id"), seen, stored)
         result.accepted = int(keep.sum())
         _settle(result, _write_part(ctx, records, keep))
+        del records, keep  # before the next part is read, not after
+        _release()
         results.append(result)
     return results
 

@@ -70,32 +70,41 @@ def id_hashes(ids: pa.Array | pa.ChunkedArray) -> tuple[U64, U64]:
 
 
 class SeenIds:
-    """The ids of earlier parts, as sorted hash pairs: membership by binary search."""
+    """The ids of earlier parts: one sorted run of hash pairs per part (16 bytes an id).
+
+    Membership is a binary search in each run. Runs are never merged: a merge would copy
+    every id held (hundreds of MB at ten million records) just when memory matters.
+    """
 
     def __init__(self) -> None:
-        self.h1: U64 = np.empty(0, np.uint64)
-        self.h2: U64 = np.empty(0, np.uint64)
+        self.runs: list[tuple[U64, U64]] = []
 
     def __len__(self) -> int:
-        return int(self.h1.size)
+        return sum(int(h1.size) for h1, _ in self.runs)
 
     def contains(self, q1: U64, q2: U64) -> npt.NDArray[np.bool_]:
         """Which (q1, q2) pairs were added before."""
-        lo = np.searchsorted(self.h1, q1, side="left")
-        hi = np.searchsorted(self.h1, q1, side="right")
-        found = np.zeros(q1.size, dtype=bool)
-        one = hi - lo == 1
-        found[one] = self.h2[lo[one]] == q2[one]
-        for i in np.flatnonzero(hi - lo > 1):  # equal first hashes: rare
-            found[i] = bool((self.h2[lo[i] : hi[i]] == q2[i]).any())
+        # Sorted needles: binary searches that walk the runs in order hit the cache
+        # (ten times faster than searching in the parts' own order).
+        order = np.argsort(q1, kind="stable")
+        s1, s2 = q1[order], q2[order]
+        hit = np.zeros(q1.size, dtype=bool)
+        for h1, h2 in self.runs:
+            lo = np.searchsorted(h1, s1, side="left")
+            hi = np.searchsorted(h1, s1, side="right")
+            one = hi - lo == 1
+            hit[one] |= h2[lo[one]] == s2[one]
+            for i in np.flatnonzero(hi - lo > 1):  # equal first hashes: rare
+                hit[i] |= bool((h2[lo[i] : hi[i]] == s2[i]).any())
+        found = np.empty(q1.size, dtype=bool)
+        found[order] = hit
         return found
 
     def add(self, q1: U64, q2: U64) -> None:
         """Remember these pairs (distinct from each other and from what is held)."""
-        order = np.argsort(q1, kind="stable")
-        at = np.searchsorted(self.h1, q1[order])
-        self.h1 = np.insert(self.h1, at, q1[order])
-        self.h2 = np.insert(self.h2, at, q2[order])
+        if q1.size:
+            order = np.argsort(q1, kind="stable")
+            self.runs.append((q1[order], q2[order]))
 
 
 def decide(

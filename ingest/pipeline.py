@@ -46,9 +46,9 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 REJECTS = "rejects"
-# A part's peak memory is about 1 KB a row: 1.5 M rows keep an ingest near 1.5 GB however
-# large its input (and read Mexico City's 1.3 M-row file in one part).
-DEFAULT_BATCH_ROWS = 1_500_000
+# A part's peak memory is about 0.6 KB a row: parts of a million rows keep an ingest under
+# about 1 GB however large its input (benchmarks/RESULTS.md, "Scale").
+DEFAULT_BATCH_ROWS = 1_000_000
 ENGINES = ("local", "dask")
 
 
@@ -274,6 +274,13 @@ def _part_state(
     return store, parent, Taxonomy.load(taxonomy), _jurisdiction(store, parent, profile)
 
 
+@lru_cache(maxsize=1)
+def _workers() -> ThreadPoolExecutor:
+    # One pool for the life of the process: new threads for every part would each leave
+    # an abandoned allocator heap behind, and memory would grow with the number of parts.
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="cuadra-ingest")
+
+
 def prepare_part(ctx: PartContext, src: SourceTable, index: int) -> tuple[PartResult, pa.Table]:
     """Validate, normalise and enrich one part of an input (in any process)."""
     profile = ctx.profile
@@ -281,8 +288,7 @@ def prepare_part(ctx: PartContext, src: SourceTable, index: int) -> tuple[PartRe
     store, parent, taxonomy, jurisdiction = _part_state(
         ctx.root, ctx.snapshot, profile.model_dump_json(), str(where) if where else None
     )
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        p = _prepare(store, parent, src, profile, taxonomy, jurisdiction, ctx.now, pool)
+    p = _prepare(store, parent, src, profile, taxonomy, jurisdiction, ctx.now, _workers())
     result = PartResult(index, p.input_rows, p.rejected, p.repairs, p.unknown, p.duplicates,
                         p.rejects)  # fmt: skip
     return result, p.records

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
@@ -154,6 +154,7 @@ def _plan(
     has an H3 cell.
     """
     data = store.files_between(manifest, *window)
+    filters = _clip(filters, data)
     family = unit.cube_family if unit is not None else H3_FAMILY
     layer = unit.layer if unit is not None and unit.kind == "layer" else None
     if (
@@ -172,6 +173,23 @@ def _plan(
         return _Plan(data, cubes, True, where, params, ids)
     where, params = filters.where(manifest.boundary_layers)
     return _Plan(data, [str(store.root / f.path) for f in data], False, where, params)
+
+
+def _clip(filters: Filters, data: list[DataFile]) -> Filters:
+    """Drop date bounds that exclude no record of these files.
+
+    A window that reaches past the data (an open-ended query, or the public delay's cut
+    after the last record) then reads the month cubes even when its bound is mid-month.
+    """
+    if not data or (filters.start is None and filters.end is None):
+        return filters
+    first = min(date.fromisoformat(f.min_date) for f in data)
+    last = max(date.fromisoformat(f.max_date) for f in data)
+    start = None if filters.start is not None and filters.start <= first else filters.start
+    end = None if filters.end is not None and filters.end > last else filters.end
+    if start is filters.start and end is filters.end:
+        return filters
+    return replace(filters, start=start, end=end)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +121,8 @@ class Store:
         """Load a boundary layer of a snapshot for point assignment."""
         layer = self._layer(manifest, name, "boundary")
         assert layer.cells_path is not None
-        return load_boundary(self.root / layer.path, self.root / layer.cells_path)
+        path = self.root / layer.path
+        return _boundary(str(path), str(self.root / layer.cells_path), path.stat().st_mtime_ns)
 
     def streets(self, manifest: Manifest) -> LoadedStreets | None:
         """Load the snapshot's street layer, or None when it has none."""
@@ -128,7 +130,9 @@ class Store:
             return None
         layer = self._layer(manifest, manifest.street_layer, "street")
         assert layer.metric_crs is not None and layer.cells_path is not None
-        return load_streets(self.root / layer.path, self.root / layer.cells_path, layer.metric_crs)
+        path = self.root / layer.path
+        cells = str(self.root / layer.cells_path)
+        return _streets(str(path), cells, layer.metric_crs, path.stat().st_mtime_ns)
 
     def layer_ids(self, manifest: Manifest, name: str) -> pa.Array:
         """The feature ids of a boundary or street layer version, in stored order."""
@@ -397,3 +401,15 @@ def _next_version(parent: Manifest | None, name: str) -> int:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# Layer versions are immutable: an ingest in parts (or a Dask worker) loads each once. The
+# file's mtime in the key guards against a store deleted and rebuilt at the same path.
+@lru_cache(maxsize=8)
+def _boundary(path: str, cells_path: str, mtime_ns: int) -> LoadedBoundary:
+    return load_boundary(Path(path), Path(cells_path))
+
+
+@lru_cache(maxsize=2)
+def _streets(path: str, cells_path: str, metric_crs: str, mtime_ns: int) -> LoadedStreets:
+    return load_streets(Path(path), Path(cells_path), metric_crs)

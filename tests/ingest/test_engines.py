@@ -145,3 +145,18 @@ def test_dask_engine_commits_the_default_engines_snapshot(
     assert not (dask_store.root / "staging").exists() or not any(
         (dask_store.root / "staging").iterdir()
     )
+
+
+def test_seen_ids_over_many_parts() -> None:
+    # Thirteen parts of a 2,000-id list with repeats inside the list: an id is "seen"
+    # exactly when an earlier part held it, whichever part's run holds it.
+    ids = [f"carpeta-{i % 15_000}" for i in range(26_000)]
+    seen, earlier = SeenIds(), set()
+    for start in range(0, len(ids), 2_000):
+        part = list(dict.fromkeys(ids[start : start + 2_000]))  # unique within the part
+        q1, q2 = id_hashes(pa.array(part))
+        found = seen.contains(q1, q2)
+        assert found.tolist() == [i in earlier for i in part]
+        seen.add(q1[~found], q2[~found])
+        earlier.update(part)
+    assert len(seen) == 15_000

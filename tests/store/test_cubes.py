@@ -167,3 +167,19 @@ def test_distinct_equals_numpy_unique(values: np.ndarray, presorted: bool) -> No
     want, want_inverse = np.unique(values, return_inverse=True)
     assert distinct.tolist() == want.tolist()
     assert inverse.tolist() == want_inverse.tolist()
+
+
+def test_bounds_past_the_data_still_read_cubes(sample_store: Store) -> None:
+    # Mid-month bounds that exclude nothing (an open-ended query, or the public delay cut
+    # after the last record) are dropped: the cubes answer, and exactly.
+    manifest = sample_store.require_manifest()
+    unit = Unit("layer", layer="colonia")
+    wide = Filters(start=date(1990, 3, 17), end=date(2031, 5, 17))
+    assert _plan(sample_store, manifest, unit, wide, (wide.start, wide.end)).cube
+    everything = aggregate(sample_store, manifest, unit, Filters())
+    assert aggregate(sample_store, manifest, unit, wide).table.equals(everything.table)
+    # A mid-month bound inside the data still needs the records, and still counts right.
+    inside = Filters(end=date(2023, 5, 17))
+    assert not _plan(sample_store, manifest, unit, inside, (None, inside.end)).cube
+    cut = aggregate(sample_store, without_cubes(manifest), unit, inside)
+    assert aggregate(sample_store, manifest, unit, inside).table.equals(cut.table)
