@@ -154,7 +154,8 @@ def _plan(
     has an H3 cell.
     """
     data = store.files_between(manifest, *window)
-    filters = _clip(filters, data)
+    # Bounds past the whole snapshot, not just past these files: a rollup holds them all.
+    filters = _clip(filters, manifest.files)
     family = unit.cube_family if unit is not None else H3_FAMILY
     layer = unit.layer if unit is not None and unit.kind == "layer" else None
     if (
@@ -169,7 +170,11 @@ def _plan(
             cube=True,
             position=(lambda i: _position(ids, i)) if ids is not None else None,
         )
-        cubes = [str(store.root / f.cubes[family]) for f in data]
+        if family in manifest.rollups:
+            # One file for any window: months outside it are pruned by its zone maps.
+            cubes = [str(store.root / manifest.rollups[family])]
+        else:
+            cubes = [str(store.root / f.cubes[family]) for f in data]
         return _Plan(data, cubes, True, where, params, ids)
     where, params = filters.where(manifest.boundary_layers)
     return _Plan(data, [str(store.root / f.path) for f in data], False, where, params)

@@ -238,3 +238,29 @@ def cube_path(data_file: Path, family: str) -> Path:
 def month_aligned(day: date | None) -> bool:
     """True for no bound or the first day of a month (a cube's time grain)."""
     return day is None or day.day == 1
+
+
+def build_rollup(root: Path, inputs: list[str], family: str, rel: Path) -> str:
+    """Sum cube files of one family into a single cube file (DuckDB, streamed); its path.
+
+    ``inputs`` are store-relative cube paths: every data file's cube, or the parent
+    snapshot's rollup and the new files' cubes. Rows come out offense-major, then month,
+    as every cube's, so that zone maps prune a question to its offenses and months.
+    """
+    import duckdb
+
+    unit = "cell" if family == H3_FAMILY else "unit"
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(config={"threads": 2})
+    try:
+        con.execute(
+            f"COPY (SELECT offense, month, source, category, sensitive, {unit}, sum(n)::BIGINT AS n "
+            "FROM read_parquet(?) GROUP BY ALL ORDER BY offense, month, source, "
+            f"{unit} NULLS LAST) TO ? (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_SIZE})",
+            [[str(root / p) for p in inputs], str(path)],
+        )
+    finally:
+        con.close()
+    fsync_file(path)
+    return rel.as_posix()

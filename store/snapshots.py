@@ -87,6 +87,9 @@ class Manifest:
     batches: dict[str, Batch]
     street_layer: str | None = None
     format: str = FORMAT
+    # One cube per unit family summing every data file's cube (store/cubes.py): open and
+    # long date ranges read one file, however many batches and parts the store holds.
+    rollups: dict[str, str] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -117,6 +120,7 @@ class Manifest:
             layers={k: Layer(**v) for k, v in raw["layers"].items()},
             batches={k: Batch(**v) for k, v in raw["batches"].items()},
             street_layer=raw.get("street_layer"),
+            rollups=dict(raw.get("rollups", {})),
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -18,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from geo.cells import points_to_cells
-from store.cubes import CUBES, CubeSpec, cube_specs
+from store.cubes import CUBES, CubeSpec, build_rollup, cube_specs
 from store.errors import StoreError
 from store.incidents import INCIDENTS, conform, read_incidents, write_incidents
 from store.layers import (
@@ -174,16 +175,32 @@ class Store:
     def commit_files(
         self, parent: Manifest | None, files: list[DataFile], batch: Batch
     ) -> Manifest:
-        """Publish a snapshot that adds already written incident files as one batch."""
+        """Publish a snapshot that adds already written incident files as one batch.
+
+        Its rollup cubes are the parent's plus the new files' cubes (or, where the parent
+        has none, the sum of every file's cubes).
+        """
+        every = [*(parent.files if parent else []), *files]
+        snapshot = (parent.snapshot + 1) if parent else 1
+        rollups: dict[str, str] = {}
+        families = set.intersection(*(set(f.cubes) for f in every)) if every else set()
+        for family in sorted(families):
+            if parent is not None and family in parent.rollups:
+                inputs = [parent.rollups[family], *(f.cubes[family] for f in files)]
+            else:
+                inputs = [f.cubes[family] for f in every]
+            name = f"{snapshot:08d}-{family}-{uuid.uuid4().hex[:8]}.parquet"
+            rollups[family] = build_rollup(self.root, inputs, family, Path(CUBES) / "rollup" / name)
         manifest = Manifest(
-            snapshot=(parent.snapshot + 1) if parent else 1,
+            snapshot=snapshot,
             parent=parent.snapshot if parent else None,
             created_at=_now(),
             operation="ingest",
-            files=[*(parent.files if parent else []), *files],
+            files=every,
             layers=dict(parent.layers) if parent else {},
             batches={**(parent.batches if parent else {}), batch.batch: batch},
             street_layer=parent.street_layer if parent else None,
+            rollups=rollups,
         )
         publish(self.root, manifest)
         return manifest
@@ -337,6 +354,7 @@ class Store:
             assert m is not None
             keep.update(self.root / f.path for f in m.files)
             keep.update(self.root / c for f in m.files for c in f.cubes.values())
+            keep.update(self.root / r for r in m.rollups.values())
             for layer in m.layers.values():
                 keep.add(self.root / layer.path)
                 if layer.cells_path:

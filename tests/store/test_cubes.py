@@ -183,3 +183,30 @@ def test_bounds_past_the_data_still_read_cubes(sample_store: Store) -> None:
     assert not _plan(sample_store, manifest, unit, inside, (None, inside.end)).cube
     cut = aggregate(sample_store, without_cubes(manifest), unit, inside)
     assert aggregate(sample_store, manifest, unit, inside).table.equals(cut.table)
+
+
+def test_rollups_count_what_the_files_cubes_count(layers_store: Store, tmp_path: Path) -> None:
+    # Two ingests: each snapshot's rollup is its parent's plus the new cubes, and
+    # answers exactly as every file's cubes do.
+    profile = load_profile("fgj-cdmx")
+    ingest(layers_store, [str(CDMX / "fgj_carpetas_sample_50k.csv.gz")], profile)
+    first = layers_store.require_manifest()
+    assert set(first.rollups) == set(first.files[0].cubes) and "colonia" in first.rollups
+    # A second source, another batch: the rollup grows by its cubes.
+    ingest(
+        layers_store, [str(CDMX / "ssp_crime_lat_long_2013_2016.csv.gz")], load_profile("ssp-cdmx")
+    )
+    second = layers_store.require_manifest()
+    assert second.rows > first.rows and second.rollups["colonia"] != first.rollups["colonia"]
+    plain = replace(second, rollups={})
+    for unit in (Unit("layer", layer="colonia"), Unit("h3", res=7), Unit("street", layer="calles")):
+        for flt in (Filters(), Filters(start=date(2015, 1, 1), end=date(2023, 7, 1)),
+                    Filters(offenses=("ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA",)),
+                    Filters(sources=("ssp-cdmx",))):  # fmt: skip
+            assert _plan(layers_store, second, unit, flt, (flt.start, flt.end)).files == [
+                str(layers_store.root / second.rollups[unit.cube_family or ""])
+            ]
+            got = aggregate(layers_store, second, unit, flt)
+            assert got.table.equals(aggregate(layers_store, plain, unit, flt).table), (unit, flt)
+    kept = {layers_store.root / r for r in (*first.rollups.values(), *second.rollups.values())}
+    assert not kept & set(layers_store.vacuum(dry_run=True))
