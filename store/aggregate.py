@@ -13,7 +13,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from store.cubes import CUBE_H3_RES, H3_FAMILY, STREET_FAMILY, month_aligned
+from store.cubes import (
+    CUBE_H3_RES,
+    H3_FAMILY,
+    STREET_FAMILY,
+    month_aligned,
+    rollup_key,
+    year_aligned,
+)
 from store.errors import StoreError
 from store.filters import FilterError, Filters, quote
 from store.layers import read_layer_columns
@@ -146,12 +153,14 @@ def _plan(
     filters: Filters,
     window: tuple[date | None, date | None],
     months: bool = True,
+    years: bool = False,
 ) -> _Plan:
     """Read cubes where they answer exactly, the incident files otherwise.
 
     ``window`` bounds the dates read; ``months`` says whether the rest of the query
-    (its periods) is month-aligned too. Without a unit any family will do: every record
-    has an H3 cell.
+    (its periods) is month-aligned too, ``years`` whether it only needs whole years (no
+    month grain in its answer), which lets year-aligned windows read the year rollup.
+    Without a unit any family will do: every record has an H3 cell.
     """
     data = store.files_between(manifest, *window)
     # Bounds past the whole snapshot, not just past these files: a rollup holds them all.
@@ -170,8 +179,13 @@ def _plan(
             cube=True,
             position=(lambda i: _position(ids, i)) if ids is not None else None,
         )
-        if family in manifest.rollups:
-            # One file for any window: months outside it are pruned by its zone maps.
+        yearly = rollup_key(family, True)
+        whole_years = year_aligned(filters.start) and year_aligned(filters.end)
+        if years and yearly in manifest.rollups and whole_years:
+            # Whole years: the year-grain rollup, a twelfth of the month rows.
+            cubes = [str(store.root / manifest.rollups[yearly])]
+        elif family in manifest.rollups:
+            # One file for any month-aligned window: its zone maps prune other months.
             cubes = [str(store.root / manifest.rollups[family])]
         else:
             cubes = [str(store.root / f.cubes[family]) for f in data]
@@ -226,7 +240,7 @@ def aggregate(
     con
         A DuckDB connection or cursor (one per request in the API); a new one by default.
     """
-    plan = _plan(store, manifest, unit, filters, (filters.start, filters.end))
+    plan = _plan(store, manifest, unit, filters, (filters.start, filters.end), years=True)
     with _cursor(con) as cur:
         if not plan.files:
             empty = pa.table(
@@ -409,7 +423,8 @@ def compare_periods(
             raise FilterError(name, hi.isoformat(), f"must be after {lo.isoformat()}")
     lo, hi = min(period_a[0], period_b[0]), max(period_a[1], period_b[1])
     aligned = all(month_aligned(d) for d in (*period_a, *period_b))
-    plan = _plan(store, manifest, unit, filters, (lo, hi), aligned)
+    whole = all(year_aligned(d) for d in (*period_a, *period_b))
+    plan = _plan(store, manifest, unit, filters, (lo, hi), aligned, years=whole)
     if not plan.files:
         return pa.table({"unit_id": pa.array([], pa.string()), "a": pa.array([], pa.int64()),
                          "b": pa.array([], pa.int64())})  # fmt: skip

@@ -240,24 +240,45 @@ def month_aligned(day: date | None) -> bool:
     return day is None or day.day == 1
 
 
-def build_rollup(root: Path, inputs: list[str], family: str, rel: Path) -> str:
-    """Sum cube files of one family into a single cube file (DuckDB, streamed); its path.
+YEAR = "@year"  # suffix of a family's year-grain rollup in a manifest
 
-    ``inputs`` are store-relative cube paths: every data file's cube, or the parent
-    snapshot's rollup and the new files' cubes. Rows come out offense-major, then month,
-    as every cube's, so that zone maps prune a question to its offenses and months.
+
+def rollup_key(family: str, yearly: bool) -> str:
+    """The manifest key of a family's rollup: month grain, or year grain."""
+    return family + YEAR if yearly else family
+
+
+def year_aligned(day: date | None) -> bool:
+    """True for no bound or the first of January (a year rollup's grain)."""
+    return day is None or (day.month == 1 and day.day == 1)
+
+
+def build_rollup(root: Path, inputs: list[str], family: str, rel: Path, yearly: bool) -> str:
+    """Sum cube files of one family into a single cube file (DuckDB); its path.
+
+    ``inputs`` are store-relative cube (or rollup) paths. With ``yearly`` the months are
+    truncated to 1 January: whole-year questions then read a twelfth of the rows, however
+    many years the store spans. Rows come out offense-major, then by date, as every cube's,
+    so that zone maps prune a question to its offenses and dates. DuckDB's memory is capped
+    and spills to the store's temporary folder, so that an ingest's peak stays its parts'.
     """
     import duckdb
 
     unit = "cell" if family == H3_FAMILY else "unit"
+    month = "date_trunc('year', month)::DATE" if yearly else "month"
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(config={"threads": 2})
+    spill = root / ".tmp"
+    spill.mkdir(exist_ok=True)
+    con = duckdb.connect(config={"threads": 1, "memory_limit": "256MB",
+                                 "temp_directory": str(spill),
+                                 "preserve_insertion_order": False})  # fmt: skip
     try:
         con.execute(
-            f"COPY (SELECT offense, month, source, category, sensitive, {unit}, sum(n)::BIGINT AS n "
-            "FROM read_parquet(?) GROUP BY ALL ORDER BY offense, month, source, "
-            f"{unit} NULLS LAST) TO ? (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_SIZE})",
+            f"COPY (SELECT offense, {month} AS month, source, category, sensitive, {unit}, "
+            "sum(n)::BIGINT AS n FROM read_parquet(?) GROUP BY ALL "
+            f"ORDER BY offense, month, source, {unit} NULLS LAST) "
+            f"TO ? (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_SIZE})",
             [[str(root / p) for p in inputs], str(path)],
         )
     finally:

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from geo.cells import points_to_cells
-from store.cubes import CUBES, CubeSpec, build_rollup, cube_specs
+from store.cubes import CUBES, CubeSpec, build_rollup, cube_specs, rollup_key
 from store.errors import StoreError
 from store.incidents import INCIDENTS, conform, read_incidents, write_incidents
 from store.layers import (
@@ -185,12 +185,15 @@ class Store:
         rollups: dict[str, str] = {}
         families = set.intersection(*(set(f.cubes) for f in every)) if every else set()
         for family in sorted(families):
-            if parent is not None and family in parent.rollups:
-                inputs = [parent.rollups[family], *(f.cubes[family] for f in files)]
-            else:
-                inputs = [f.cubes[family] for f in every]
-            name = f"{snapshot:08d}-{family}-{uuid.uuid4().hex[:8]}.parquet"
-            rollups[family] = build_rollup(self.root, inputs, family, Path(CUBES) / "rollup" / name)
+            for yearly in (False, True):
+                key = rollup_key(family, yearly)
+                if parent is not None and key in parent.rollups:
+                    inputs = [parent.rollups[key], *(f.cubes[family] for f in files)]
+                else:
+                    inputs = [f.cubes[family] for f in every]
+                name = f"{snapshot:08d}-{key.replace('@', '-')}-{uuid.uuid4().hex[:8]}.parquet"
+                rel = Path(CUBES) / "rollup" / name
+                rollups[key] = build_rollup(self.root, inputs, family, rel, yearly)
         manifest = Manifest(
             snapshot=snapshot,
             parent=parent.snapshot if parent else None,

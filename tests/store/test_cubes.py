@@ -191,7 +191,8 @@ def test_rollups_count_what_the_files_cubes_count(layers_store: Store, tmp_path:
     profile = load_profile("fgj-cdmx")
     ingest(layers_store, [str(CDMX / "fgj_carpetas_sample_50k.csv.gz")], profile)
     first = layers_store.require_manifest()
-    assert set(first.rollups) == set(first.files[0].cubes) and "colonia" in first.rollups
+    families = set(first.files[0].cubes)
+    assert set(first.rollups) == families | {f + "@year" for f in families}
     # A second source, another batch: the rollup grows by its cubes.
     ingest(
         layers_store, [str(CDMX / "ssp_crime_lat_long_2013_2016.csv.gz")], load_profile("ssp-cdmx")
@@ -203,10 +204,25 @@ def test_rollups_count_what_the_files_cubes_count(layers_store: Store, tmp_path:
         for flt in (Filters(), Filters(start=date(2015, 1, 1), end=date(2023, 7, 1)),
                     Filters(offenses=("ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA",)),
                     Filters(sources=("ssp-cdmx",))):  # fmt: skip
+            family = unit.cube_family or ""
             assert _plan(layers_store, second, unit, flt, (flt.start, flt.end)).files == [
-                str(layers_store.root / second.rollups[unit.cube_family or ""])
+                str(layers_store.root / second.rollups[family])
             ]
             got = aggregate(layers_store, second, unit, flt)
             assert got.table.equals(aggregate(layers_store, plain, unit, flt).table), (unit, flt)
+        # Whole years read the year rollup; monthly series still the month one.
+        years = Filters(start=date(2016, 1, 1), end=date(2024, 1, 1))
+        plan = _plan(layers_store, second, unit, years, (years.start, years.end), years=True)
+        assert plan.files == [str(layers_store.root / second.rollups[family + "@year"])]
+        got = aggregate(layers_store, second, unit, years)
+        assert got.table.equals(aggregate(layers_store, plain, unit, years).table)
+    monthly = timeseries(layers_store, second, "month", Filters(start=date(2016, 1, 1)))
+    assert monthly.equals(timeseries(layers_store, plain, "month", Filters(start=date(2016, 1, 1))))
+    a, b = (date(2016, 1, 1), date(2017, 1, 1)), (date(2023, 1, 1), date(2024, 1, 1))
+    for unit in (Unit("layer", layer="colonia"), Unit("h3", res=6)):
+        got_c = compare_periods(layers_store, second, unit, Filters(), a, b).sort_by("unit_id")
+        assert got_c.equals(
+            compare_periods(layers_store, plain, unit, Filters(), a, b).sort_by("unit_id")
+        )
     kept = {layers_store.root / r for r in (*first.rollups.values(), *second.rollups.values())}
     assert not kept & set(layers_store.vacuum(dry_run=True))
