@@ -260,7 +260,8 @@ def build_rollup(root: Path, inputs: list[str], family: str, rel: Path, yearly: 
     truncated to 1 January: whole-year questions then read a twelfth of the rows, however
     many years the store spans. Rows come out offense-major, then by date, as every cube's,
     so that zone maps prune a question to its offenses and dates. DuckDB's memory is capped
-    and spills to the store's temporary folder, so that an ingest's peak stays its parts'.
+    (it runs after the parts are written and freed) and spills to the store's temporary
+    folder, so that an ingest's peak stays about its parts'.
     """
     import duckdb
 
@@ -270,7 +271,7 @@ def build_rollup(root: Path, inputs: list[str], family: str, rel: Path, yearly: 
     path.parent.mkdir(parents=True, exist_ok=True)
     spill = root / ".tmp"
     spill.mkdir(exist_ok=True)
-    con = duckdb.connect(config={"threads": 1, "memory_limit": "256MB",
+    con = duckdb.connect(config={"threads": 2, "memory_limit": "512MB",
                                  "temp_directory": str(spill),
                                  "preserve_insertion_order": False})  # fmt: skip
     try:

@@ -48,6 +48,9 @@ from store.snapshots import (
 LAYERS = "layers"
 REPORTS = "reports"
 DEFAULT_STREET_DISTANCE = 50.0
+# Below this many data files per snapshot, queries read the files' own cubes (a rollup
+# costs an ingest about a second a family and would save a query little).
+ROLLUP_MIN_FILES = 16
 # Street grids are stored for this reach; a larger snapping distance rebuilds the grid.
 STREET_REACH = DEFAULT_STREET_DISTANCE
 
@@ -178,16 +181,21 @@ class Store:
         """Publish a snapshot that adds already written incident files as one batch.
 
         Its rollup cubes are the parent's plus the new files' cubes (or, where the parent
-        has none, the sum of every file's cubes).
+        has none, the sum of every file's cubes); a store of a few files has none.
         """
         every = [*(parent.files if parent else []), *files]
         snapshot = (parent.snapshot + 1) if parent else 1
         rollups: dict[str, str] = {}
         families = set.intersection(*(set(f.cubes) for f in every)) if every else set()
+        if len(every) <= ROLLUP_MIN_FILES and not (parent and parent.rollups):
+            families = set()  # a few files' cubes are as quick to read as one rollup
         for family in sorted(families):
             for yearly in (False, True):
                 key = rollup_key(family, yearly)
-                if parent is not None and key in parent.rollups:
+                if yearly:
+                    # Years from the month rollup just built: one file, not every cube.
+                    inputs = [rollups[family]]
+                elif parent is not None and key in parent.rollups:
                     inputs = [parent.rollups[key], *(f.cubes[family] for f in files)]
                 else:
                     inputs = [f.cubes[family] for f in every]
