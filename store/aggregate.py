@@ -182,11 +182,9 @@ def _plan(
         yearly = rollup_key(family, True)
         whole_years = year_aligned(filters.start) and year_aligned(filters.end)
         if years and yearly in manifest.rollups and whole_years:
-            # Whole years: the year-grain rollup, a twelfth of the month rows.
+            # Whole years: one file however many batches and parts hold them; its zone
+            # maps prune to the offenses and years asked.
             cubes = [str(store.root / manifest.rollups[yearly])]
-        elif family in manifest.rollups:
-            # One file for any month-aligned window: its zone maps prune other months.
-            cubes = [str(store.root / manifest.rollups[family])]
         else:
             cubes = [str(store.root / f.cubes[family]) for f in data]
         return _Plan(data, cubes, True, where, params, ids)

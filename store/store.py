@@ -180,7 +180,7 @@ class Store:
     ) -> Manifest:
         """Publish a snapshot that adds already written incident files as one batch.
 
-        Its rollup cubes are the parent's plus the new files' cubes (or, where the parent
+        Its year rollups are the parent's plus the new files' cubes (or, where the parent
         has none, the sum of every file's cubes); a store of a few files has none.
         """
         every = [*(parent.files if parent else []), *files]
@@ -190,18 +190,14 @@ class Store:
         if len(every) <= ROLLUP_MIN_FILES and not (parent and parent.rollups):
             families = set()  # a few files' cubes are as quick to read as one rollup
         for family in sorted(families):
-            for yearly in (False, True):
-                key = rollup_key(family, yearly)
-                if yearly:
-                    # Years from the month rollup just built: one file, not every cube.
-                    inputs = [rollups[family]]
-                elif parent is not None and key in parent.rollups:
-                    inputs = [parent.rollups[key], *(f.cubes[family] for f in files)]
-                else:
-                    inputs = [f.cubes[family] for f in every]
-                name = f"{snapshot:08d}-{key.replace('@', '-')}-{uuid.uuid4().hex[:8]}.parquet"
-                rel = Path(CUBES) / "rollup" / name
-                rollups[key] = build_rollup(self.root, inputs, family, rel, yearly)
+            key = rollup_key(family, yearly=True)
+            if parent is not None and key in parent.rollups:
+                inputs = [parent.rollups[key], *(f.cubes[family] for f in files)]
+            else:
+                inputs = [f.cubes[family] for f in every]
+            name = f"{snapshot:08d}-{family}-year-{uuid.uuid4().hex[:8]}.parquet"
+            rel = Path(CUBES) / "rollup" / name
+            rollups[key] = build_rollup(self.root, inputs, family, rel, yearly=True)
         manifest = Manifest(
             snapshot=snapshot,
             parent=parent.snapshot if parent else None,

@@ -194,23 +194,20 @@ def test_rollups_count_what_the_files_cubes_count(
     profile = load_profile("fgj-cdmx")
     ingest(layers_store, [str(CDMX / "fgj_carpetas_sample_50k.csv.gz")], profile)
     first = layers_store.require_manifest()
-    families = set(first.files[0].cubes)
-    assert set(first.rollups) == families | {f + "@year" for f in families}
+    assert set(first.rollups) == {f + "@year" for f in first.files[0].cubes}
     # A second source, another batch: the rollup grows by its cubes.
     ingest(
         layers_store, [str(CDMX / "ssp_crime_lat_long_2013_2016.csv.gz")], load_profile("ssp-cdmx")
     )
     second = layers_store.require_manifest()
-    assert second.rows > first.rows and second.rollups["colonia"] != first.rollups["colonia"]
+    assert second.rows > first.rows
+    assert second.rollups["colonia@year"] != first.rollups["colonia@year"]
     plain = replace(second, rollups={})
     for unit in (Unit("layer", layer="colonia"), Unit("h3", res=7), Unit("street", layer="calles")):
         for flt in (Filters(), Filters(start=date(2015, 1, 1), end=date(2023, 7, 1)),
                     Filters(offenses=("ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA",)),
                     Filters(sources=("ssp-cdmx",))):  # fmt: skip
             family = unit.cube_family or ""
-            assert _plan(layers_store, second, unit, flt, (flt.start, flt.end)).files == [
-                str(layers_store.root / second.rollups[family])
-            ]
             got = aggregate(layers_store, second, unit, flt)
             assert got.table.equals(aggregate(layers_store, plain, unit, flt).table), (unit, flt)
         # Whole years read the year rollup; monthly series still the month one.
