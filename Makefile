@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/hotspots.py
 	$(BIN)/python benchmarks/tiles.py
+	$(BIN)/python benchmarks/scale.py
 
 # The schema fuzz at length (make test runs 40 examples a route and role).
 fuzz: $(STAMP)

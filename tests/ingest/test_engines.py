@@ -142,6 +142,15 @@ def test_dask_engine_commits_the_default_engines_snapshot(
     assert _partitions(local_store, a_manifest) == _partitions(dask_store, b_manifest)
     assert sorted(f.rows for f in a_manifest.files) == sorted(f.rows for f in b_manifest.files)
     assert _rejects(remote) == _rejects(local)
+    # And the default engine with its default parts (one, here): the same records.
+    default_store = _store(layers_store_template, tmp_path, "default")
+    default = ingest(default_store, [str(path)], PROFILE)
+    assert default.parts == 1 and default.engine == "local"
+    assert (
+        _records(dask_store, b_manifest)
+        .drop_columns(["batch"])
+        .equals(_records(default_store, default_store.require_manifest()).drop_columns(["batch"]))
+    )
     assert not (dask_store.root / "staging").exists() or not any(
         (dask_store.root / "staging").iterdir()
     )
