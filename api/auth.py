@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from api.errors import AuthError
+from api.errors import AuthError, ForbiddenError
 from store.keys import KeyRing, Role
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
@@ -27,6 +27,11 @@ class Principal:
     def public(self) -> bool:
         """No key: aggregates only, under the privacy rules."""
         return self.role is Role.public
+
+    def require_key(self, why: str) -> None:
+        """Refuse (403) a request without an analyst or admin key, saying ``why``."""
+        if self.public:
+            raise ForbiddenError(why)
 
 
 PUBLIC = Principal(Role.public)

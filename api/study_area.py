@@ -43,12 +43,16 @@ class StudyArea:
         """Units in the area."""
         return len(self.unit_ids)
 
+    def positions(self, ids: list[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """Each id's position among the area's units (-1 outside), and which are inside."""
+        at = np.array([self.position.get(i, -1) for i in ids], dtype=np.int64)
+        return at, at >= 0
+
     def place(
         self, ids: list[str], counts: npt.ArrayLike
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
         """Counts laid out on the area's units (zeros elsewhere); which ids fell inside."""
-        at = np.array([self.position.get(i, -1) for i in ids], dtype=np.int64)
-        inside = at >= 0
+        at, inside = self.positions(ids)
         y = np.zeros(self.n)
         np.add.at(y, at[inside], np.asarray(counts, dtype=np.float64)[inside])
         return y, inside

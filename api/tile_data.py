@@ -31,12 +31,12 @@ from store.aggregate import Unit
 from store.filters import Filters
 from store.layers import read_layer_columns
 from store.snapshots import Manifest
-from tiles.grid import TILE_SIZE, Bounds
+from tiles.grid import EARTH_RADIUS, TILE_SIZE, Bounds, stretch
 
 MERCATOR = "EPSG:3857"
 RADIUS_PX = 12  # heatmap kernel radius on screen, at 256-pixel tiles
 SCALE_SAMPLE = 256  # cells whose density sets a zoom's colour scale
-EARTH = 2 * np.pi * 6_378_137.0  # Web Mercator metres around the equator
+EARTH = 2 * np.pi * EARTH_RADIUS  # Web Mercator metres around the equator
 
 
 @dataclass
@@ -70,15 +70,11 @@ class CellLayer:
         """
         if z not in self._radii:
             pixel = EARTH / (TILE_SIZE * 2**z)
-            # H3 edge lengths are true metres; Mercator metres are 1/cos(lat) longer.
-            lat = float(np.median(self._lat())) if self.cells.size else 0.0
-            edge = h3.average_hexagon_edge_length(self.res, "m") / np.cos(np.radians(lat))
+            # H3 edge lengths are true metres; Mercator metres are longer.
+            middle = float(np.median(self.y)) if self.cells.size else 0.0
+            edge = h3.average_hexagon_edge_length(self.res, "m") * stretch(middle)
             self._radii[z] = max(RADIUS_PX * pixel, 4 * edge)
         return self._radii[z]
-
-    def _lat(self) -> npt.NDArray[np.float64]:
-        lat = np.degrees(2 * np.arctan(np.exp(self.y / 6_378_137.0)) - np.pi / 2)
-        return np.asarray(lat, dtype=np.float64)
 
     def scale(self, z: int) -> float:
         """The density that takes the top colour at zoom ``z`` (computed once per zoom).

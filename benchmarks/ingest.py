@@ -22,14 +22,10 @@ import time
 from datetime import date
 from pathlib import Path
 
-from harness import measure
+from harness import CDMX, CUADRA, POINTS, ROOT, measure
 from results import replace_section
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-CDMX = ROOT.parent / "shared" / "data" / "cdmx"
-POINTS = CDMX / "fgj_carpetas_2019_2024_points.parquet"
-CUADRA = [sys.executable, "-m", "api.entry"]
 
 
 def setup_layers(root: Path) -> float:

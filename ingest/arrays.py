@@ -8,6 +8,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
+def constant_dictionary(value: str, n: int) -> pa.DictionaryArray:
+    """A column holding one string n times, as a one-entry dictionary."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([value]))
+
+
 def to_bool(mask: pa.Array | pa.ChunkedArray, null: bool = False) -> npt.NDArray[np.bool_]:
     """A boolean Arrow array as a numpy bool array, nulls as ``null``.
 

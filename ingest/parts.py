@@ -19,6 +19,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingest.arrays import constant_dictionary
 from store.cubes import CubeSpec
 from store.incidents import conform, write_incidents
 from store.snapshots import DataFile
@@ -146,7 +147,6 @@ def finalize(
     imputed = int(pc.sum(records.column("time_imputed")).as_py() or 0) if n else 0
     if n == 0:
         return Written([], assigned, 0)
-    batch = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([batch_id]))
-    records = records.append_column("batch", batch)
+    records = records.append_column("batch", constant_dictionary(batch_id, n))
     files = write_incidents(root, conform(records, layers), batch_id[:12], specs)
     return Written(files, assigned, imputed)

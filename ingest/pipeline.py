@@ -27,7 +27,7 @@ import shapely
 
 from geo.cells import points_to_cells
 from geo.types import BBox
-from ingest.arrays import to_bool
+from ingest.arrays import constant_dictionary, to_bool
 from ingest.coords import Jurisdiction, check_coordinates, geometry_points, parse_number
 from ingest.engines import PartContext, run_dask, run_local
 from ingest.enrich import Enrichment
@@ -315,11 +315,6 @@ def _year_cell_order(years: np.ndarray, rank: np.ndarray, n: int) -> np.ndarray:
     return by_cell[np.argsort(year16, kind="stable")]
 
 
-def _constant(value: str, n: int) -> pa.DictionaryArray:
-    """A column holding one string n times, as a one-entry dictionary."""
-    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([value]))
-
-
 def _warm_imports() -> None:
     """Import pandas on the side while the input is read (I/O, GIL released).
 
@@ -511,7 +506,7 @@ def _prepare(
     local = times.local_us[rows]
     columns: dict[str, pa.Array] = {
         "incident_id": ids.take(pa.array(keep)),
-        "source": _constant(profile.name, rows.size),
+        "source": constant_dictionary(profile.name, rows.size),
         "occurred_at": times.utc.take(take),
         "local_date": pa.array(local // 86_400_000_000, pa.int32()).cast(pa.date32()),
         "local_hour": pa.array(((local // 3_600_000_000) % 24).astype(np.int8)),
@@ -678,32 +673,6 @@ def _first_occurrences(ids: pa.Array, key: np.ndarray | None) -> np.ndarray:
         first[i] = text not in seen
         seen.add(text)
     return first
-
-
-def _deduplicate(
-    store: Store, parent: Manifest | None, records: pa.Table, source: str, across_files: bool
-) -> tuple[pa.Table, int, int]:
-    """Drop ids repeated across input files, then those already in the store.
-
-    Returns the table, the count dropped across files and the count already stored (the
-    count dropped within each file is in its Prepared).
-    """
-    import polars as pl
-
-    existing = store.existing_ids(parent, source)
-    if not across_files and not len(existing):
-        return records, 0, 0
-    ids = pl.Series("id", records.column("incident_id").combine_chunks())
-    keep = ids.is_first_distinct().to_numpy() if across_files else np.ones(len(ids), bool)
-    across = int((~keep).sum())
-    stored = 0
-    if len(existing):
-        seen = ids.is_in(pl.Series("e", existing).implode()).to_numpy()
-        stored = int((seen & keep).sum())
-        keep &= ~seen
-    if keep.all():
-        return records, across, stored
-    return records.filter(pa.array(keep)), across, stored
 
 
 def _already(

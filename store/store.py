@@ -212,31 +212,6 @@ class Store:
         publish(self.root, manifest)
         return manifest
 
-    def commit_batch(
-        self,
-        parent: Manifest | None,
-        table: pa.Table,
-        batch: Batch,
-        operation: str = "ingest",
-    ) -> Manifest:
-        """Write a batch of enriched incidents and publish a snapshot that adds it."""
-        layers = parent.boundary_layers if parent else []
-        specs = self.cube_specs(parent)
-        files = write_incidents(self.root, conform(table, layers), batch.batch[:12], specs)
-        base_files = parent.files if parent else []
-        manifest = Manifest(
-            snapshot=(parent.snapshot + 1) if parent else 1,
-            parent=parent.snapshot if parent else None,
-            created_at=_now(),
-            operation=operation,
-            files=[*base_files, *files],
-            layers=dict(parent.layers) if parent else {},
-            batches={**(parent.batches if parent else {}), batch.batch: batch},
-            street_layer=parent.street_layer if parent else None,
-        )
-        publish(self.root, manifest)
-        return manifest
-
     def add_boundary(
         self,
         parent: Manifest | None,

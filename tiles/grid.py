@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import NamedTuple
 
 import morecantile
 
 TILE_SIZE = 256
+EARTH_RADIUS = 6_378_137.0  # of Web Mercator's sphere, metres
 MIN_ZOOM, MAX_ZOOM = 5, 18
 # H3 resolution of the hexagon tiles by zoom: from zoom 7 on, cells 13 to 50 pixels
 # across at Mexico City's latitude (readable, and at most a few hundred per tile);
@@ -48,6 +50,11 @@ def lonlat_bounds(z: int, x: int, y: int) -> Bounds:
     check(z, x, y)
     b = _tms().bounds(morecantile.Tile(x, y, z))
     return Bounds(b.left, b.bottom, b.right, b.top)
+
+
+def stretch(y: float) -> float:
+    """How many Web Mercator metres a true metre spans at Mercator y (1 / cos latitude)."""
+    return float(math.cosh(y / EARTH_RADIUS))
 
 
 def hex_res(z: int) -> int:

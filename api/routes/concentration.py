@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import PrincipalDep
 from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
-from api.errors import ERROR_RESPONSES, ErrorResponse, ForbiddenError
+from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from api.routes.aggregates import UNIT_DESCRIPTION, UNIT_PATTERN, _echo, view
 from geo.cells import hex_to_cells
@@ -74,8 +74,7 @@ def get_concentration(
     `/v1/concentration?unit=street&start=2023-01-01&end=2024-01-01` (units_for_half over n).
     H3 units take as study area the cells covering the first boundary layer.
     """
-    if principal.public:
-        raise ForbiddenError("concentration statistics need an analyst or admin API key for now")
+    principal.require_key("concentration statistics need an analyst or admin API key for now")
     parsed = Unit.parse(unit, manifest)
     flt, _ = view(request, principal, manifest, filters.to_filters(), parsed)
     counts = aggregate(store, manifest, parsed, flt, db)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import PrincipalDep
 from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
-from api.errors import ERROR_RESPONSES, ErrorResponse, ForbiddenError
+from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from api.routes.aggregates import _echo, view
 from api.routes.hotspots import AREA_UNITS
@@ -112,8 +112,7 @@ def get_emerging(
     `/v1/hotspots/emerging?unit=h3:7&interval=month&start=2022-01-01&end=2024-01-01&offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA`.
     The rules are in docs/hotspots.md.
     """
-    if principal.public:
-        raise ForbiddenError("hotspot statistics need an analyst or admin API key for now")
+    principal.require_key("hotspot statistics need an analyst or admin API key for now")
     parsed = Unit.parse(unit, manifest)
     sa = study_area(store, manifest, parsed, area, k)
     flt, _ = view(request, principal, manifest, filters.to_filters(), parsed)
@@ -124,8 +123,7 @@ def get_emerging(
     if steps * sa.n > MAX_BINS:
         raise FilterError("interval", interval, f"{steps} steps × {sa.n} units is more than {MAX_BINS} bins")  # fmt: skip
     cube = np.zeros((sa.n, steps))
-    at = np.array([sa.position.get(u, -1) for u in series.unit_ids], dtype=np.int64)
-    inside = at >= 0
+    at, inside = sa.positions(series.unit_ids)
     np.add.at(cube, (at[inside], np.asarray(series.period_index, np.int64)[inside]),
               np.asarray(series.counts, np.float64)[inside])  # fmt: skip
     result = emerging(cube, sa.weights, window, alpha)

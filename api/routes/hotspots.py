@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import PrincipalDep
 from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
-from api.errors import ERROR_RESPONSES, ErrorResponse, ForbiddenError
+from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from api.routes.aggregates import _echo, view
 from api.study_area import StudyArea, study_area
@@ -173,8 +173,7 @@ def get_hotspots(
     their density — `/v1/hotspots?method=kde&…`.
     Public access waits for privacy rules that cover z-scores (they can give counts back).
     """
-    if principal.public:
-        raise ForbiddenError("hotspot statistics need an analyst or admin API key for now")
+    principal.require_key("hotspot statistics need an analyst or admin API key for now")
     if method == "kde":
         flt, _ = view(request, principal, manifest, filters.to_filters(), None)
         table = points(store, manifest, flt, db, MAX_POINTS)

@@ -23,7 +23,7 @@ from starlette.background import BackgroundTask
 
 from api.auth import Principal, PrincipalDep
 from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
-from api.errors import ERROR_RESPONSES, ErrorResponse, ForbiddenError
+from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import csv_safe, json_response
 from store import Store
 from store.keys import ACCESS
@@ -116,8 +116,7 @@ def get_incidents(
     then the same with `cursor=<next_cursor>` until `next_cursor` is null. Every request is
     written to the store's audit log (who, what, when).
     """
-    if principal.public:
-        raise ForbiddenError("individual records need an analyst or admin API key")
+    principal.require_key("individual records need an analyst or admin API key")
     flt = filters.to_filters()
     if principal.scopes:
         flt = replace(flt, sources=principal.scopes)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import PrincipalDep
 from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
-from api.errors import ERROR_RESPONSES, ErrorResponse, ForbiddenError
+from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from api.routes.aggregates import _echo, view
 from geo.crs import WGS84, transform_xy, utm_crs_for
@@ -110,8 +110,7 @@ def get_near_repeat(
     `/v1/near-repeat?offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA&start=2023-01-01&end=2024-01-01&distance_bands=0,100,200&time_bands=0,7,14`.
     Days are whole local dates; distances are between the recorded points.
     """
-    if principal.public:
-        raise ForbiddenError("near-repeat analysis reads points: it needs an analyst or admin key")
+    principal.require_key("near-repeat analysis reads points: it needs an analyst or admin key")
     d_edges = _bands("distance_bands", distance_bands, MAX_DISTANCE)
     t_edges = _bands("time_bands", time_bands, MAX_DAYS)
     flt, _ = view(request, principal, manifest, filters.to_filters(), None)

@@ -23,7 +23,7 @@ from store.aggregate import Unit
 from store.filters import FilterError
 from store.snapshots import Manifest
 from tiles import heatmap, hexagons
-from tiles.grid import MAX_ZOOM, MIN_ZOOM, TILE_SIZE, Bounds, hex_res, mercator_bounds
+from tiles.grid import MAX_ZOOM, MIN_ZOOM, TILE_SIZE, Bounds, hex_res, mercator_bounds, stretch
 
 router = APIRouter(prefix="/v1/tiles", tags=["tiles"], responses=ERROR_RESPONSES)
 HEAT_RES = 11  # analysts: the fine cells (about 25 m across)
@@ -157,13 +157,9 @@ def get_hex(
 
     def render() -> bytes:
         bounds = _bounds(z, x, y)
-        lat = np.degrees(
-            2 * np.arctan(np.exp((bounds.south + bounds.north) / 2 / 6_378_137.0)) - np.pi / 2
-        )
         # A cell whose centre is within a cell's width of the tile may reach into it.
-        margin = (
-            2.5 * h3.average_hexagon_edge_length(res, "m") / np.cos(np.radians(min(abs(lat), 80)))
-        )
+        edge = h3.average_hexagon_edge_length(res, "m")
+        margin = 2.5 * edge * stretch((bounds.south + bounds.north) / 2)
         near = layer.near(bounds, margin)
         return hexagons.encode(layer.cells[near], layer.counts[near].astype(np.int64), bounds)
 
