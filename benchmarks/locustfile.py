@@ -46,7 +46,11 @@ class PublicUser(HttpUser):
 
     @task(2)
     def hexagons(self) -> None:
-        params = {"unit": f"h3:{random.choice([7, 8])}", "start": f"{random.choice(YEARS)}-01-01"}
+        year = int(random.choice(YEARS))
+        quarter = random.choice([1, 4, 7, 10])
+        end = f"{year + 1}-01-01" if quarter == 10 else f"{year}-{quarter + 3:02d}-01"
+        start = f"{year}-{quarter:02d}-01"
+        params = {"unit": f"h3:{random.choice([7, 8, 9])}", "start": start, "end": end}
         with self.client.get("/v1/aggregate", params=params, name="aggregate h3",
                              catch_response=True) as r:  # fmt: skip
             _check(r)

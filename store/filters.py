@@ -29,6 +29,7 @@ class FilterError(StoreError):
         super().__init__(f"{param}={value!r}: {message}")
         self.param = param
         self.value = value
+        self.message = message
 
 
 @dataclass(frozen=True)

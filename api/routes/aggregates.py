@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass, replace
-from datetime import UTC, date, datetime
+from dataclasses import asdict, replace
+from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,13 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import Principal, PrincipalDep
 from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
 from api.errors import ERROR_RESPONSES
-from api.privacy import Publication, period_groups, publication, suppress, unit_groups
+from api.publish import PublicView, Published, public_view, published_counts, series, today
+from api.release import Period, cutoff
+from api.release import default_period as release_default
 from api.responses import csv_safe, json_response
 from geo.cells import cells_to_polygons, hex_to_cells
 from geo.stats import poisson_rate_test
-from store.aggregate import Unit, aggregate, compare_periods, timeseries, unit_attributes
+from store.aggregate import Unit, compare_periods, timeseries, unit_attributes
 from store.filters import FilterError, Filters
-from store.query import sensitive_offenses
 from store.snapshots import Manifest
 
 router = APIRouter(prefix="/v1", tags=["aggregates"], responses=ERROR_RESPONSES)
@@ -127,7 +127,7 @@ def get_aggregate(
     """
     parsed = Unit.parse(unit, manifest)
     flt, pub = view(request, principal, manifest, filters.to_filters(), parsed)
-    shown = published_counts(store, manifest, parsed, flt, pub, cursor)
+    shown = published_counts(store, manifest, parsed, flt, pub, request.app.state.rules, cursor)
     table, total, unassigned = shown.table, shown.total, shown.unassigned
     privacy = pub.describe(shown.withheld) if pub is not None else None
     rows, geometries = _rows(store, manifest, parsed, table, with_geometry=format is Format.geojson)
@@ -169,76 +169,52 @@ def view(
     manifest: Manifest,
     flt: Filters,
     unit: Unit | None,
-    monthly: bool = True,
-) -> tuple[Filters, Publication | None]:
-    """The filters a request is answered with: a key's source scope, or the public rules."""
+) -> tuple[Filters, PublicView | None]:
+    """The filters a request is answered with: a key's source scope, or the public view."""
     if principal.public:
-        pub = _publication(request, manifest, flt, unit, monthly)
+        pub = public_view(request.app.state.store, manifest, request.app.state.rules, flt, unit)
         return pub.filters, pub
     return (replace(flt, sources=principal.scopes) if principal.scopes else flt), None
 
 
-def _publication(
-    request: Request, manifest: Manifest, flt: Filters, unit: Unit | None, monthly: bool
-) -> Publication:
-    pairs = sensitive_offenses(request.app.state.store, manifest)
-    return publication(flt, unit, request.app.state.rules, _today(), monthly, pairs)
+def _public_months(
+    request: Request, manifest: Manifest, flt: Filters, unit: Unit | None, interval: Interval
+) -> tuple[Filters, PublicView, list[date]]:
+    """A public series: whole months, each a cell of the release, up to the delay."""
+    if interval is not Interval.month:
+        raise FilterError(
+            "interval", interval.value, "public series are monthly; an API key opens days and weeks"
+        )
+    for name, day in (("start", flt.start), ("end", flt.end)):
+        if day is not None and day.day != 1:
+            raise FilterError(
+                name, day.isoformat(), "public series run over whole months: give the 1st"
+            )
+    rules = request.app.state.rules
+    default = release_default(manifest, cutoff(rules, today()))
+    first = flt.start or default.start
+    if flt.end is not None and flt.end <= first:
+        raise FilterError("end", flt.end.isoformat(), f"must be after start {first}")
+    until = cutoff(rules, today())
+    if first >= until:
+        raise FilterError("start", first.isoformat(), f"public figures end before {until}")
+    probe = public_view(request.app.state.store, manifest, rules,
+                        replace(flt, start=None, end=None), unit, Period.month(first))  # fmt: skip
+    last = min(flt.end or (default.end if flt.start is None else until), until)
+    months = []
+    day = first
+    while day < last:
+        months.append(day)
+        day = Period.month(day).end
+    if len(months) > MAX_PUBLIC_MONTHS:
+        raise FilterError(
+            "start", first.isoformat(), f"at most {MAX_PUBLIC_MONTHS} months per public series"
+        )
+    shown = replace(probe.filters, start=first, end=last)
+    return shown, replace(probe, filters=shown), months
 
 
-def _today() -> date:
-    return datetime.now(UTC).date()
-
-
-@dataclass(frozen=True)
-class Published:
-    """Counts per unit as a role may see them: the withheld units left out."""
-
-    table: pa.Table  # unit_id, count
-    total: int | None  # None when withheld
-    unassigned: int | None
-    withheld: bool
-
-
-def published_counts(
-    store: Any,
-    manifest: Manifest,
-    unit: Unit,
-    flt: Filters,
-    pub: Publication | None,
-    cursor: duckdb.DuckDBPyConnection,
-) -> Published:
-    """What /v1/aggregate shows of the counts per unit.
-
-    All of them to a key; to the public, every count that the suppression rule and its
-    complements leave. Tiles publish exactly these.
-    """
-    counts = aggregate(store, manifest, unit, flt, cursor)
-    if pub is None:
-        return Published(counts.table, counts.total, counts.unassigned, False)
-    # Withheld first, so that names, rates and geometries are made for shown units only.
-    table = counts.table
-    ids = table.column("unit_id").to_pylist()
-    values = [*table.column("count").to_pylist(), counts.unassigned]
-    groups = unit_groups(unit, ids, _unit_count(manifest, unit), with_outside=True)
-    hidden = suppress(values, pub.k, groups)
-    return Published(
-        table.filter(pa.array(~hidden[:-1])),
-        None if counts.total < pub.k else counts.total,
-        None if hidden[-1] else counts.unassigned,
-        bool(hidden.any()),
-    )
-
-
-def _withhold(rows: list[dict[str, Any]], hidden: Any) -> list[dict[str, Any]]:
-    """Drop the withheld rows: a withheld unit looks like a unit with no incident."""
-    return [r for r, h in zip(rows, hidden, strict=True) if not h]
-
-
-def _unit_count(manifest: Any, unit: Unit) -> int | None:
-    """How many units a layer has (None for H3 cells: unbounded)."""
-    if unit.kind == "h3" or unit.layer is None:
-        return None
-    return int(manifest.layers[unit.layer].features)
+MAX_PUBLIC_MONTHS = 240
 
 
 def _echo(flt: Filters) -> dict[str, Any]:
@@ -366,23 +342,22 @@ def get_timeseries(
     parsed = Unit.parse(unit, manifest) if unit is not None else None
     if parsed is None and id is not None:
         raise FilterError("unit", None, "give unit together with id")
-    flt, pub = view(
-        request, principal, manifest, filters.to_filters(), parsed, interval is Interval.month
-    )
-    table = timeseries(store, manifest, interval.value, flt, parsed, id, cursor)
-    periods = table.column("period").to_pylist()
-    rows: list[dict[str, Any]] = [
-        {"period": p.isoformat(), "count": c}
-        for p, c in zip(periods, table.column("count").to_pylist(), strict=True)
-    ]
-    privacy = None
-    if pub is not None:
-        values = [r["count"] for r in rows]
-        hidden = suppress(values, pub.k, period_groups(periods, interval.value))
-        for r, h in zip(rows, hidden, strict=True):
-            if h:
-                r["count"] = None  # zeros too: a withheld period may hold anything below k
-        privacy = pub.describe(bool(hidden.any()))
+    rows: list[dict[str, Any]]
+    if principal.public:
+        flt, pub, months = _public_months(request, manifest, filters.to_filters(), parsed, interval)
+        counts = series(store, manifest, pub, request.app.state.rules, parsed, id, months, cursor)
+        # Withheld months are null, zeros too: a withheld month may hold anything below k.
+        rows = [{"period": m.isoformat(), "count": c} for m, c in zip(months, counts, strict=True)]
+        privacy = pub.describe(any(c is None for c in counts))
+    else:
+        flt, _ = view(request, principal, manifest, filters.to_filters(), parsed)
+        table = timeseries(store, manifest, interval.value, flt, parsed, id, cursor)
+        periods = table.column("period").to_pylist()
+        rows = [
+            {"period": p.isoformat(), "count": c}
+            for p, c in zip(periods, table.column("count").to_pylist(), strict=True)
+        ]
+        privacy = None
     headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
     if format is TableFormat.csv:
         return _table_csv(["period", "count"], rows, headers)
@@ -476,23 +451,35 @@ def get_compare(
     """
     parsed = Unit.parse(unit, manifest)
     flt = filters.to_filters()
-    pub = None
+    pub_a = pub_b = None
     if principal.public:
-        # The periods take the place of start/end: they must end before the delay, and
-        # they are the time grain (sensitive offenses only over whole months).
-        whole = replace(flt, start=min(a_start, b_start), end=max(a_end, b_end))
-        aligned = all(d.day == 1 for d in (a_start, a_end, b_start, b_end))
-        pub = _publication(request, manifest, whole, parsed, aligned)
-        if pub.published_until < max(a_end, b_end):
-            late = "b_end" if b_end >= a_end else "a_end"
-            raise FilterError(late, max(a_end, b_end).isoformat(),
-                              f"public figures end before {pub.published_until.isoformat()}")  # fmt: skip
-        flt = replace(pub.filters, start=None, end=None)
+        # Each period is a period of the release (a calendar year, quarter or month).
+        rules = request.app.state.rules
+        periods = []
+        for name, lo, hi in (("a_end", a_start, a_end), ("b_end", b_start, b_end)):
+            try:
+                periods.append(Period.parse(lo, hi))
+            except FilterError as err:
+                raise FilterError(name, hi.isoformat(), err.message) from None
+        pub_a = public_view(
+            store, manifest, rules, replace(flt, start=None, end=None), parsed, periods[0]
+        )
+        pub_b = public_view(
+            store, manifest, rules, replace(flt, start=None, end=None), parsed, periods[1]
+        )
+        flt = replace(pub_a.filters, start=None, end=None)
     elif principal.scopes:
         flt = replace(flt, sources=principal.scopes)
-    table = compare_periods(
-        store, manifest, parsed, flt, (a_start, a_end), (b_start, b_end), cursor
-    )
+    if pub_a is not None and pub_b is not None:
+        rules = request.app.state.rules
+        shown_a = published_counts(store, manifest, parsed, flt, pub_a, rules, cursor)
+        shown_b = published_counts(store, manifest, parsed, flt, pub_b, rules, cursor)
+        table = _both(shown_a, shown_b)
+        withheld = shown_a.withheld or shown_b.withheld
+    else:
+        table = compare_periods(
+            store, manifest, parsed, flt, (a_start, a_end), (b_start, b_end), cursor
+        )
     days_a = (a_end - a_start).days
     days_b = (b_end - b_start).days
     a = np.asarray(table.column("a").to_pylist(), dtype=np.int64)
@@ -518,16 +505,7 @@ def get_compare(
         rows.sort(key=lambda r: (r["p_value"], -abs(r["change"]), r["unit_id"]))
     else:
         rows.sort(key=lambda r: (-abs(r["change"]), r["p_value"], r["unit_id"]))
-    privacy = None
-    if pub is not None:
-        # Each period's counts are cells of their own; a unit is left out if either is
-        # withheld (its change and p-value would give the withheld count back).
-        units = _unit_count(manifest, parsed)
-        groups = unit_groups(parsed, [r["unit_id"] for r in rows], units, with_outside=False)
-        hidden = suppress([r["count_a"] for r in rows], pub.k, groups)
-        hidden |= suppress([r["count_b"] for r in rows], pub.k, groups)
-        rows = _withhold(rows, hidden)
-        privacy = pub.describe(bool(hidden.any()))
+    privacy = pub_b.describe(withheld) if pub_b is not None else None
     headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
     if format is TableFormat.csv:
         return _table_csv(list(CompareRow.model_fields), rows, headers)
@@ -537,6 +515,27 @@ def get_compare(
         privacy=privacy, rows=[CompareRow(**r) for r in rows],
     )  # fmt: skip
     return JSONResponse(payload.model_dump(mode="json"), headers=headers)
+
+
+def _both(a: Published, b: Published) -> pa.Table:
+    """Units published in both periods.
+
+    A unit withheld in either is left out: its change and p-value would give the withheld
+    count back.
+    """
+    counts_a = dict(
+        zip(a.table.column("unit_id").to_pylist(), a.table.column("count").to_pylist(), strict=True)
+    )
+    ids, ca, cb = [], [], []
+    for uid, count in zip(
+        b.table.column("unit_id").to_pylist(), b.table.column("count").to_pylist(), strict=True
+    ):
+        if uid in counts_a:
+            ids.append(uid)
+            ca.append(counts_a[uid])
+            cb.append(count)
+    return pa.table({"unit_id": pa.array(ids, pa.string()), "a": pa.array(ca, pa.int64()),
+                     "b": pa.array(cb, pa.int64())})  # fmt: skip
 
 
 def _table_csv(fields: list[str], rows: list[dict[str, Any]], headers: dict[str, str]) -> Response:

@@ -82,7 +82,7 @@ def _heat_layer(
 ) -> CellLayer:  # fmt: skip
     res = HEAT_RES if not principal.public else request.app.state.settings.tiles_public_res
     flt, pub = view(request, principal, manifest, filters.to_filters(), Unit("h3", res=res))
-    return cell_layer(store, manifest, res, flt, pub, db)
+    return cell_layer(store, manifest, res, flt, pub, request.app.state.rules, db)
 
 
 def _heat(request: Request, layer: CellLayer, z: int, x: int, y: int, size: int) -> bytes:
@@ -151,8 +151,10 @@ def get_hex(
     publishes for the same cells and filters. Example: `/v1/tiles/hex/12/919/1833.mvt`.
     """
     res = hex_res(z)
+    if principal.public:
+        res = min(res, request.app.state.rules.finest_h3)
     flt, pub = view(request, principal, manifest, filters.to_filters(), Unit("h3", res=res))
-    layer = cell_layer(store, manifest, res, flt, pub, db)
+    layer = cell_layer(store, manifest, res, flt, pub, request.app.state.rules, db)
     etag = _etag(layer, "hex", z, x, y)
 
     def render() -> bytes:

@@ -141,11 +141,11 @@ def test_map_in_chromium(server: str, browser: object) -> None:
     from selenium.webdriver.common.by import By
 
     driver = browser
-    driver.get(f"{server}/map?start=2022-01-01&end=2024-01-01")  # type: ignore[attr-defined]
+    driver.get(f"{server}/map?start=2023-01-01&end=2024-01-01")  # type: ignore[attr-defined]
     _wait(driver, "document.body.dataset.heatLoaded === '1' && document.body.dataset.layersReady === '1' && Number(document.body.dataset.chartPoints) > 0")  # fmt: skip
     find = driver.find_elements  # type: ignore[attr-defined]
     tiles = [e.get_attribute("src") for e in find(By.CSS_SELECTOR, "img.leaflet-tile")]
-    assert any("/v1/tiles/heatmap/" in (s or "") and "start=2022-01-01" in (s or "") for s in tiles)
+    assert any("/v1/tiles/heatmap/" in (s or "") and "start=2023-01-01" in (s or "") for s in tiles)
     assert int(driver.execute_script("return document.body.dataset.coloniasLoaded")) > 100  # type: ignore[attr-defined]
     assert len(find(By.CSS_SELECTOR, "path.leaflet-interactive")) > 100  # colonia polygons
     legend = find(By.ID, "cuadra-legend")[0].text

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
+import duckdb
 import h3
 import numpy as np
 import pytest
@@ -18,9 +20,9 @@ from api.privacy import Group, suppress
 from api.settings import ServerSettings
 from geo.types import BBox
 from store import Store
-from store.aggregate import Unit, aggregate
 from store.filters import Filters
 from store.keys import KeyRing, Role
+from tests.conftest import ROOT
 
 COMMON = "ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA"
 RARE = "ROBO A TRANSEUNTE EN CINE CON VIOLENCIA"
@@ -80,8 +82,67 @@ def pinned(withheld: list[int], unlisted: int, k: int) -> bool:
 
 
 UNITS = ["colonia", "cuadrante", "street", "h3:5", "h3:7", "h3:8", "h3:9"]
-DATES = [None, "2021-01-01", "2022-03-01", "2022-03-15", "2023-01-01", "2023-07-04", "2024-01-01"]
-OFFENSES = [None, COMMON, RARE, SENSITIVE, FAMILY]
+COARSE = {"colonia", "h3:5", "h3:7"}
+PERIODS = [
+    ("2021-01-01", "2022-01-01"), ("2023-01-01", "2024-01-01"), ("2022-04-01", "2022-07-01"),
+    ("2023-10-01", "2024-01-01"), ("2022-03-01", "2022-04-01"), ("2024-12-01", "2025-01-01"),
+]  # fmt: skip
+CRIMES: list[dict[str, str]] = [
+    {}, {"offense": COMMON}, {"offense": RARE}, {"offense": SENSITIVE}, {"offense": FAMILY},
+    {"category": "robo_transeunte"}, {"category": "violacion"},
+    {"category": "otros_vida_integridad"},  # mixed: sensitive and other offenses
+]  # fmt: skip
+TAXONOMY = ROOT / "data" / "taxonomy" / "offenses.csv"
+
+
+def sensitive_taxonomy() -> tuple[set[str], set[str]]:
+    """Sensitive offenses, and categories all of whose offenses are sensitive (taxonomy)."""
+    flags: dict[str, set[bool]] = {}
+    offenses = set()
+    with TAXONOMY.open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            flag = row["sensitive"] == "true"
+            flags.setdefault(row["category"], set()).add(flag)
+            if flag:
+                offenses.add(row["offense"])
+    return offenses, {c for c, f in flags.items() if f == {True}}
+
+
+def truth(
+    store: Store, unit: str, start: str, end: str, crime: dict[str, str]
+) -> tuple[dict[str | None, int], int]:
+    """True counts per unit (None: outside every unit) and in all, straight from the files.
+
+    What a public figure counts: non-sensitive offenses for no filter and for a category's
+    other offenses; a wholly sensitive category or an offense as it is.
+    """
+    files = [str(p) for p in store.data_files(store.require_manifest())]
+    sensitive, wholly = sensitive_taxonomy()
+    where, params = "local_date >= ? AND local_date < ?", [start, end]
+    if "offense" in crime:
+        where += " AND offense = ?"
+        params.append(crime["offense"])
+    elif "category" in crime:
+        where += " AND category = ?"
+        params.append(crime["category"])
+        if crime["category"] not in wholly:
+            where += " AND NOT list_contains(?, offense)"
+            params.append(sorted(sensitive))
+    else:
+        where += " AND NOT list_contains(?, offense)"
+        params.append(sorted(sensitive))
+    column = "h3" if unit.startswith("h3:") else "street_id" if unit == "street" else unit
+    rows = duckdb.sql(
+        f"SELECT {column} AS u, count(*) FROM read_parquet(?) WHERE {where} GROUP BY ALL",
+        params=[files, *params],
+    ).fetchall()
+    counts: dict[str | None, int] = {}
+    for u, n in rows:
+        key = u
+        if unit.startswith("h3:"):
+            key = h3.cell_to_parent(h3.int_to_str(u), int(unit[3:]))  # h3-py as the oracle
+        counts[key] = counts.get(key, 0) + n
+    return counts, sum(counts.values())
 
 
 @settings(
@@ -92,81 +153,64 @@ OFFENSES = [None, COMMON, RARE, SENSITIVE, FAMILY]
 )
 @given(
     unit=st.sampled_from(UNITS),
-    start=st.sampled_from(DATES),
-    end=st.sampled_from(DATES),
-    offense=st.sampled_from(OFFENSES),
-    hours=st.sampled_from([None, (22, 6), (8, 12)]),
-    weekday=st.sampled_from([None, 5]),
+    period=st.sampled_from(PERIODS),
+    crime=st.sampled_from(CRIMES),
+    place=st.sampled_from(
+        [None, ("bbox", "-99.20,19.38,-99.12,19.45"), ("within", "colonia:15-017")]
+    ),  # fmt: skip
 )
 def test_public_aggregates_never_leak(
     public: TestClient,
     sample_store: Store,
     unit: str,
-    start: str | None,
-    end: str | None,
-    offense: str | None,
-    hours: tuple[int, int] | None,
-    weekday: int | None,
+    period: tuple[str, str],
+    crime: dict[str, str],
+    place: tuple[str, str] | None,
 ) -> None:
-    params: dict[str, Any] = {"unit": unit}
-    for name, value in (("start", start), ("end", end), ("offense", offense), ("weekday", weekday)):
-        if value is not None:
-            params[name] = value
-    if hours:
-        params["hour_from"], params["hour_to"] = hours
+    params: dict[str, Any] = {"unit": unit, "start": period[0], "end": period[1], **crime}
+    if place:
+        params[place[0]] = place[1]
     response = public.get("/v1/aggregate", params=params)
-    if response.status_code == 400:
-        return  # e.g. end before start: nothing published
     assert response.status_code == 200, response.text
     body = response.json()
     privacy = body["privacy"]
     k = privacy["k"]
-    # No coordinates or ids; no count in (0, k); no rate beside a hidden count.
+    # No coordinates or ids; no count in (0, k).
     keys = {key for key, _ in walk(body)}
     assert not keys & {"lat", "lon", "latitude", "longitude", "incident_id", "coordinates"}
     for row in body["rows"]:
         assert row["count"] >= k
     for figure in (body["total"], body["unassigned"]):
-        assert figure is None or figure >= k
-    # Sensitive offenses: only on coarse units, over whole months, with the higher k.
-    flt = effective(body["filters"])
-    fine_time = bool(hours or weekday) or any(
-        d is not None and not d.endswith("-01") for d in (start, end)
-    )
-    coarse = unit in ("colonia", "h3:5", "h3:7")
-    selects_sensitive = offense in (None, SENSITIVE, FAMILY)  # the taxonomy's flags
-    assert flt.include_sensitive == (selects_sensitive and coarse and not fine_time)
-    assert privacy["sensitive_excluded"] == (selects_sensitive and not flt.include_sensitive)
-    # The higher threshold exactly where sensitive offenses are counted.
-    assert k == (10 if flt.include_sensitive else 5)
-    # Withheld values cannot be recovered: checked against the true counts.
-    manifest = sample_store.require_manifest()
-    parsed = Unit.parse(unit, manifest)
-    truth = aggregate(sample_store, manifest, parsed, flt)
-    true_counts = dict(zip(truth.table.column("unit_id").to_pylist(),
-                           truth.table.column("count").to_pylist(), strict=True))  # fmt: skip
+        assert figure is None or figure == 0 and unit.startswith("h3") or figure >= k
+    # Sensitive offenses: only on coarse units, with the higher k; never inside "all".
+    sensitive, wholly = sensitive_taxonomy()
+    names_sensitive = crime.get("offense") in sensitive or crime.get("category") in wholly
+    assert k == (10 if names_sensitive else 5)
+    if names_sensitive and unit not in COARSE:
+        assert privacy["sensitive_excluded"] and not body["rows"]
+    if not crime or crime.get("category") == "otros_vida_integridad":
+        assert privacy["sensitive_excluded"] and not body["filters"]["include_sensitive"]
+    # Every published count is the true count of its whole unit; withheld ones stay unknown.
+    counts, total = truth(sample_store, unit, *period, crime)
     shown = {r["unit_id"]: r["count"] for r in body["rows"]}
-    assert all(true_counts[u] == c for u, c in shown.items())
-    withheld = [c for u, c in true_counts.items() if u not in shown]
-    if body["unassigned"] is None:
-        withheld.append(truth.unassigned)
-    if parsed.kind == "h3":
-        assert parsed.res is not None
-        for res in range(5, parsed.res):
-            children: dict[str, list[str]] = {}
-            for cell in true_counts:
-                children.setdefault(h3.cell_to_parent(cell, res), []).append(cell)
-            for parent, cells in children.items():
-                if sum(true_counts[c] for c in cells) < k:
-                    continue  # the parent is withheld wherever it is asked for
-                hidden = [true_counts[c] for c in cells if c not in shown]
-                size = h3.cell_to_children_size(parent, parsed.res)
-                assert not pinned(hidden, size - len(cells), k), (parent, hidden)
-    else:
-        layer = manifest.street_layer if parsed.kind == "street" else parsed.layer
-        assert layer is not None
-        features = manifest.layers[layer].features
-        assert not pinned(withheld, features - len(true_counts), k)
+    if not (names_sensitive and unit not in COARSE):
+        assert all(counts.get(u) == c for u, c in shown.items())
+        assert body["total"] in (None, total)
+    if place is None and shown and not unit.startswith("h3"):
+        manifest = sample_store.require_manifest()
+        layer = manifest.street_layer if unit == "street" else unit
+        withheld = [c for u, c in counts.items() if u not in shown and u is not None]
+        if body["unassigned"] is None:
+            withheld.append(counts.get(None, 0))
+        units = manifest.layers[str(layer)].features
+        assert not pinned(withheld, units - len([u for u in counts if u is not None]), k)
+    if place is not None:
+        # A place picks whole units: the same counts as without it, fewer rows.
+        whole = public.get("/v1/aggregate", params={p: v for p, v in params.items()
+                                                    if p != place[0]}).json()  # fmt: skip
+        everywhere = {r["unit_id"]: r["count"] for r in whole["rows"]}
+        assert all(everywhere[u] == c for u, c in shown.items())
+        assert body["total"] == whole["total"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -190,35 +234,74 @@ def test_suppression_rule(values: list[int], k: int, cuts: list[int], unlisted: 
         assert not pinned(withheld, group.unlisted, k) or not shown
 
 
-def test_sensitive_offenses_need_coarse_units_and_months(public: TestClient) -> None:
+def test_sensitive_offenses_only_on_coarse_units(public: TestClient) -> None:
     year = {"start": "2023-01-01", "end": "2024-01-01", "offense": SENSITIVE}
     coarse = public.get("/v1/aggregate", params={"unit": "h3:5", **year}).json()
     assert coarse["privacy"]["k"] == 10 and not coarse["privacy"]["sensitive_excluded"]
     assert coarse["rows"] and coarse["filters"]["include_sensitive"]
-    for fine in ({"unit": "street", **year}, {"unit": "h3:9", **year},
-                 {"unit": "colonia", **year, "hour_from": 22, "hour_to": 6},
-                 {"unit": "colonia", **year, "start": "2023-01-02"}):  # fmt: skip
+    for fine in (
+        {"unit": "street", **year},
+        {"unit": "h3:9", **year},
+        {"unit": "cuadrante", **year},
+    ):
         body = public.get("/v1/aggregate", params=fine).json()
-        assert body["privacy"]["sensitive_excluded"] and not body["filters"]["include_sensitive"]
-        assert body["total"] is None and not body["rows"]  # only abuse: nothing else counted
-    days = public.get("/v1/timeseries", params={"interval": "day", **year}).json()
-    assert days["privacy"]["sensitive_excluded"] and not days["filters"]["include_sensitive"]
-    months = public.get("/v1/timeseries", params={"interval": "month", **year}).json()
+        assert body["privacy"]["sensitive_excluded"] and not body["rows"]
+    # The whole area is coarse: its monthly series of the offense is published.
+    months = public.get("/v1/timeseries", params=year).json()
     assert not months["privacy"]["sensitive_excluded"]
     assert all(r["count"] is None or r["count"] >= 10 for r in months["rows"])
 
 
-def test_public_series_and_comparisons_hide_small_counts(public: TestClient) -> None:
-    for interval in ("day", "week", "month"):
-        body = public.get("/v1/timeseries", params={"interval": interval, "offense": RARE}).json()
-        k = body["privacy"]["k"]
-        assert all(r["count"] is None or r["count"] >= k for r in body["rows"])
-        assert body["privacy"]["withheld"] == any(r["count"] is None for r in body["rows"])
+def test_outside_the_release_is_refused(public: TestClient) -> None:
+    """Ad hoc windows, hours, weekdays and offense sets would make new, unprotected cells."""
+    cases = [
+        ("/v1/aggregate", {"unit": "colonia", "start": "2023-01-01", "end": "2023-12-01"}, "end"),
+        ("/v1/aggregate", {"unit": "colonia", "start": "2023-02-01", "end": "2023-05-01"}, "end"),
+        ("/v1/aggregate", {"unit": "colonia", "start": "2023-01-01"}, "end"),
+        ("/v1/aggregate", {"unit": "colonia", "hour_from": 22, "hour_to": 6}, "hour_from"),
+        ("/v1/aggregate", {"unit": "colonia", "weekday": 5}, "weekday"),
+        ("/v1/aggregate", {"unit": "colonia", "offense": [COMMON, RARE]}, "offense"),
+        ("/v1/aggregate", {"unit": "colonia", "category": ["robo_transeunte", "robo_negocio"]},
+         "category"),
+        ("/v1/aggregate", {"unit": "h3:10"}, "unit"),
+        ("/v1/timeseries", {"interval": "day"}, "interval"),
+        ("/v1/timeseries", {"start": "2023-01-15"}, "start"),
+        ("/v1/compare", {"unit": "colonia", "a_start": "2023-01-01", "a_end": "2023-06-15",
+                         "b_start": "2024-01-01", "b_end": "2024-07-01"}, "a_end"),
+        ("/v1/tiles/hex/12/919/1833.mvt", {"start": "2023-01-01", "end": "2023-03-01"}, "end"),
+    ]  # fmt: skip
+    for path, params, parameter in cases:
+        response = public.get(path, params=params)
+        assert response.status_code == 400, (path, params, response.text)
+        assert response.json()["parameter"] == parameter, response.json()
+
+
+def test_every_route_publishes_the_same_cells(public: TestClient) -> None:
+    """A month in a series, a quarter in a comparison, a cell in a tile: one table."""
+    offense = {"offense": COMMON}
+    series = public.get("/v1/timeseries", params={"unit": "colonia", "id": "15-017",
+                        "start": "2023-01-01", "end": "2024-01-01", **offense}).json()  # fmt: skip
+    assert len(series["rows"]) == 12
+    for row in series["rows"]:
+        start = date.fromisoformat(row["period"])
+        end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+        month = public.get("/v1/aggregate", params={"unit": "colonia", "start": row["period"],
+                           "end": end.isoformat(), **offense}).json()  # fmt: skip
+        shown = {r["unit_id"]: r["count"] for r in month["rows"]}
+        assert shown.get("15-017") == row["count"]
     params = {"unit": "cuadrante", "a_start": "2022-01-01", "a_end": "2023-01-01",
-              "b_start": "2023-01-01", "b_end": "2024-01-01"}  # fmt: skip
+              "b_start": "2023-07-01", "b_end": "2023-10-01"}  # fmt: skip
     body = public.get("/v1/compare", params=params).json()
     assert body["rows"] and body["privacy"]["withheld"]
-    assert all(r["count_a"] >= 5 and r["count_b"] >= 5 for r in body["rows"])
+    a = public.get("/v1/aggregate", params={"unit": "cuadrante", "start": "2022-01-01",
+                                            "end": "2023-01-01"}).json()  # fmt: skip
+    b = public.get("/v1/aggregate", params={"unit": "cuadrante", "start": "2023-07-01",
+                                            "end": "2023-10-01"}).json()  # fmt: skip
+    in_a = {r["unit_id"]: r["count"] for r in a["rows"]}
+    in_b = {r["unit_id"]: r["count"] for r in b["rows"]}
+    assert {r["unit_id"] for r in body["rows"]} == in_a.keys() & in_b.keys()
+    for r in body["rows"]:
+        assert (r["count_a"], r["count_b"]) == (in_a[r["unit_id"]], in_b[r["unit_id"]])
 
 
 def test_publication_delay(sample_store: Store) -> None:
@@ -228,19 +311,26 @@ def test_publication_delay(sample_store: Store) -> None:
     app = create_app(ServerSettings(store=sample_store.root, privacy_delay_days=delay))
     with TestClient(app) as client:
         body = client.get("/v1/aggregate", params={"unit": "colonia", "offense": COMMON}).json()
-        assert body["filters"]["end"] == body["privacy"]["published_until"] == "2024-06-01"
-        series = client.get("/v1/timeseries", params={"interval": "day", "offense": COMMON})
-        assert series.json()["rows"][-1]["period"] == "2024-05-31"
-        late = client.get("/v1/aggregate", params={"unit": "colonia", "start": "2024-06-01"})
-        assert late.status_code == 400 and late.json()["parameter"] == "start"
+        # The default is the last whole year that is published.
+        assert body["filters"]["end"] == "2024-01-01"
+        assert body["privacy"]["published_until"] == "2024-06-01"
+        late = client.get("/v1/aggregate", params={"unit": "colonia", "start": "2024-06-01",
+                                                   "end": "2024-07-01"})  # fmt: skip
+        assert late.status_code == 400 and late.json()["parameter"] == "end"
+        spring = client.get("/v1/aggregate", params={"unit": "colonia", "start": "2024-04-01",
+                                                     "end": "2024-07-01"})  # fmt: skip
+        assert spring.status_code == 400
+        quarter = client.get("/v1/aggregate", params={"unit": "colonia", "start": "2024-01-01",
+                                                      "end": "2024-04-01"})  # fmt: skip
+        assert quarter.status_code == 200
         compare = client.get("/v1/compare", params={"unit": "colonia", "a_start": "2023-01-01",
-                             "a_end": "2023-07-01", "b_start": "2024-01-01", "b_end": "2024-07-01"})  # fmt: skip
-        assert compare.status_code == 400 and compare.json()["parameter"] == "b_end"
+                             "a_end": "2024-01-01", "b_start": "2024-01-01", "b_end": "2025-01-01"})  # fmt: skip
+        assert compare.status_code == 400 and compare.json()["parameter"] == "end"
         meta = client.get("/v1/meta").json()
         assert meta["date_max"] <= "2024-05-31"
-        sensitive = client.get("/v1/timeseries", params={"interval": "month",
-                                                         "offense": SENSITIVE}).json()  # fmt: skip
-        assert sensitive["rows"][-1]["period"] == "2024-05-01"  # whole months only
+        series = client.get("/v1/timeseries", params={"start": "2024-01-01",
+                                                      "offense": SENSITIVE}).json()  # fmt: skip
+        assert series["rows"][-1]["period"] == "2024-05-01"  # whole months only
 
 
 PRINCIPALS = ["public", "analyst", "analyst-fgj", "analyst-ssp", "admin", "revoked", "garbage"]

@@ -1,0 +1,239 @@
+"""What a request may see: exact counts for a key, cells of the public release otherwise.
+
+Routes and tiles ask here, so /v1/aggregate, /v1/timeseries, /v1/compare and the tiles
+publish the same numbers for the same question (docs/privacy.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import shapely
+
+from api import release
+from api.privacy import PublicRules
+from api.release import Period
+from geo.cells import cells_to_latlng, hex_to_cells
+from store.aggregate import Unit, aggregate, unit_attributes
+from store.filters import FilterError, Filters
+from store.snapshots import Manifest
+
+
+@dataclass(frozen=True)
+class PublicView:
+    """How a public request is answered: one period and one offense set of the release."""
+
+    period: Period
+    node: int  # -1: an offense or category the snapshot does not hold
+    k: int
+    sensitive_excluded: bool
+    published_until: date  # the first day not published
+    filters: Filters  # what the figures count (echoed in responses)
+
+    def describe(self, withheld: bool) -> dict[str, Any]:
+        """The ``privacy`` block of a public response."""
+        return {
+            "k": self.k,
+            "withheld": withheld,
+            "sensitive_excluded": self.sensitive_excluded,
+            "published_until": self.published_until.isoformat(),
+        }
+
+
+def today() -> date:
+    """Today (UTC), the reference of the publication delay."""
+    return datetime.now(UTC).date()
+
+
+def check_public_filters(flt: Filters) -> None:
+    """Hours and weekdays are not published: FilterError naming the parameter."""
+    if flt.hour_from is not None:
+        raise FilterError("hour_from", flt.hour_from,
+                          "public figures are not split by hour; an API key opens hour windows")  # fmt: skip
+    if flt.weekdays:
+        raise FilterError("weekday", list(flt.weekdays),
+                          "public figures are not split by weekday; an API key opens weekdays")  # fmt: skip
+
+
+def public_view(
+    store: Any,
+    manifest: Manifest,
+    rules: PublicRules,
+    flt: Filters,
+    unit: Unit | None,
+    period: Period | None = None,
+) -> PublicView:
+    """The release cells a public request reads; FilterError for what is not published.
+
+    The period is ``period``, else ``[start, end)`` which must be one calendar year,
+    quarter or month, else the snapshot's last whole year.
+    """
+    flt.check(manifest.boundary_layers)
+    check_public_filters(flt)
+    if unit is not None and unit.kind == "h3" and (unit.res or 0) > rules.finest_h3:
+        raise FilterError("unit", f"h3:{unit.res}",
+                          f"public H3 cells go down to h3:{rules.finest_h3}; an API key opens finer ones")  # fmt: skip
+    if period is None:
+        if (flt.start is None) != (flt.end is None):
+            missing = "end" if flt.end is None else "start"
+            raise FilterError(missing, None, "public figures need both start and end (or neither)")
+    until = release.cutoff(rules, today())
+    if period is None:
+        if flt.start is not None and flt.end is not None:
+            period = Period.parse(flt.start, flt.end)
+        else:
+            period = release.default_period(manifest, until)
+    if period.end > until:
+        raise FilterError("end", period.end.isoformat(),
+                          f"public figures end before {until.isoformat()} ({rules.delay_days}-day "
+                          "delay, whole months)")  # fmt: skip
+    tree = release.forest(store, manifest)
+    node, excluded = tree.node(flt)
+    sensitive = node >= 0 and bool(tree.sensitive[node])
+    if sensitive and not _coarse(rules, unit):
+        excluded = True
+    shown = replace(flt, start=period.start, end=period.end, include_sensitive=sensitive)
+    return PublicView(period, node, rules.k_sensitive if sensitive else rules.k, excluded,
+                      until, shown)  # fmt: skip
+
+
+def _coarse(rules: PublicRules, unit: Unit | None) -> bool:
+    if unit is None:
+        return True
+    if unit.kind == "h3":
+        return (unit.res or 0) <= rules.coarse_h3
+    return unit.kind == "layer" and unit.layer in rules.coarse_layers
+
+
+@dataclass(frozen=True)
+class Published:
+    """Counts per unit as a role may see them: the withheld units left out."""
+
+    table: pa.Table  # unit_id, count
+    total: int | None  # None when withheld
+    unassigned: int | None
+    withheld: bool
+
+
+def published_counts(
+    store: Any,
+    manifest: Manifest,
+    unit: Unit,
+    flt: Filters,
+    pub: PublicView | None,
+    rules: PublicRules,
+    cursor: duckdb.DuckDBPyConnection,
+) -> Published:
+    """What /v1/aggregate shows of the counts per unit.
+
+    All of them to a key; to the public, the release's published cells of the unit's
+    family (tiles publish exactly these).
+    """
+    if pub is None:
+        counts = aggregate(store, manifest, unit, flt, cursor)
+        return Published(counts.table, counts.total, counts.unassigned, False)
+    ids, values, withheld = _cells(store, manifest, unit, pub, rules, cursor)
+    outside = _outside(store, manifest, unit, pub, rules, cursor)
+    table = pa.table({"unit_id": pa.array(ids, pa.string()), "count": pa.array(values, pa.int64())})
+    if pub.filters.bbox is not None or pub.filters.within is not None:
+        table = table.filter(
+            pa.array(_selected(store, manifest, unit, ids, pub.filters), pa.bool_())
+        )
+    order = np.lexsort((np.arange(table.num_rows), -table.column("count").to_numpy()))
+    return Published(table.take(pa.array(order)), total(store, manifest, pub, rules, cursor),
+                     outside, withheld)  # fmt: skip
+
+
+def _cells(
+    store: Any, manifest: Manifest, unit: Unit, pub: PublicView, rules: PublicRules, cursor: Any
+) -> tuple[list[str], Any, bool]:
+    if pub.node < 0:
+        return [], np.zeros(0, np.int64), True
+    blk = release.block(store, manifest, release.family(unit), pub.period.year, rules, cursor)
+    ids, values, withheld, _ = blk.shown(
+        pub.period.code, pub.node, (unit.res or 0) if unit.kind == "h3" else 0
+    )
+    return ids, values, withheld
+
+
+def _outside(
+    store: Any, manifest: Manifest, unit: Unit, pub: PublicView, rules: PublicRules, cursor: Any
+) -> int | None:
+    if unit.kind == "h3":
+        return 0  # every record has a cell
+    if pub.node < 0:
+        return None
+    blk = release.block(store, manifest, release.family(unit), pub.period.year, rules, cursor)
+    return blk.value_of(None, pub.period.code, pub.node)
+
+
+def total(
+    store: Any, manifest: Manifest, pub: PublicView, rules: PublicRules, cursor: Any
+) -> int | None:
+    """The whole area's published count of the view's period and offense set."""
+    if pub.node < 0:
+        return None
+    blk = release.block(store, manifest, release.TOTAL, pub.period.year, rules, cursor)
+    return blk.value_of("", pub.period.code, pub.node)
+
+
+def series(
+    store: Any,
+    manifest: Manifest,
+    pub: PublicView,
+    rules: PublicRules,
+    unit: Unit | None,
+    unit_id: str | None,
+    months: list[date],
+    cursor: Any,
+) -> list[int | None]:
+    """Published monthly counts of one unit (or the whole area); None where withheld."""
+    if pub.node < 0:
+        return [None] * len(months)
+    fam = release.family(unit) if unit_id is not None else release.TOTAL
+    res = unit.res if unit is not None and unit.kind == "h3" and unit_id is not None else 0
+    out: list[int | None] = []
+    for month in months:
+        blk = release.block(store, manifest, fam, month.year, rules, cursor)
+        key = unit_id if fam != release.TOTAL else ""
+        out.append(blk.value_of(key, Period.month(month).code, pub.node, res or 0))
+    return out
+
+
+def _selected(
+    store: Any, manifest: Manifest, unit: Unit, ids: list[str], flt: Filters
+) -> list[bool]:
+    """Units whose representative point lies in the bbox and the ``within`` polygon.
+
+    Public figures are whole units: a bbox or a polygon picks units, never points (a
+    sliver of a unit would be a count of its own, unprotected).
+    """
+    if not ids:
+        return []
+    if unit.kind == "h3":
+        lat, lon = cells_to_latlng(hex_to_cells(ids))
+        points = shapely.points(lon, lat)
+    else:
+        attrs = unit_attributes(store, manifest, unit, geometry=True)
+        by_id = dict(zip(attrs.column("unit_id").to_pylist(), attrs.column("geometry").to_pylist(),
+                         strict=True))  # fmt: skip
+        shapes = shapely.from_wkb([by_id[i] for i in ids])
+        points = shapely.point_on_surface(shapes)
+    keep = np.ones(len(ids), dtype=bool)
+    if flt.bbox is not None:
+        b = flt.bbox
+        keep &= shapely.intersects(points, shapely.box(b.minlon, b.minlat, b.maxlon, b.maxlat))
+    if flt.within is not None:
+        layer, ident = flt.within
+        attrs = unit_attributes(store, manifest, Unit("layer", layer=layer), geometry=True)
+        found = [g for i, g in zip(attrs.column("unit_id").to_pylist(),
+                                   attrs.column("geometry").to_pylist(), strict=True) if i == ident]  # fmt: skip
+        if not found:
+            return [False] * len(ids)
+        keep &= shapely.intersects(points, shapely.from_wkb(found[0]))
+    return keep.tolist()

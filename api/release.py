@@ -1,0 +1,550 @@
+"""The public release: a fixed table of published counts per unit family and year (SPEC §6).
+
+Public figures are cells of one lattice, never the answer to an ad hoc query:
+
+- **periods**: a calendar year, its quarters and its months;
+- **crime**: a forest of offense sets — ``*`` (every non-sensitive offense) over the
+  categories' non-sensitive parts over non-sensitive offenses; each wholly sensitive
+  category over its offenses; the sensitive offenses of mixed categories on their own;
+- **units**: every unit of a family (a boundary layer, the streets, H3 cells of every
+  public resolution, or the whole area) and the count outside every unit.
+
+Which cells are withheld is decided once per (snapshot, family, year) over every relation
+of the lattice — a family's units and the outside count sum to the whole area; H3 children
+to their parent; months to their quarter and quarters to their year; offenses to their
+category and categories to ``*`` — treating every such sum as known. A request only picks
+cells out of the table, so no two public responses, however filtered, differ by anything
+but published cells: withheld counts stay unrecoverable across queries, not just within one.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from functools import lru_cache
+from typing import Any
+
+import duckdb
+import h3
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+from cachetools import LRUCache
+
+from api.privacy import PublicRules, suppress_members
+from store.aggregate import H3_MIN, Unit
+from store.cubes import h3_parent
+from store.filters import FilterError, Filters, quote
+from store.snapshots import Manifest
+
+TOTAL = "total"  # the family of the whole area: one unit
+ALL = "*"
+YEAR, QUARTERS, MONTHS = 0, 1, 5  # period codes: 0 the year, 1..4 quarters, 5..16 months
+N_PERIODS = 17
+_UNBOUNDED = 1_000_000  # unlisted members of a group with no fixed size (H3 cells)
+
+Ints = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Period:
+    """A published period: a calendar year, quarter or month."""
+
+    year: int
+    code: int
+
+    @property
+    def start(self) -> date:
+        """First day."""
+        if self.code == YEAR:
+            return date(self.year, 1, 1)
+        if self.code < MONTHS:
+            return date(self.year, 3 * (self.code - QUARTERS) + 1, 1)
+        return date(self.year, self.code - MONTHS + 1, 1)
+
+    @property
+    def end(self) -> date:
+        """The day after the last one."""
+        months = 12 if self.code == YEAR else 3 if self.code < MONTHS else 1
+        return _add_months(self.start, months)
+
+    @classmethod
+    def month(cls, day: date) -> Period:
+        """The month of a day."""
+        return cls(day.year, MONTHS + day.month - 1)
+
+    @classmethod
+    def parse(cls, start: date, end: date) -> Period:
+        """The period ``[start, end)`` names; FilterError unless it is exactly one."""
+        if start.day == 1:
+            if start.month == 1 and end == date(start.year + 1, 1, 1):
+                return cls(start.year, YEAR)
+            if start.month % 3 == 1 and end == _add_months(start, 3):
+                return cls(start.year, QUARTERS + (start.month - 1) // 3)
+            if end == _add_months(start, 1):
+                return cls.month(start)
+        raise FilterError(
+            "end",
+            end.isoformat(),
+            f"public figures cover one calendar year, quarter or month (start {start} "
+            "on its first day, end the day after its last); an API key opens any window",
+        )
+
+
+def _add_months(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+@dataclass(frozen=True)
+class Forest:
+    """The offense sets of the public lattice, by node: ``*``, ``c:<category>``, ``o:<offense>``."""
+
+    names: tuple[str, ...]
+    parent: Ints  # -1 for a root
+    sensitive: npt.NDArray[np.bool_]
+    children: Ints
+    index: dict[str, int]
+    mixed: frozenset[str]  # categories with sensitive and other offenses
+    category_of: dict[str, str]
+
+    def node(self, flt: Filters) -> tuple[int, bool]:
+        """The node a public request's offense filters name (-1: none).
+
+        Also whether that leaves sensitive offenses out; FilterError for more than one
+        value of either.
+        """
+        for name, values in (("offense", flt.offenses), ("category", flt.categories)):
+            if len(values) > 1:
+                raise FilterError(
+                    name,
+                    ", ".join(values),
+                    f"public figures are per one {name}; an API key opens any set",
+                )
+        if flt.offenses:
+            offense = flt.offenses[0]
+            if flt.categories and self.category_of.get(offense) != flt.categories[0]:
+                return -1, False
+            return self.index.get("o:" + offense, -1), False
+        if flt.categories:
+            category = flt.categories[0]
+            return self.index.get("c:" + category, -1), category in self.mixed
+        return self.index[ALL], bool(self.sensitive.any())
+
+
+def _forest(triples: list[tuple[str, str, bool]]) -> Forest:
+    """The node forest of a snapshot's (offense, category, sensitive) triples."""
+    sensitive_offense: dict[str, bool] = {}
+    category_of: dict[str, str] = {}
+    for offense, category, flag in sorted(triples):
+        sensitive_offense[offense] = sensitive_offense.get(offense, False) or flag
+        category_of.setdefault(offense, category)
+    cats: dict[str, set[bool]] = {}
+    for offense, category in category_of.items():
+        cats.setdefault(category, set()).add(sensitive_offense[offense])
+    names = [ALL]
+    parent = [-1]
+    flags = [False]
+    for category in sorted(cats):
+        names.append("c:" + category)
+        wholly = cats[category] == {True}
+        parent.append(-1 if wholly else 0)
+        flags.append(wholly)
+    index = {n: i for i, n in enumerate(names)}
+    for offense in sorted(category_of):
+        category = category_of[offense]
+        flag = sensitive_offense[offense]
+        mixed_part = flag and cats[category] != {True}
+        names.append("o:" + offense)
+        parent.append(-1 if mixed_part else index["c:" + category])
+        flags.append(flag)
+    index = {n: i for i, n in enumerate(names)}
+    parents = np.array(parent, dtype=np.int64)
+    children = np.bincount(parents[parents >= 0], minlength=len(names)).astype(np.int64)
+    mixed = frozenset(c for c, f in cats.items() if len(f) == 2)
+    return Forest(tuple(names), parents, np.array(flags, dtype=bool), children, index, mixed,
+                  category_of)  # fmt: skip
+
+
+@lru_cache(maxsize=8)
+def _snapshot_forest(files: tuple[str, ...]) -> Forest:
+    if not files:
+        return _forest([])
+    con = duckdb.connect()
+    try:
+        rows = con.execute(
+            "SELECT DISTINCT offense, category, coalesce(sensitive, false) FROM read_parquet(?)",
+            [list(files)],
+        ).fetchall()
+    finally:
+        con.close()
+    return _forest([(str(o), str(c), bool(s)) for o, c, s in rows])
+
+
+def forest(store: Any, manifest: Manifest) -> Forest:
+    """The offense forest of a snapshot (read once per snapshot)."""
+    return _snapshot_forest(tuple(str(p) for p in store.data_files(manifest)))
+
+
+def family(unit: Unit | None) -> str:
+    """The family a unit's cells belong to (None: the whole area)."""
+    if unit is None:
+        return TOTAL
+    if unit.kind == "h3":
+        return "h3"
+    assert unit.layer is not None
+    return "street" if unit.kind == "street" else unit.layer
+
+
+@dataclass(frozen=True)
+class Block:
+    """The published table of one family and year: every cell and whether it is withheld.
+
+    Cells are sorted by (period, node, resolution, unit); ``slices`` maps each such
+    (period, node, resolution) to its range.
+    """
+
+    ids: list[str | None]  # by unit code; None for the count outside every unit
+    res: Ints  # by unit code: the H3 resolution, 0 for other units
+    unit: Ints
+    period: Ints
+    node: Ints
+    value: Ints
+    hidden: npt.NDArray[np.bool_]
+    units: int | None  # units of the family (None: unbounded)
+    slices: dict[tuple[int, int, int], tuple[int, int]]
+    # Derived in __post_init__: ids as an array, each id's code, the outside's code (-1).
+    names: npt.NDArray[np.object_] = field(init=False, repr=False)
+    codes: dict[str, int] = field(init=False, repr=False)
+    outside: int = field(init=False)
+
+    def cells(self, period: int, node: int, res: int = 0) -> range:
+        """Positions of the cells of one period, node and resolution."""
+        lo, hi = self.slices.get((period, node, res), (0, 0))
+        return range(lo, hi)
+
+    def shown(
+        self, period: int, node: int, res: int = 0
+    ) -> tuple[list[str], Ints, bool, int | None]:
+        """Published unit ids and counts, whether anything was withheld, and the outside count."""
+        span = self.cells(period, node, res)
+        unit = self.unit[span.start : span.stop]
+        value = self.value[span.start : span.stop]
+        hidden = self.hidden[span.start : span.stop]
+        inside = unit != self.outside
+        keep = inside & ~hidden
+        outside: int | None = None
+        at = np.flatnonzero(~inside)
+        if at.size and not hidden[at[0]]:
+            outside = int(value[at[0]])
+        listed = int(inside.sum())
+        withheld = bool(hidden.any()) or self.units is None or listed < self.units
+        return self.names[unit[keep]].tolist(), value[keep], withheld, outside
+
+    def value_of(self, unit_id: str | None, period: int, node: int, res: int = 0) -> int | None:
+        """The published count of one cell (None: withheld, or zero)."""
+        span = self.cells(period, node, res)
+        code = self.outside if unit_id is None else self.codes.get(unit_id, -2)
+        at = np.flatnonzero(self.unit[span.start : span.stop] == code)
+        if at.size == 0 or self.hidden[span.start + at[0]]:
+            return None
+        return int(self.value[span.start + at[0]])
+
+    def __post_init__(self) -> None:
+        names = np.empty(len(self.ids), dtype=object)
+        names[:] = self.ids
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "codes", {u: i for i, u in enumerate(self.ids) if u is not None})
+        object.__setattr__(self, "outside", self.ids.index(None) if None in self.ids else -1)
+
+
+def _atoms_sql(fam: str, finest_h3: int) -> str:
+    if fam == TOTAL:
+        return "''"
+    if fam == "h3":
+        unused = (1 << (3 * (15 - finest_h3))) - 1
+        return f"(h3 & ~(15::UBIGINT << 52)) | ({finest_h3}::UBIGINT << 52) | {unused}::UBIGINT"
+    if fam == "street":
+        return "street_id"
+    return quote(fam)
+
+
+def build_block(
+    store: Any,
+    manifest: Manifest,
+    fam: str,
+    year: int,
+    rules: PublicRules,
+    con: duckdb.DuckDBPyConnection,
+) -> Block:
+    """Count, expand and suppress the cells of one family and year (see the module doc)."""
+    tree = forest(store, manifest)
+    files = [
+        str(store.root / f.path)
+        for f in store.files_between(manifest, date(year, 1, 1), date(year + 1, 1, 1))
+    ]
+    if files:
+        atoms = con.sql(
+            f"SELECT {_atoms_sql(fam, rules.finest_h3)} AS unit, month(local_date)::BIGINT AS m, "
+            "'o:' || offense AS o, count(*) AS n FROM read_parquet(?) "
+            "WHERE local_date >= ? AND local_date < ? GROUP BY ALL",
+            params=[files, date(year, 1, 1), date(year + 1, 1, 1)],
+        ).to_arrow_table()
+    else:
+        atoms = pa.table({"unit": pa.array([], pa.string()), "m": pa.array([], pa.int64()),
+                          "o": pa.array([], pa.string()), "n": pa.array([], pa.int64())})  # fmt: skip
+    o_names = atoms.column("o").combine_chunks().dictionary_encode()
+    lookup = np.array([tree.index[n] for n in o_names.dictionary.to_pylist()], dtype=np.int64)
+    offense = lookup[o_names.indices.to_numpy(zero_copy_only=False)] if len(atoms) else lookup[:0]
+    month = atoms.column("m").to_numpy().astype(np.int64)
+    count = atoms.column("n").to_numpy().astype(np.int64)
+    ids, res_of, unit_levels = _unit_levels(fam, atoms.column("unit"), rules)
+    coarse_unit = _coarse_units(fam, res_of, rules)
+
+    # Every atom counts in 3 periods × its node chain × its unit chain.
+    parent = np.append(tree.parent, -1)  # parent[-1] = -1
+    nodes = [offense, parent[offense], parent[parent[offense]]]
+    periods = [
+        np.full(month.size, YEAR),
+        QUARTERS + (month - 1) // 3,
+        MONTHS + month - 1,
+    ]
+    u_all, p_all, n_all, c_all = [], [], [], []
+    for units in unit_levels:
+        for per in periods:
+            for nd in nodes:
+                keep = (nd >= 0) & (units >= 0)
+                keep &= coarse_unit[np.maximum(units, 0)] | ~tree.sensitive[np.maximum(nd, 0)]
+                u_all.append(units[keep])
+                p_all.append(per[keep])
+                n_all.append(nd[keep])
+                c_all.append(count[keep])
+    n_nodes = len(tree.names)
+    u = np.concatenate(u_all) if u_all else np.zeros(0, np.int64)
+    key = (np.concatenate(p_all) * n_nodes + np.concatenate(n_all)) * (len(ids) + 1) + u
+    cells, inverse = np.unique(key, return_inverse=True)
+    value = np.bincount(inverse, weights=np.concatenate(c_all), minlength=cells.size)
+    value = np.rint(value).astype(np.int64)
+    unit = cells % (len(ids) + 1)
+    pn = cells // (len(ids) + 1)
+    node = pn % n_nodes
+    period = pn // n_nodes
+    res = res_of[unit]
+    # Sort by (period, node, resolution, unit) so that each request's cells are one range.
+    order = np.lexsort((unit, res, node, period))
+    unit, node, period, value, res = (
+        unit[order],
+        node[order],
+        period[order],
+        value[order],
+        res[order],
+    )
+    ks = np.where(tree.sensitive[node], rules.k_sensitive, rules.k)
+    size = _family_size(manifest, fam)
+    groups = _groups(unit, period, node, res, ids, size, tree, fam)
+    hidden = suppress_members(value, ks, *groups)
+    slices: dict[tuple[int, int, int], tuple[int, int]] = {}
+    if cells.size:
+        trio = np.stack([period, node, res], axis=1)
+        bounds = np.flatnonzero((trio[1:] != trio[:-1]).any(axis=1)) + 1
+        starts = np.concatenate([[0], bounds])
+        stops = np.concatenate([bounds, [cells.size]])
+        for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+            slices[(int(period[a]), int(node[a]), int(res[a]))] = (a, b)
+    return Block(ids, res_of, unit, period, node, value, hidden, size, slices)
+
+
+def _unit_levels(
+    fam: str, column: pa.ChunkedArray, rules: PublicRules
+) -> tuple[list[str | None], Ints, list[Ints]]:
+    """Unit ids by code, each code's H3 resolution, and each atom's unit code per level.
+
+    One level; for H3 the finest public resolution and its parents down to 5.
+    """
+    if fam == "h3":
+        fine = column.to_numpy().astype(np.uint64) if len(column) else np.zeros(0, np.uint64)
+        levels = [fine] + [h3_parent(fine, r) for r in range(rules.finest_h3 - 1, H3_MIN - 1, -1)]
+        distinct = np.unique(np.concatenate(levels)) if fine.size else np.zeros(0, np.uint64)
+        hexes: list[str | None] = [format(int(c), "x") for c in distinct.tolist()]
+        res_of = ((distinct >> np.uint64(52)) & np.uint64(15)).astype(np.int64)
+        codes = [np.searchsorted(distinct, lv).astype(np.int64) for lv in levels]
+        return hexes, res_of, codes
+    arr = column.combine_chunks()
+    if fam == TOTAL:
+        return [""], np.zeros(1, np.int64), [np.zeros(len(arr), np.int64)]
+    encoded = pc.dictionary_encode(arr.cast(pa.string()))
+    names: list[str | None] = [*encoded.dictionary.to_pylist(), None]
+    outside = len(names) - 1
+    codes = pc.fill_null(encoded.indices, outside).to_numpy(zero_copy_only=False)
+    return names, np.zeros(len(names), np.int64), [codes.astype(np.int64)]
+
+
+def _coarse_units(fam: str, res_of: Ints, rules: PublicRules) -> npt.NDArray[np.bool_]:
+    """Which units may show sensitive offenses."""
+    if fam == "h3":
+        return np.asarray(res_of <= rules.coarse_h3)
+    coarse = fam == TOTAL or fam in rules.coarse_layers
+    return np.full(res_of.size, coarse)
+
+
+def _family_size(manifest: Manifest, fam: str) -> int | None:
+    if fam == TOTAL:
+        return 1
+    if fam == "h3":
+        return None
+    layer = manifest.street_layer if fam == "street" else fam
+    return int(manifest.layers[layer].features) if layer in manifest.layers else None
+
+
+def _groups(
+    unit: Ints,
+    period: Ints,
+    node: Ints,
+    res: Ints,
+    ids: list[str | None],
+    units: int | None,
+    tree: Forest,
+    fam: str,
+) -> tuple[Ints, Ints, Ints]:
+    """Every relation of the table as (member group, member cell, unlisted per group)."""
+    parts: list[tuple[Ints, Ints, Ints]] = []
+    cells = np.arange(unit.size, dtype=np.int64)
+
+    def add(
+        mask: npt.NDArray[np.bool_],
+        key: Ints,
+        size: Ints | int,
+        counted: npt.NDArray[np.bool_] | None = None,
+    ) -> None:
+        if not mask.any():
+            return
+        members = cells[mask]
+        groups, inverse = np.unique(key[mask], return_inverse=True)
+        listed = np.bincount(inverse, weights=None if counted is None else counted[mask],
+                             minlength=groups.size).astype(np.int64)  # fmt: skip
+        full = (
+            size if isinstance(size, int) else size[mask][np.unique(inverse, return_index=True)[1]]
+        )
+        parts.append((inverse.astype(np.int64), members, np.maximum(full - listed, 0)))
+
+    every = np.ones(unit.size, dtype=bool)
+    if fam != TOTAL:
+        # Space: a family's units (and the outside count) sum to the whole area.
+        outside = np.array([i is None for i in ids] + [False])[unit]
+        add(every, (period * len(tree.names) + node) * 16 + res,
+            units if units is not None else _UNBOUNDED, counted=~outside)  # fmt: skip
+    if fam == "h3":
+        # H3: the children of a cell sum to it.
+        finer = res > H3_MIN
+        if finer.any():
+            hexes = np.array([int(i, 16) if i else 0 for i in ids], dtype=np.uint64)
+            cell_ids = hexes[unit]
+            parents = np.zeros(unit.size, dtype=np.uint64)
+            for r in np.unique(res[finer]).tolist():
+                at = res == r
+                parents[at] = h3_parent(cell_ids[at], r - 1)
+            distinct, pcode = np.unique(parents[finer], return_inverse=True)
+            full = np.array([6 if h3.is_pentagon(format(p, "x")) else 7 for p in distinct.tolist()])
+            code = np.zeros(unit.size, dtype=np.int64)
+            code[finer] = pcode
+            size = np.zeros(unit.size, dtype=np.int64)
+            size[finer] = full[pcode]
+            add(finer, (code * N_PERIODS + period) * len(tree.names) + node, size)
+    # Time: months sum to their quarter, quarters to their year.
+    months = period >= MONTHS
+    add(months, ((unit * len(tree.names) + node) * 4 + (period - MONTHS) // 3), 3)
+    quarters = (period >= QUARTERS) & (period < MONTHS)
+    add(quarters, unit * len(tree.names) + node, 4)
+    # Crime: offenses sum to their category, categories to *.
+    up = tree.parent[node]
+    child = up >= 0
+    add(child, (unit * N_PERIODS + period) * len(tree.names) + up, tree.children[np.maximum(up, 0)])
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    offset = 0
+    mg, mc, ul = [], [], []
+    for g, c, u in parts:
+        mg.append(g + offset)
+        mc.append(c)
+        ul.append(u)
+        offset += u.size
+    return np.concatenate(mg), np.concatenate(mc), np.concatenate(ul)
+
+
+_blocks: LRUCache[tuple[Any, ...], Block] = LRUCache(maxsize=64)
+_lock = threading.Lock()
+_building: dict[tuple[Any, ...], threading.Lock] = {}
+
+
+def block(
+    store: Any,
+    manifest: Manifest,
+    fam: str,
+    year: int,
+    rules: PublicRules,
+    con: duckdb.DuckDBPyConnection,
+) -> Block:
+    """The published table of a family and year, built once per snapshot and rules."""
+    key = (str(store.root), manifest.snapshot, fam, year, rules)
+    with _lock:
+        hit = _blocks.get(key)
+        if hit is not None:
+            return hit
+        building = _building.setdefault(key, threading.Lock())
+    # One build per key; requests for other blocks go on meanwhile.
+    with building:
+        with _lock:
+            hit = _blocks.get(key)
+        if hit is None:
+            hit = build_block(store, manifest, fam, year, rules, con)
+            with _lock:
+                _blocks[key] = hit
+                _building.pop(key, None)
+    return hit
+
+
+def warm(store: Any, rules: PublicRules, today: date) -> None:
+    """Build the default year's blocks of every family.
+
+    A server's first public answers would otherwise wait for them (seconds for H3 cells
+    over a million records).
+    """
+    manifest = store.manifest()
+    if manifest is None:
+        return
+    period = default_period(manifest, cutoff(rules, today))
+    families = [TOTAL, *manifest.boundary_layers, "h3"]
+    if manifest.street_layer:
+        families.append("street")
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        for fam in families:
+            block(store, manifest, fam, period.year, rules, con)
+    finally:
+        con.close()
+
+
+def clear() -> None:
+    """Forget every cached block (tests; a store rebuilt in place)."""
+    with _lock:
+        _blocks.clear()
+
+
+def cutoff(rules: PublicRules, today: date) -> date:
+    """The first day not published: the delay, rounded down to a whole month."""
+    last = today - timedelta(days=rules.delay_days)
+    return last.replace(day=1)
+
+
+def default_period(manifest: Manifest, until: date) -> Period:
+    """The public default: the last whole calendar year of records that is published."""
+    if manifest.files:
+        latest = date.fromisoformat(max(f.max_date for f in manifest.files))
+        year = latest.year if (latest.month, latest.day) == (12, 31) else latest.year - 1
+        earliest = date.fromisoformat(min(f.min_date for f in manifest.files)).year
+    else:
+        year = earliest = until.year - 1
+    return Period(max(min(year, until.year - 1), min(earliest, until.year - 1)), YEAR)
