@@ -107,21 +107,46 @@ def suppress_members(
         return hidden
     group_k = np.zeros(n_groups, dtype=np.int64)
     group_k[member_group[::-1]] = ks[member_cell[::-1]]  # the first member's k wins
-    member_v = v[member_cell]
-    high = member_v >= group_k[member_group]
-    while True:
-        hm = hidden[member_cell]
-        total = np.bincount(member_group, weights=np.where(hm, member_v, 0), minlength=n_groups)
-        m = np.bincount(member_group, weights=hm, minlength=n_groups) + unlisted
-        complement = np.bincount(member_group, weights=hm & high, minlength=n_groups) > 0
-        risk = (total > 0) & ((m < 2) | (~complement & (total >= m * (group_k - 1))))
-        candidate = risk[member_group] & ~hm & (member_v > 0)
+    # Members by group, and by cell: a pass looks only at the groups that changed.
+    order = np.argsort(member_group, kind="stable")
+    by_group = member_cell[order]
+    group_of = member_group[order]
+    g_ptr = np.concatenate([[0], np.cumsum(np.bincount(group_of, minlength=n_groups))])
+    by_cell = np.argsort(by_group, kind="stable")
+    c_ptr = np.concatenate([[0], np.cumsum(np.bincount(by_group, minlength=v.size))])
+    active = np.arange(n_groups)
+    while active.size:
+        lengths = g_ptr[active + 1] - g_ptr[active]
+        cells = by_group[_ranges(g_ptr[active], lengths)]
+        local = np.repeat(np.arange(active.size), lengths)
+        hm = hidden[cells]
+        mv = v[cells]
+        kk = group_k[active]
+        total = np.bincount(local, weights=np.where(hm, mv, 0), minlength=active.size)
+        m = np.bincount(local, weights=hm, minlength=active.size) + unlisted[active]
+        complement = np.bincount(local, weights=hm & (mv >= kk[local]), minlength=active.size)
+        risk = (total > 0) & ((m < 2) | ((complement == 0) & (total >= m * (kk - 1))))
+        candidate = risk[local] & ~hm & (mv > 0)
         if not candidate.any():
-            return hidden
-        g = member_group[candidate]
-        c = member_cell[candidate]
-        order = np.lexsort((c, v[c], g))
-        g, c = g[order], c[order]
+            break
+        g = local[candidate]
+        c = cells[candidate]
+        pick = np.lexsort((c, v[c], g))
+        g, c = g[pick], c[pick]
         first = np.ones(g.size, dtype=bool)
         first[1:] = g[1:] != g[:-1]
-        hidden[c[first]] = True
+        new = np.unique(c[first])
+        hidden[new] = True
+        # Only groups holding a newly withheld cell can have come to be at risk.
+        touched = by_cell[_ranges(c_ptr[new], c_ptr[new + 1] - c_ptr[new])]
+        active = np.unique(group_of[touched])
+    return hidden
+
+
+def _ranges(starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Concatenated ``range(start, start + length)`` for each pair, without a loop."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return (offsets + np.arange(total)).astype(np.int64)

@@ -208,10 +208,10 @@ class Block:
 
     ids: list[str | None]  # by unit code; None for the count outside every unit
     res: Ints  # by unit code: the H3 resolution, 0 for other units
-    unit: Ints
-    period: Ints
-    node: Ints
-    value: Ints
+    unit: npt.NDArray[np.int32]
+    period: npt.NDArray[np.int8]
+    node: npt.NDArray[np.int16]
+    value: npt.NDArray[np.int32]
     hidden: npt.NDArray[np.bool_]
     units: int | None  # units of the family (None: unbounded)
     slices: dict[tuple[int, int, int], tuple[int, int]]
@@ -227,7 +227,7 @@ class Block:
 
     def shown(
         self, period: int, node: int, res: int = 0
-    ) -> tuple[list[str], Ints, bool, int | None]:
+    ) -> tuple[list[str], npt.NDArray[np.int32], bool, int | None]:
         """Published unit ids and counts, whether anything was withheld, and the outside count."""
         span = self.cells(period, node, res)
         unit = self.unit[span.start : span.stop]
@@ -300,37 +300,12 @@ def build_block(
     offense = lookup[o_names.indices.to_numpy(zero_copy_only=False)] if len(atoms) else lookup[:0]
     month = atoms.column("m").to_numpy().astype(np.int64)
     count = atoms.column("n").to_numpy().astype(np.int64)
-    ids, res_of, unit_levels = _unit_levels(fam, atoms.column("unit"), rules)
+    ids, res_of, unit0, up_unit = _units(fam, atoms.column("unit"), rules)
     coarse_unit = _coarse_units(fam, res_of, rules)
-
-    # Every atom counts in 3 periods × its node chain × its unit chain.
-    parent = np.append(tree.parent, -1)  # parent[-1] = -1
-    nodes = [offense, parent[offense], parent[parent[offense]]]
-    periods = [
-        np.full(month.size, YEAR),
-        QUARTERS + (month - 1) // 3,
-        MONTHS + month - 1,
-    ]
-    u_all, p_all, n_all, c_all = [], [], [], []
-    for units in unit_levels:
-        for per in periods:
-            for nd in nodes:
-                keep = (nd >= 0) & (units >= 0)
-                keep &= coarse_unit[np.maximum(units, 0)] | ~tree.sensitive[np.maximum(nd, 0)]
-                u_all.append(units[keep])
-                p_all.append(per[keep])
-                n_all.append(nd[keep])
-                c_all.append(count[keep])
-    n_nodes = len(tree.names)
-    u = np.concatenate(u_all) if u_all else np.zeros(0, np.int64)
-    key = (np.concatenate(p_all) * n_nodes + np.concatenate(n_all)) * (len(ids) + 1) + u
-    cells, inverse = np.unique(key, return_inverse=True)
-    value = np.bincount(inverse, weights=np.concatenate(c_all), minlength=cells.size)
-    value = np.rint(value).astype(np.int64)
-    unit = cells % (len(ids) + 1)
-    pn = cells // (len(ids) + 1)
-    node = pn % n_nodes
-    period = pn // n_nodes
+    unit, period, node, value = _expand(unit0, MONTHS + month - 1, offense, count, up_unit, tree)
+    # Sensitive offense sets only on coarse units.
+    keep = coarse_unit[unit] | ~tree.sensitive[node]
+    unit, period, node, value = unit[keep], period[keep], node[keep], value[keep]
     res = res_of[unit]
     # Sort by (period, node, resolution, unit) so that each request's cells are one range.
     order = np.lexsort((unit, res, node, period))
@@ -343,25 +318,28 @@ def build_block(
     )
     ks = np.where(tree.sensitive[node], rules.k_sensitive, rules.k)
     size = _family_size(manifest, fam)
-    groups = _groups(unit, period, node, res, ids, size, tree, fam)
+    groups = _groups(unit, period, node, res, ids, size, tree, fam, up_unit)
     hidden = suppress_members(value, ks, *groups)
     slices: dict[tuple[int, int, int], tuple[int, int]] = {}
-    if cells.size:
+    if unit.size:
         trio = np.stack([period, node, res], axis=1)
         bounds = np.flatnonzero((trio[1:] != trio[:-1]).any(axis=1)) + 1
         starts = np.concatenate([[0], bounds])
-        stops = np.concatenate([bounds, [cells.size]])
+        stops = np.concatenate([bounds, [unit.size]])
         for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
             slices[(int(period[a]), int(node[a]), int(res[a]))] = (a, b)
-    return Block(ids, res_of, unit, period, node, value, hidden, size, slices)
+    # Compact types: a block of H3 cells over a year of Mexico City holds ~1.4 M cells.
+    return Block(ids, res_of, unit.astype(np.int32), period.astype(np.int8),
+                 node.astype(np.int16), value.astype(np.int32), hidden, size, slices)  # fmt: skip
 
 
-def _unit_levels(
+def _units(
     fam: str, column: pa.ChunkedArray, rules: PublicRules
-) -> tuple[list[str | None], Ints, list[Ints]]:
-    """Unit ids by code, each code's H3 resolution, and each atom's unit code per level.
+) -> tuple[list[str | None], Ints, Ints, Ints]:
+    """Unit ids by code, each code's H3 resolution, each atom's unit code, each code's parent.
 
-    One level; for H3 the finest public resolution and its parents down to 5.
+    H3 codes cover the finest public resolution and every parent down to 5 (parent -1 at
+    5); other families have one level (parents all -1).
     """
     if fam == "h3":
         fine = column.to_numpy().astype(np.uint64) if len(column) else np.zeros(0, np.uint64)
@@ -369,16 +347,65 @@ def _unit_levels(
         distinct = np.unique(np.concatenate(levels)) if fine.size else np.zeros(0, np.uint64)
         hexes: list[str | None] = [format(int(c), "x") for c in distinct.tolist()]
         res_of = ((distinct >> np.uint64(52)) & np.uint64(15)).astype(np.int64)
-        codes = [np.searchsorted(distinct, lv).astype(np.int64) for lv in levels]
-        return hexes, res_of, codes
+        up = np.full(distinct.size, -1, dtype=np.int64)
+        for r in range(H3_MIN + 1, rules.finest_h3 + 1):
+            at = np.flatnonzero(res_of == r)
+            up[at] = np.searchsorted(distinct, h3_parent(distinct[at], r - 1))
+        return hexes, res_of, np.searchsorted(distinct, fine).astype(np.int64), up
     arr = column.combine_chunks()
     if fam == TOTAL:
-        return [""], np.zeros(1, np.int64), [np.zeros(len(arr), np.int64)]
+        return [""], np.zeros(1, np.int64), np.zeros(len(arr), np.int64), np.full(1, -1)
     encoded = pc.dictionary_encode(arr.cast(pa.string()))
     names: list[str | None] = [*encoded.dictionary.to_pylist(), None]
     outside = len(names) - 1
     codes = pc.fill_null(encoded.indices, outside).to_numpy(zero_copy_only=False)
-    return names, np.zeros(len(names), np.int64), [codes.astype(np.int64)]
+    n = len(names)
+    return names, np.zeros(n, np.int64), codes.astype(np.int64), np.full(n, -1, np.int64)
+
+
+def _expand(
+    unit: Ints, period: Ints, node: Ints, count: Ints, up_unit: Ints, tree: Forest
+) -> tuple[Ints, Ints, Ints, Ints]:
+    """Every cell the atoms (unit, month, offense) count in, with its count.
+
+    One dimension at a time, each level summed from the one below it (offenses to
+    categories to ``*``; months to quarters to the year; H3 cells to their parents), so
+    each step sorts no more than the cells it starts from.
+    """
+    n_nodes = len(tree.names)
+    up_node = tree.parent
+    cells = [(unit, period, node, count)]
+    for _ in range(2):  # offense -> category -> *
+        u, p, n, c = cells[-1]
+        has = up_node[n] >= 0
+        cells.append(_sum(u[has], p[has], up_node[n[has]], c[has], n_nodes))
+    crime = [np.concatenate(x) for x in zip(*cells, strict=True)]
+    u, p, n, c = crime
+    quarter = _sum(u, QUARTERS + (p - MONTHS) // 3, n, c, n_nodes)
+    year = _sum(quarter[0], np.full(quarter[0].size, YEAR), quarter[2], quarter[3], n_nodes)
+    levels = [(u, p, n, c), quarter, year]
+    u, p, n, c = (np.concatenate(x) for x in zip(*levels, strict=True))
+    spaced: list[tuple[Ints, Ints, Ints, Ints]] = [(u, p, n, c)]
+    while True:
+        u, p, n, c = spaced[-1]
+        has = up_unit[u] >= 0
+        if not has.any():
+            break
+        spaced.append(_sum(up_unit[u[has]], p[has], n[has], c[has], n_nodes))
+    u, p, n, c = (np.concatenate(x) for x in zip(*spaced, strict=True))
+    return u, p, n, c
+
+
+def _sum(
+    unit: Ints, period: Ints, node: Ints, count: Ints, n_nodes: int
+) -> tuple[Ints, Ints, Ints, Ints]:
+    """Counts summed per (unit, period, node)."""
+    key = (unit * N_PERIODS + period) * n_nodes + node
+    cells, inverse = np.unique(key, return_inverse=True)
+    total = np.bincount(inverse, weights=count, minlength=cells.size)
+    node_of = cells % n_nodes
+    rest = cells // n_nodes
+    return rest // N_PERIODS, rest % N_PERIODS, node_of, np.rint(total).astype(np.int64)
 
 
 def _coarse_units(fam: str, res_of: Ints, rules: PublicRules) -> npt.NDArray[np.bool_]:
@@ -407,6 +434,7 @@ def _groups(
     units: int | None,
     tree: Forest,
     fam: str,
+    up_unit: Ints,
 ) -> tuple[Ints, Ints, Ints]:
     """Every relation of the table as (member group, member cell, unlisted per group)."""
     parts: list[tuple[Ints, Ints, Ints]] = []
@@ -437,21 +465,11 @@ def _groups(
             units if units is not None else _UNBOUNDED, counted=~outside)  # fmt: skip
     if fam == "h3":
         # H3: the children of a cell sum to it.
-        finer = res > H3_MIN
+        parent = up_unit[unit]
+        finer = parent >= 0
         if finer.any():
-            hexes = np.array([int(i, 16) if i else 0 for i in ids], dtype=np.uint64)
-            cell_ids = hexes[unit]
-            parents = np.zeros(unit.size, dtype=np.uint64)
-            for r in np.unique(res[finer]).tolist():
-                at = res == r
-                parents[at] = h3_parent(cell_ids[at], r - 1)
-            distinct, pcode = np.unique(parents[finer], return_inverse=True)
-            full = np.array([6 if h3.is_pentagon(format(p, "x")) else 7 for p in distinct.tolist()])
-            code = np.zeros(unit.size, dtype=np.int64)
-            code[finer] = pcode
-            size = np.zeros(unit.size, dtype=np.int64)
-            size[finer] = full[pcode]
-            add(finer, (code * N_PERIODS + period) * len(tree.names) + node, size)
+            full = np.array([6 if i and h3.is_pentagon(i) else 7 for i in ids], dtype=np.int64)
+            add(finer, (parent * N_PERIODS + period) * len(tree.names) + node, full[parent])
     # Time: months sum to their quarter, quarters to their year.
     months = period >= MONTHS
     add(months, ((unit * len(tree.names) + node) * 4 + (period - MONTHS) // 3), 3)
@@ -506,25 +524,42 @@ def block(
     return hit
 
 
+_warm: dict[str, str] = {}  # store root -> "warming" | "ready" | "failed"
+
+
 def warm(store: Any, rules: PublicRules, today: date) -> None:
-    """Build the default year's blocks of every family.
+    """Build every published year's blocks of every family, the default year first.
 
     A server's first public answers would otherwise wait for them (seconds for H3 cells
-    over a million records).
+    over a year of Mexico City's records). ``status`` tells how far it got.
     """
     manifest = store.manifest()
     if manifest is None:
         return
-    period = default_period(manifest, cutoff(rules, today))
+    root = str(store.root)
+    _warm[root] = "warming"
+    until = cutoff(rules, today)
+    first = default_period(manifest, until).year
+    years = sorted({f.year for f in manifest.files if date(f.year, 1, 1) < until}, reverse=True)
     families = [TOTAL, *manifest.boundary_layers, "h3"]
     if manifest.street_layer:
         families.append("street")
     con = duckdb.connect(config={"threads": 1})
     try:
-        for fam in families:
-            block(store, manifest, fam, period.year, rules, con)
+        for year in sorted(years, key=lambda y: y != first):
+            for fam in families:
+                block(store, manifest, fam, year, rules, con)
+        _warm[root] = "ready"
+    except Exception:
+        _warm[root] = "failed"
+        raise
     finally:
         con.close()
+
+
+def status(root: Any) -> str:
+    """How far the background build of a store's release got: none, warming, ready, failed."""
+    return _warm.get(str(root), "none")
 
 
 def clear() -> None:

@@ -66,6 +66,19 @@ def serve(root: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("the server did not start")
 
 
+def wait_for_release(url: str, timeout: float = 600) -> float:
+    """Wait until the server's public release is built (``/health``); seconds waited."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        state = httpx.get(f"{url}/health", timeout=5).json().get("release")
+        if state == "ready":
+            return time.perf_counter() - t0
+        if state == "failed":
+            raise SystemExit("the public release failed to build (see the server log)")
+        time.sleep(0.5)
+    raise SystemExit("the public release was not ready in time")
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile (1..99) of the values."""
     return statistics.quantiles(values, n=100)[int(q) - 1]

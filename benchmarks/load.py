@@ -23,7 +23,7 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from harness import CDMX, CUADRA, POINTS, run, serve
+from harness import CDMX, CUADRA, POINTS, run, serve, wait_for_release
 from results import replace_section
 
 HERE = Path(__file__).resolve().parent
@@ -62,6 +62,8 @@ def main() -> None:
         os.environ["CUADRA_RATE_PUBLIC"] = args.public_rate
         proc, url = serve(root)
         try:
+            # A deployment routes traffic once /health says the release is built.
+            print(f"public release built in {wait_for_release(url):.1f} s")
             env = {**os.environ, "CUADRA_LOAD_KEY": key}
             prefix = work / "stats"
             subprocess.run([sys.executable, "-m", "locust", "-f", str(HERE / "locustfile.py"),

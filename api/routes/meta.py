@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from api import release
 from api.auth import PrincipalDep
 from api.errors import ERROR_RESPONSES
 from store import Store
@@ -24,6 +25,10 @@ class Health(BaseModel):
     status: str = Field(description="`ok` when the service answers.")
     snapshot: int | None = Field(description="Current snapshot id; null for an empty store.")
     version: str = Field(description="Cuadra version.")
+    release: str = Field(
+        description="The public release's background build: `none` (not started: built on "
+        "demand), `warming`, `ready` or `failed`."
+    )
     duckdb: str = Field(description="DuckDB version.")
 
 
@@ -64,6 +69,7 @@ def health(request: Request) -> Health:
         status="ok",
         snapshot=manifest.snapshot if manifest else None,
         version=version("cuadra"),
+        release=release.status(_store(request).root),
         duckdb=duckdb.__version__,
     )
 
