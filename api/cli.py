@@ -453,7 +453,8 @@ def serve(
     settings = ServerSettings(store=store or StoreSettings().store, host=host, port=port)
 
     logging.getLogger("cuadra.api").setLevel(logging.INFO)
-    _warm_release(settings)
+    if settings.warm_release:
+        _warm_release(settings)
     console.print(f"Serving {settings.store} on http://{host}:{port} (Ctrl-C to stop)")
     # Uvicorn's access log off: the app writes one structured record per request itself.
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)

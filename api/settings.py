@@ -61,6 +61,10 @@ class ServerSettings(StoreSettings):
         (),
         description="Origins allowed to call the API from a browser (embeds); none by default.",
     )
+    warm_release: bool = Field(
+        True,
+        description="cuadra serve builds the public release of every published year on start.",
+    )
     privacy_coarse_h3: int = Field(
         7, ge=5, le=12, description="The finest H3 resolution that may show sensitive offenses."
     )

@@ -13,6 +13,7 @@ benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -74,9 +75,10 @@ def build_store(root: Path, copies: int, work: Path) -> None:
         )
 
 
-def time_http(url: str, n: int) -> list[float]:
+def time_http(url: str, n: int, key: str | None = None) -> list[float]:
     out = []
-    with httpx.Client(base_url=url, timeout=30) as client:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
         client.get("/v1/aggregate", params=PARAMS).raise_for_status()  # warm
         for _ in range(n):
             t0 = time.perf_counter()
@@ -106,6 +108,9 @@ def main() -> None:
     args = parser.parse_args()
     # Latency is measured here, not the rate limit (benchmarks/load.py does that).
     os.environ.setdefault("CUADRA_RATE_PUBLIC", "100000/minute")
+    # The public release of the asked year is built by the warm-up request; building every
+    # year of the 10x store in the background would compete with the timed requests.
+    os.environ["CUADRA_WARM_RELEASE"] = "false"
     work = Path(tempfile.mkdtemp(prefix="cuadra-api-bench-"))
     # The fgj-cdmx profile without its start date, which the re-dated copies precede.
     profile = (ROOT / "data" / "profiles" / "fgj-cdmx.toml").read_text(encoding="utf-8")
@@ -119,18 +124,23 @@ def main() -> None:
             t0 = time.perf_counter()
             build_store(root, copies, work)
             built = time.perf_counter() - t0
+            key = json.loads(run(["keys", "create", "--role", "analyst", "--store", str(root),
+                                  "--json"]))["key"]  # fmt: skip
             proc, url = serve(root)
             try:
-                ours = time_http(url, args.requests)
+                exact = time_http(url, args.requests, key)
+                public = time_http(url, args.requests)
             finally:
                 proc.terminate()
                 proc.wait()
             rows = sum(
                 pq.read_metadata(f).num_rows for f in (root / "incidents").rglob("*.parquet")
             )
-            lines.append(f"| Cuadra over HTTP, store of {rows:,} records ({copies}×) | "
-                         f"{statistics.median(ours):.1f} ms | {pct(ours, 90):.1f} ms |")  # fmt: skip
-            print(lines[-1], f"(store built in {built:.0f} s)", flush=True)
+            for who, ours in (("analyst key: exact counts", exact),
+                              ("public: cells of the release", public)):  # fmt: skip
+                lines.append(f"| Cuadra over HTTP, {who}, store of {rows:,} records ({copies}×) | "
+                             f"{statistics.median(ours):.1f} ms | {pct(ours, 90):.1f} ms |")  # fmt: skip
+                print(lines[-1], f"(store built in {built:.0f} s)", flush=True)
             shutil.rmtree(root)
         lines.insert(
             0,

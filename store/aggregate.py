@@ -10,9 +10,11 @@ from datetime import date, timedelta
 from typing import Any, Literal
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from store import hotcube
 from store.cubes import (
     CUBE_H3_RES,
     H3_FAMILY,
@@ -240,6 +242,10 @@ def aggregate(
     """
     plan = _plan(store, manifest, unit, filters, (filters.start, filters.end), years=True)
     with _cursor(con) as cur:
+        if plan.cube:
+            hot = _hot(store, manifest, unit, filters, plan, cur)
+            if hot is not None:
+                return hot
         if not plan.files:
             empty = pa.table(
                 {"unit_id": pa.array([], pa.string()), "count": pa.array([], pa.int64())}
@@ -266,6 +272,38 @@ def aggregate(
     return Counts(
         table.cast(pa.schema([("unit_id", pa.string()), ("count", pa.int64())])), total, unassigned
     )
+
+
+def _hot(
+    store: Store,
+    manifest: Manifest,
+    unit: Unit,
+    filters: Filters,
+    plan: _Plan,
+    cur: duckdb.DuckDBPyConnection,
+) -> Counts | None:
+    """The counts from year cubes in memory (store/hotcube.py), None where they do not apply."""
+    family = unit.cube_family
+    assert family is not None
+    within = None
+    if filters.within is not None:
+        assert plan.ids is not None  # within on a cube is the unit's own layer
+        within = _position(plan.ids, filters.within[1])
+    got = hotcube.counts(store, manifest, family, unit.res, filters, within, cur)
+    if got is None:
+        return None
+    keys, n = got
+    none = keys == (0 if unit.kind == "h3" else -1)
+    unassigned = int(n[none].sum())
+    if unit.kind == "h3":
+        ids = pa.array([format(int(c), "x") for c in keys[~none].tolist()], pa.string())
+    else:
+        assert plan.ids is not None
+        ids = plan.ids.take(pa.array(keys[~none].astype(np.int64)))
+    table = pa.table({"unit_id": ids.cast(pa.string()), "count": pa.array(n[~none], pa.int64())})
+    table = table.filter(pc.greater(table.column("count"), 0))
+    table = table.sort_by([("count", "descending"), ("unit_id", "ascending")])
+    return Counts(table, int(n.sum()), unassigned)
 
 
 def unit_attributes(
