@@ -119,7 +119,9 @@ def read_source(path: str | Path, profile: Profile) -> SourceTable:
 def iter_source(path: str | Path, profile: Profile, batch_rows: int) -> Iterator[SourceTable]:
     """Read one input file in parts of about ``batch_rows`` rows: memory stays bounded.
 
-    CSV and Parquet are streamed; vector formats (GeoJSON, GeoPackage, Shapefile) are
+    Parquet files, whose row count is known, are cut into equal parts of at most 1.5 ×
+    ``batch_rows``; CSV files into parts of ``batch_rows`` (the last fewer). CSV and
+    Parquet are streamed; vector formats (GeoJSON, GeoPackage, Shapefile) are
     read whole (they are boundary-sized in practice). A file that fits in one part gives
     exactly what :func:`read_source` gives. Every part carries the file's digest.
     """
@@ -134,10 +136,13 @@ def iter_source(path: str | Path, profile: Profile, batch_rows: int) -> Iterator
             rows = pf.metadata.num_rows
         except (pa.ArrowInvalid, OSError) as exc:
             raise IngestError(f"{str(p)!r} is not a readable Parquet file: {exc}") from exc
-        if rows <= batch_rows:
+        # Parts of equal size, each at most 1.5 x batch_rows: a file a little over one
+        # part is read whole rather than as a full part and a sliver.
+        parts = max(1, round(rows / batch_rows))
+        if parts == 1:
             yield read_source(p, profile)
             return
-        yield from _parquet_parts(p, profile, batch_rows)
+        yield from _parquet_parts(p, profile, -(-rows // parts))
         return
     yield from _csv_parts(p, profile, batch_rows)
 

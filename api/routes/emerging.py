@@ -24,6 +24,9 @@ router = APIRouter(prefix="/v1", tags=["hotspots"], responses=ERROR_RESPONSES)
 MIN_STEPS = 3
 FEW_STEPS = 10  # Esri asks for ten steps before a trend means much
 MAX_BINS = 2_000_000
+# Bins × neighbours × look-back steps: the space-time weights' size, about what a request
+# costs (15 M: ~3 s on two cores).
+MAX_WORK = 15_000_000
 
 
 class EmergingRow(BaseModel):
@@ -122,6 +125,12 @@ def get_emerging(
         raise FilterError("interval", interval, f"{steps} time steps in the window: need at least {MIN_STEPS}")  # fmt: skip
     if steps * sa.n > MAX_BINS:
         raise FilterError("interval", interval, f"{steps} steps × {sa.n} units is more than {MAX_BINS} bins")  # fmt: skip
+    work = steps * sa.weights.nnz * (window + 1)
+    if work > MAX_WORK:
+        raise FilterError("k" if k > 1 else "unit", k if k > 1 else unit,
+                          f"{steps} steps × {sa.weights.nnz:,} neighbour pairs × {window + 1} "
+                          f"look-back steps is more than {MAX_WORK:,}: use coarser units, a "
+                          "smaller k or window, or a shorter period")  # fmt: skip
     cube = np.zeros((sa.n, steps))
     at, inside = sa.positions(series.unit_ids)
     np.add.at(cube, (at[inside], np.asarray(series.period_index, np.int64)[inside]),

@@ -127,6 +127,13 @@ def test_emerging_needs_steps_and_a_key(client: TestClient) -> None:
     public = client.get("/v1/hotspots/emerging", params={"unit": "h3:6"},
                         headers={"Authorization": ""})  # fmt: skip
     assert public.status_code == 403
+    # Work bounded before it is done: k-rings of fine cells, long look-backs.
+    wide = client.get("/v1/hotspots/emerging", params={"unit": "h3:10", "k": 4})
+    assert wide.status_code == 400 and wide.json()["parameter"] == "k"
+    assert "neighbour pairs" in wide.json()["message"]
+    long = client.get("/v1/hotspots/emerging", params={"unit": "h3:10", "window": 12,
+                      "start": "2023-01-01", "end": "2025-01-01"})  # fmt: skip
+    assert long.status_code == 400 and "look-back" in long.json()["message"]
 
 
 def _projected(sample_store: Store, where: str, params: list[object]) -> tuple[np.ndarray, ...]:
