@@ -79,12 +79,26 @@ class SeenIds:
 
     def __init__(self) -> None:
         self.runs: list[tuple[U64, U64]] = []
+        # The last part's pairs, sorted only when a later part asks: a one-part ingest
+        # (or the last part of any) never pays for a sort nobody reads.
+        self._pending: tuple[U64, U64] | None = None
 
     def __len__(self) -> int:
-        return sum(int(h1.size) for h1, _ in self.runs)
+        pending = self._pending[0].size if self._pending is not None else 0
+        return sum(int(h1.size) for h1, _ in self.runs) + int(pending)
+
+    def _settle(self) -> None:
+        if self._pending is not None:
+            q1, q2 = self._pending
+            order = np.argsort(q1, kind="stable")
+            self.runs.append((q1[order], q2[order]))
+            self._pending = None
 
     def contains(self, q1: U64, q2: U64) -> npt.NDArray[np.bool_]:
         """Which (q1, q2) pairs were added before."""
+        self._settle()
+        if not self.runs:
+            return np.zeros(q1.size, dtype=bool)
         # Sorted needles: binary searches that walk the runs in order hit the cache
         # (ten times faster than searching in the parts' own order).
         order = np.argsort(q1, kind="stable")
@@ -103,9 +117,9 @@ class SeenIds:
 
     def add(self, q1: U64, q2: U64) -> None:
         """Remember these pairs (distinct from each other and from what is held)."""
+        self._settle()
         if q1.size:
-            order = np.argsort(q1, kind="stable")
-            self.runs.append((q1[order], q2[order]))
+            self._pending = (q1, q2)
 
 
 def decide(
