@@ -27,6 +27,8 @@ MIN_UNITS = 30
 SPARSE_SHARE = 0.9
 MAX_POINTS = 500_000  # kernel density reads points: bounded memory and time
 MAX_DRAWS = 50_000_000  # permutations × units: a few seconds
+# Incident × cell pairs within the bandwidth (n · π h² / cell²): a few seconds of kernel sums.
+MAX_KERNEL_PAIRS = 20_000_000
 MIN_CELL = 10.0
 CELLS_ACROSS = 250  # default cell: the shorter side of the extent over this (as ArcGIS)
 AREA_UNITS = r"^(h3:([5-9]|10)|[a-z][a-z0-9_]*)$"
@@ -242,6 +244,14 @@ def density(
     if cell is None:
         shorter = min(float(np.ptp(x)), float(np.ptp(y))) or radius
         cell = max(MIN_CELL, shorter / CELLS_ACROSS)
+    pairs = lon.size * np.pi * (radius / cell) ** 2
+    if pairs > MAX_KERNEL_PAIRS:
+        least = radius * float(np.sqrt(np.pi * lon.size / MAX_KERNEL_PAIRS))
+        name, value = ("bandwidth", h) if h is not None else ("cell_size", cell)
+        raise FilterError(name, value,
+                          f"{lon.size:,} incidents × ~{np.pi * (radius / cell) ** 2:,.0f} cells each "
+                          f"within {radius:,.0f} m is more than {MAX_KERNEL_PAIRS:,} kernel sums: "
+                          f"use cells of at least {least:,.0f} m, a smaller bandwidth, or fewer incidents")  # fmt: skip
     try:
         grid = Grid.covering(x, y, cell, radius)
     except GeoError as exc:  # too many cells for this cell size

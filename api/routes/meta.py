@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from importlib.metadata import version
 from typing import Annotated
 
@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api import release
 from api.auth import PrincipalDep
 from api.errors import ERROR_RESPONSES
+from api.publish import today
 from store import Store
 from store.query import snapshot_summary
 
@@ -51,7 +52,22 @@ class Meta(BaseModel):
     )
     layers: list[str] = Field(description="Boundary layers (usable as `unit`).")
     street_layer: str | None = Field(description="The street network, if any.")
-    units: list[str] = Field(description="Valid values of `unit`.")
+    units: list[str] = Field(description="Valid values of `unit` (for this role).")
+    public: PublicRelease = Field(description="What the public release holds (docs/privacy.md).")
+
+
+class PublicRelease(BaseModel):
+    """The periods and cells public answers are made of."""
+
+    model_config = ConfigDict(extra="forbid")
+    default: list[str] = Field(
+        description="The period a public request without start/end gets: [start, end)."
+    )
+    published_until: str = Field(description="The first day not published (whole months).")
+    periods: list[str] = Field(description="Public periods: one calendar year, quarter or month.")
+    finest_h3: int = Field(description="The finest H3 resolution the public sees.")
+    k: int = Field(description="Public counts below k are withheld.")
+    k_sensitive: int = Field(description="The threshold for sensitive offenses.")
 
 
 def _store(request: Request) -> Store:
@@ -97,11 +113,15 @@ def meta(
         records = None
         categories = dict.fromkeys(categories)
         offenses = dict.fromkeys(offenses)
-        last = datetime.now(UTC).date() - timedelta(days=rules.delay_days + 1)
+        last = release.cutoff(rules, today()) - timedelta(days=1)
         if date_max is not None and date_max > last.isoformat():
             date_max = last.isoformat()
+    rules = request.app.state.rules
+    until = release.cutoff(rules, today())
+    default = release.default_period(manifest, until)
     layers = manifest.boundary_layers
-    units = [f"h3:{r}" for r in range(5, 13)] + layers
+    finest = rules.finest_h3 if principal.public else 12
+    units = [f"h3:{r}" for r in range(5, finest + 1)] + layers
     if manifest.street_layer:
         units.append("street")
     return Meta(
@@ -115,4 +135,12 @@ def meta(
         layers=layers,
         street_layer=manifest.street_layer,
         units=units,
+        public=PublicRelease(
+            default=[default.start.isoformat(), default.end.isoformat()],
+            published_until=until.isoformat(),
+            periods=["year", "quarter", "month"],
+            finest_h3=rules.finest_h3,
+            k=rules.k,
+            k_sensitive=rules.k_sensitive,
+        ),
     )

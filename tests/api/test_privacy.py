@@ -328,6 +328,9 @@ def test_publication_delay(sample_store: Store) -> None:
         assert compare.status_code == 400 and compare.json()["parameter"] == "end"
         meta = client.get("/v1/meta").json()
         assert meta["date_max"] <= "2024-05-31"
+        assert meta["public"]["published_until"] == "2024-06-01"
+        assert meta["public"]["default"] == ["2023-01-01", "2024-01-01"]
+        assert "h3:10" not in meta["units"] and "h3:9" in meta["units"]
         series = client.get("/v1/timeseries", params={"start": "2024-01-01",
                                                       "offense": SENSITIVE}).json()  # fmt: skip
         assert series["rows"][-1]["period"] == "2024-05-01"  # whole months only

@@ -195,3 +195,7 @@ def test_kernel_density_surface(client: TestClient, sample_store: Store) -> None
     assert nothing["events"] == 0 and nothing["cells"] == []
     tiny = client.get("/v1/hotspots", params={**params, "cell_size": 10})
     assert tiny.status_code == 400 and tiny.json()["parameter"] == "cell_size"
+    # A city-wide bandwidth over fine cells: refused before the kernel sums, with the way out.
+    wide = client.get("/v1/hotspots", params={"method": "kde", "bandwidth": 19024})
+    assert wide.status_code == 400 and wide.json()["parameter"] == "bandwidth"
+    assert "use cells of at least" in wide.json()["message"]
