@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from api.settings import ServerSettings
 from store.aggregate import Unit
+from store.hotcube import ranges
 
 Indices = npt.NDArray[np.intp]
 
@@ -117,7 +118,7 @@ def suppress_members(
     active = np.arange(n_groups)
     while active.size:
         lengths = g_ptr[active + 1] - g_ptr[active]
-        cells = by_group[_ranges(g_ptr[active], lengths)]
+        cells = by_group[ranges(g_ptr[active], lengths)]
         local = np.repeat(np.arange(active.size), lengths)
         hm = hidden[cells]
         mv = v[cells]
@@ -138,15 +139,6 @@ def suppress_members(
         new = np.unique(c[first])
         hidden[new] = True
         # Only groups holding a newly withheld cell can have come to be at risk.
-        touched = by_cell[_ranges(c_ptr[new], c_ptr[new + 1] - c_ptr[new])]
+        touched = by_cell[ranges(c_ptr[new], c_ptr[new + 1] - c_ptr[new])]
         active = np.unique(group_of[touched])
     return hidden
-
-
-def _ranges(starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Concatenated ``range(start, start + length)`` for each pair, without a loop."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    return (offsets + np.arange(total)).astype(np.int64)

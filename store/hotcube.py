@@ -65,7 +65,7 @@ class YearCube:
         # Rows are sorted by (offense code, month): one slice per offense, found at once.
         lo = np.searchsorted(self.key, codes * 16 + first, side="left")
         hi = np.searchsorted(self.key, codes * 16 + last, side="left")
-        rows = _ranges(lo, np.maximum(hi - lo, 0))
+        rows = ranges(lo, np.maximum(hi - lo, 0))
         if flt.sources:
             wanted = [i for i, s in enumerate(self.sources) if s in flt.sources]
             rows = rows[np.isin(self.source[rows], wanted)]
@@ -182,7 +182,7 @@ def counts(
     return distinct, np.rint(total).astype(np.int64)
 
 
-def _ranges(starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+def ranges(starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Concatenated ``range(start, start + length)`` for each pair."""
     total = int(lengths.sum())
     if total == 0:
