@@ -95,19 +95,11 @@ def public_view(
     tree = release.forest(store, manifest)
     node, excluded = tree.node(flt)
     sensitive = node >= 0 and bool(tree.sensitive[node])
-    if sensitive and not _coarse(rules, unit):
+    if sensitive and not rules.coarse(unit):
         excluded = True
     shown = replace(flt, start=period.start, end=period.end, include_sensitive=sensitive)
     return PublicView(period, node, rules.k_sensitive if sensitive else rules.k, excluded,
                       until, shown)  # fmt: skip
-
-
-def _coarse(rules: PublicRules, unit: Unit | None) -> bool:
-    if unit is None:
-        return True
-    if unit.kind == "h3":
-        return (unit.res or 0) <= rules.coarse_h3
-    return unit.kind == "layer" and unit.layer in rules.coarse_layers
 
 
 @dataclass(frozen=True)

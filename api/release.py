@@ -37,6 +37,7 @@ from api.privacy import PublicRules, suppress_members
 from store.aggregate import H3_MIN, Unit
 from store.cubes import h3_parent
 from store.filters import FilterError, Filters, quote
+from store.query import offense_triples
 from store.snapshots import Manifest
 
 TOTAL = "total"  # the family of the whole area: one unit
@@ -134,7 +135,8 @@ class Forest:
         return self.index[ALL], bool(self.sensitive.any())
 
 
-def _forest(triples: list[tuple[str, str, bool]]) -> Forest:
+@lru_cache(maxsize=8)
+def _forest(triples: tuple[tuple[str, str, bool], ...]) -> Forest:
     """The node forest of a snapshot's (offense, category, sensitive) triples."""
     sensitive_offense: dict[str, bool] = {}
     category_of: dict[str, str] = {}
@@ -168,24 +170,9 @@ def _forest(triples: list[tuple[str, str, bool]]) -> Forest:
                   category_of)  # fmt: skip
 
 
-@lru_cache(maxsize=8)
-def _snapshot_forest(files: tuple[str, ...]) -> Forest:
-    if not files:
-        return _forest([])
-    con = duckdb.connect()
-    try:
-        rows = con.execute(
-            "SELECT DISTINCT offense, category, coalesce(sensitive, false) FROM read_parquet(?)",
-            [list(files)],
-        ).fetchall()
-    finally:
-        con.close()
-    return _forest([(str(o), str(c), bool(s)) for o, c, s in rows])
-
-
 def forest(store: Any, manifest: Manifest) -> Forest:
-    """The offense forest of a snapshot (read once per snapshot)."""
-    return _snapshot_forest(tuple(str(p) for p in store.data_files(manifest)))
+    """The offense forest of a snapshot (its offenses read once per snapshot)."""
+    return _forest(offense_triples(store, manifest))
 
 
 def family(unit: Unit | None) -> str:
@@ -207,7 +194,6 @@ class Block:
     """
 
     ids: list[str | None]  # by unit code; None for the count outside every unit
-    res: Ints  # by unit code: the H3 resolution, 0 for other units
     unit: npt.NDArray[np.int32]
     period: npt.NDArray[np.int8]
     node: npt.NDArray[np.int16]
@@ -329,7 +315,7 @@ def build_block(
         for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
             slices[(int(period[a]), int(node[a]), int(res[a]))] = (a, b)
     # Compact types: a block of H3 cells over a year of Mexico City holds ~1.4 M cells.
-    return Block(ids, res_of, unit.astype(np.int32), period.astype(np.int8),
+    return Block(ids, unit.astype(np.int32), period.astype(np.int8),
                  node.astype(np.int16), value.astype(np.int32), hidden, size, slices)  # fmt: skip
 
 

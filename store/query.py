@@ -69,23 +69,23 @@ def snapshot_summary(store: Store, manifest: Manifest, sources: tuple[str, ...] 
     return Summary(str(lo) if lo else None, str(hi) if hi else None, found, cats, offs)
 
 
-def sensitive_offenses(store: Store, manifest: Manifest) -> frozenset[tuple[str, str]]:
-    """The (offense, category) pairs the snapshot flags sensitive, read once per snapshot."""
-    return _sensitive(
+def offense_triples(store: Store, manifest: Manifest) -> tuple[tuple[str, str, bool], ...]:
+    """The snapshot's distinct (offense, category, sensitive) triples, read once per snapshot."""
+    return _triples(
         str(store.root), manifest.snapshot, tuple(str(p) for p in store.data_files(manifest))
     )
 
 
 @lru_cache(maxsize=8)
-def _sensitive(root: str, snapshot: int, files: tuple[str, ...]) -> frozenset[tuple[str, str]]:
+def _triples(root: str, snapshot: int, files: tuple[str, ...]) -> tuple[tuple[str, str, bool], ...]:
     if not files:
-        return frozenset()
+        return ()
     con = duckdb.connect()
     try:
         rows = con.execute(
-            "SELECT DISTINCT offense, category FROM read_parquet(?) WHERE sensitive",
+            "SELECT DISTINCT offense, category, coalesce(sensitive, false) FROM read_parquet(?)",
             [list(files)],
         ).fetchall()
     finally:
         con.close()
-    return frozenset((str(o), str(c)) for o, c in rows)
+    return tuple((str(o), str(c), bool(f)) for o, c, f in rows)

@@ -191,11 +191,11 @@ def _public_months(
                 name, day.isoformat(), "public series run over whole months: give the 1st"
             )
     rules = request.app.state.rules
-    default = release_default(manifest, cutoff(rules, today()))
+    until = cutoff(rules, today())
+    default = release_default(manifest, until)
     first = flt.start or default.start
     if flt.end is not None and flt.end <= first:
         raise FilterError("end", flt.end.isoformat(), f"must be after start {first}")
-    until = cutoff(rules, today())
     if first >= until:
         raise FilterError("start", first.isoformat(), f"public figures end before {until}")
     probe = public_view(request.app.state.store, manifest, rules,
@@ -452,9 +452,9 @@ def get_compare(
     parsed = Unit.parse(unit, manifest)
     flt = filters.to_filters()
     pub_a = pub_b = None
+    rules = request.app.state.rules
     if principal.public:
         # Each period is a period of the release (a calendar year, quarter or month).
-        rules = request.app.state.rules
         periods = []
         for name, lo, hi in (("a_end", a_start, a_end), ("b_end", b_start, b_end)):
             try:
@@ -471,7 +471,6 @@ def get_compare(
     elif principal.scopes:
         flt = replace(flt, sources=principal.scopes)
     if pub_a is not None and pub_b is not None:
-        rules = request.app.state.rules
         shown_a = published_counts(store, manifest, parsed, flt, pub_a, rules, cursor)
         shown_b = published_counts(store, manifest, parsed, flt, pub_b, rules, cursor)
         table = _both(shown_a, shown_b)

@@ -106,18 +106,17 @@ def meta(
     date_max = summary.date_max
     categories: dict[str, int | None] = dict(summary.categories)
     offenses: dict[str, int | None] = dict(summary.offenses)
+    rules = request.app.state.rules
+    until = release.cutoff(rules, today())
     if principal.public:
         # Names for building filters; no counts (they would include the recent days and
         # rare offenses), and no date inside the publication delay.
-        rules = request.app.state.rules
         records = None
         categories = dict.fromkeys(categories)
         offenses = dict.fromkeys(offenses)
-        last = release.cutoff(rules, today()) - timedelta(days=1)
+        last = until - timedelta(days=1)
         if date_max is not None and date_max > last.isoformat():
             date_max = last.isoformat()
-    rules = request.app.state.rules
-    until = release.cutoff(rules, today())
     default = release.default_period(manifest, until)
     layers = manifest.boundary_layers
     finest = rules.finest_h3 if principal.public else 12
