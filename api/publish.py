@@ -211,21 +211,36 @@ def _selected(
         lat, lon = cells_to_latlng(hex_to_cells(ids))
         points = shapely.points(lon, lat)
     else:
-        attrs = unit_attributes(store, manifest, unit, geometry=True)
-        by_id = dict(zip(attrs.column("unit_id").to_pylist(), attrs.column("geometry").to_pylist(),
-                         strict=True))  # fmt: skip
-        shapes = shapely.from_wkb([by_id[i] for i in ids])
-        points = shapely.point_on_surface(shapes)
+        assert unit.layer is not None
+        index, _, surface = _shapes(store, manifest, unit)
+        points = surface[[index[i] for i in ids]]
     keep = np.ones(len(ids), dtype=bool)
     if flt.bbox is not None:
         b = flt.bbox
         keep &= shapely.intersects(points, shapely.box(b.minlon, b.minlat, b.maxlon, b.maxlat))
     if flt.within is not None:
         layer, ident = flt.within
-        attrs = unit_attributes(store, manifest, Unit("layer", layer=layer), geometry=True)
-        found = [g for i, g in zip(attrs.column("unit_id").to_pylist(),
-                                   attrs.column("geometry").to_pylist(), strict=True) if i == ident]  # fmt: skip
-        if not found:
+        index, shapes, _ = _shapes(store, manifest, Unit("layer", layer=layer))
+        if ident not in index:
             return [False] * len(ids)
-        keep &= shapely.intersects(points, shapely.from_wkb(found[0]))
+        keep &= shapely.intersects(points, shapes[index[ident]])
     return keep.tolist()
+
+
+def _shapes(store: Any, manifest: Manifest, unit: Unit) -> tuple[dict[str, int], Any, Any]:
+    """A layer's ids (to positions), geometries and representative points, once per version."""
+    assert unit.layer is not None
+    path = store.root / manifest.layers[unit.layer].path
+    key = (str(path), path.stat().st_mtime_ns)
+    hit = _shape_cache.get(key)
+    if hit is None:
+        attrs = unit_attributes(store, manifest, unit, geometry=True)
+        shapes = shapely.from_wkb(attrs.column("geometry").to_numpy(zero_copy_only=False))
+        index = {str(u): i for i, u in enumerate(attrs.column("unit_id").to_pylist())}
+        hit = (index, shapes, shapely.point_on_surface(shapes))
+        _shape_cache[key] = hit
+    return hit
+
+
+# Layer versions are immutable: their shapes are parsed once per process (a few layers).
+_shape_cache: dict[tuple[str, int], tuple[dict[str, int], Any, Any]] = {}
