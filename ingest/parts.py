@@ -86,20 +86,24 @@ class SeenIds:
         # was never added, so only the few others are searched for in every run (at ten
         # million ids the searches had become a fifth of the ingest).
         self._bits = np.zeros(1 << (_BITS - 3), dtype=np.uint8)
-        # The last part's pairs, sorted only when a later part asks: a one-part ingest
-        # (or the last part of any) never pays for a sort nobody reads.
-        self._pending: tuple[U64, U64] | None = None
+        # The last part's ids (or their hashes), hashed and sorted only when a later part
+        # asks: a one-part ingest (or the last part of any) never pays for either.
+        self._pending: pa.Array | tuple[U64, U64] | None = None
 
     def __len__(self) -> int:
-        pending = self._pending[0].size if self._pending is not None else 0
-        return sum(int(h1.size) for h1, _ in self.runs) + int(pending)
+        pending = self._pending
+        held = 0 if pending is None else len(pending[0] if isinstance(pending, tuple) else pending)
+        return sum(int(h1.size) for h1, _ in self.runs) + held
 
     def _settle(self) -> None:
-        if self._pending is not None:
-            q1, q2 = self._pending
-            order = np.argsort(q1, kind="stable")
-            self.runs.append((q1[order], q2[order]))
-            self._pending = None
+        if self._pending is None:
+            return
+        pending, self._pending = self._pending, None
+        q1, q2 = pending if isinstance(pending, tuple) else id_hashes(pending)
+        byte, bit = self._slots(q1)
+        np.bitwise_or.at(self._bits, byte, np.left_shift(np.uint8(1), bit))
+        order = np.argsort(q1, kind="stable")
+        self.runs.append((q1[order], q2[order]))
 
     def _slots(self, q1: U64) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.uint8]]:
         top = q1 >> np.uint64(64 - _BITS)
@@ -115,6 +119,13 @@ class SeenIds:
         maybe = np.flatnonzero((self._bits[byte] >> bit) & 1)
         found[maybe] = self._search(q1[maybe], q2[maybe])
         return found
+
+    def contains_ids(self, ids: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.bool_]:
+        """Which ids were added before (hashed only when something was)."""
+        self._settle()
+        if not self.runs:
+            return np.zeros(len(ids), dtype=bool)
+        return self.contains(*id_hashes(ids))
 
     def _search(self, q1: U64, q2: U64) -> npt.NDArray[np.bool_]:
         # Sorted needles: binary searches that walk the runs in order hit the cache
@@ -138,8 +149,12 @@ class SeenIds:
         self._settle()
         if q1.size:
             self._pending = (q1, q2)
-            byte, bit = self._slots(q1)
-            np.bitwise_or.at(self._bits, byte, np.left_shift(np.uint8(1), bit))
+
+    def add_ids(self, ids: pa.Array | pa.ChunkedArray) -> None:
+        """Remember these ids (distinct from each other and from what is held)."""
+        self._settle()
+        if len(ids):
+            self._pending = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
 
 
 def decide(
@@ -151,10 +166,9 @@ def decide(
     store already holds for this source is a stored duplicate. ``stored`` is a polars
     Series of stored ids, or None when the store holds none of this source.
     """
-    q1, q2 = id_hashes(ids)
-    earlier = seen.contains(q1, q2)
+    earlier = seen.contains_ids(ids)
     keep = ~earlier
-    seen.add(q1[keep], q2[keep])
+    seen.add_ids(ids.filter(pa.array(keep)) if earlier.any() else ids)
     across = int(earlier.sum())
     in_store = 0
     if stored is not None:

@@ -430,6 +430,14 @@ def _prepare(
     table = src.table
     n = table.num_rows
     codes = np.zeros(n, dtype=np.int8)
+    # Dates are parsed by a worker (Arrow kernels release the GIL) while this thread
+    # checks coordinates and indexes cells; date checks only add reject codes of their
+    # own, merged once both are done.
+    date_col = _column(src, cols.date or cols.datetime, "date")
+    assert date_col is not None
+    time_col = _column(src, cols.time, "time")
+    date_codes = np.zeros(n, dtype=np.int8)
+    times_future = pool.submit(parse_local_times, date_col, time_col, profile, date_codes, now)
 
     # Coordinates first: they are what a map cannot do without.
     source_crs = None
@@ -452,16 +460,8 @@ def _prepare(
         codes = np.where(codes == 0, codes_y, codes).astype(np.int8)
     coords = check_coordinates(x, y, profile, codes, jurisdiction, source_crs)
     clock.lap("coordinates")
-    # Enrich every located row now, on the other core, while dates are checked here.
+    # Enrich every located row now: streets on a worker at once, cells on this thread.
     located = np.flatnonzero(codes == 0)
-    date_col = _column(src, cols.date or cols.datetime, "date")
-    assert date_col is not None
-    time_col = _column(src, cols.time, "time")
-    # Dates are parsed by a worker (Arrow kernels release the GIL) while this thread
-    # indexes cells (polars-h3 holds it); date checks only add reject codes, and nothing
-    # here reads the codes again until the dates are done.
-    date_codes = np.zeros(n, dtype=np.int8)
-    times_future = pool.submit(parse_local_times, date_col, time_col, profile, date_codes, now)
     enrichment = Enrichment(pool, store, parent, coords.lon[located], coords.lat[located])
     times = times_future.result()
     codes = np.where(codes == 0, date_codes, codes).astype(np.int8)
@@ -476,6 +476,9 @@ def _prepare(
     codes[(codes == 0) & no_offense] = CODE[Reason.MISSING_OFFENSE]
 
     ok = codes == 0
+    # The codes are final: the rejects (read back from the file for a projected read) are
+    # gathered by a worker once it is done enriching, while this thread goes on.
+    rejects_future = pool.submit(_rejects_table, src, codes)
     rows = np.flatnonzero(ok)
     offense = off.take(pa.array(rows))
     ids, id_key = _incident_ids(
@@ -540,7 +543,7 @@ def _prepare(
             for c, k in zip(*np.unique(codes[~ok], return_counts=True), strict=True)
         }
     )
-    rejects = _rejects_table(src, codes)
+    rejects = rejects_future.result()
     if src.malformed:
         rejected[Reason.MALFORMED_ROW.value] += len(src.malformed)
     repair_counts: Counter[str] = Counter()

@@ -53,19 +53,27 @@ class SourceTable:
 
     def full_rows(self, rows: npt.NDArray[np.int64]) -> pa.Table:
         """Every source column of the given rows (0-based positions), as published."""
+        held = self.table.take(pa.array(rows))
         if not self.projected:
-            return self.table.take(pa.array(rows))
-        rows = rows + self.offset  # positions in the file
+            return held
+        # Only the columns not held are read back, from the row groups that hold the rows.
         pf = pq.ParquetFile(self.path)
+        names = pf.schema_arrow.names
+        unread = [name for name in names if name not in held.column_names]
+        at = rows + self.offset  # positions in the file
         starts = np.cumsum(
             [0] + [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
         )
-        groups = sorted(set(np.searchsorted(starts, rows, side="right") - 1))
+        groups = sorted(set(np.searchsorted(starts, at, side="right") - 1))
         if not groups:
             return pf.schema_arrow.empty_table()
-        part = pf.read_row_groups(groups)
+        part = pf.read_row_groups(groups, columns=unread)
         base = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
-        return part.take(pa.array(np.searchsorted(base, rows)))
+        extra = part.take(pa.array(np.searchsorted(base, at)))
+        return pa.table(
+            {name: held.column(name) if name in held.column_names else extra.column(name)
+             for name in names}
+        )  # fmt: skip
 
 
 def file_sha256(path: Path) -> str:

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from store.cubes import CubeSpec, build_cubes, cube_path, write_cube
 from store.errors import StoreError
+from store.parquet import read_parquet
 from store.schema import (
     BASE_NAMES,
     BBOX,
@@ -141,5 +142,5 @@ def read_incidents(root: Path, files: list[DataFile], columns: list[str] | None 
     """Read the given data files as one table (empty list: empty table)."""
     if not files:
         return pa.table({})
-    tables = [pq.read_table(root / f.path, columns=columns) for f in files]
+    tables = [read_parquet(root / f.path, columns=columns) for f in files]
     return pa.concat_tables(tables, promote_options="default")

@@ -15,6 +15,7 @@ import shapely
 from geo.cells import cells_to_parents
 from geo.polygons import CellTable, PolygonIndex, polygons_to_cell_table
 from geo.streets import SegmentIndex
+from store.parquet import read_parquet
 from store.schema import geo_metadata, with_geo_metadata
 from store.snapshots import fsync_file
 
@@ -165,9 +166,9 @@ def write_streets(folder: Path, data: StreetData, reach: float) -> tuple[str, st
 
 def load_boundary(polygons_path: Path, cells_path: Path) -> LoadedBoundary:
     """Load a stored boundary layer and its cell table."""
-    poly = pq.read_table(polygons_path, columns=["id", "geometry"])
+    poly = read_parquet(polygons_path, columns=["id", "geometry"])
     geoms = shapely.from_wkb(poly.column("geometry").to_numpy(zero_copy_only=False))
-    cells = pq.read_table(cells_path)
+    cells = read_parquet(cells_path)
     res = int((cells.schema.metadata or {})[b"res"])
     interior = cells.column("interior").to_numpy(zero_copy_only=False)
     cell = cells.column("cell").to_numpy()
@@ -185,7 +186,7 @@ def load_boundary(polygons_path: Path, cells_path: Path) -> LoadedBoundary:
 
 def load_streets(path: Path, grid_path: Path, metric_crs: str) -> LoadedStreets:
     """Load a stored street layer's ids and its search grid."""
-    ids = np.asarray(pq.read_table(path, columns=["street_id"]).column(0).to_pylist(), dtype=object)
+    ids = np.asarray(read_parquet(path, columns=["street_id"]).column(0).to_pylist(), dtype=object)
     with np.load(grid_path) as arrays:
         index = SegmentIndex.from_arrays(arrays)
     return LoadedStreets(ids=ids, index=index, metric_crs=metric_crs)
@@ -202,7 +203,7 @@ def read_layer_columns(path: Path, columns: tuple[str, ...]) -> pa.Table:
 
 @lru_cache(maxsize=64)
 def _read_columns(path: str, mtime_ns: int, columns: tuple[str, ...]) -> pa.Table:
-    return pq.read_table(path, columns=list(columns)).combine_chunks()
+    return read_parquet(path, columns=list(columns)).combine_chunks()
 
 
 def layer_cells(path: Path, res: int) -> npt.NDArray[np.uint64]:
@@ -217,5 +218,5 @@ def layer_cells(path: Path, res: int) -> npt.NDArray[np.uint64]:
 
 @lru_cache(maxsize=16)
 def _layer_cells(path: str, mtime_ns: int, res: int) -> npt.NDArray[np.uint64]:
-    cells = pq.read_table(path, columns=["cell"]).column(0).to_numpy()
+    cells = read_parquet(path, columns=["cell"]).column(0).to_numpy()
     return np.unique(cells_to_parents(np.asarray(cells, dtype=np.uint64), res))

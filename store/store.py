@@ -33,6 +33,7 @@ from store.layers import (
     write_boundary,
     write_streets,
 )
+from store.parquet import read_parquet
 from store.schema import RESERVED
 from store.snapshots import (
     MANIFESTS,
@@ -314,7 +315,7 @@ class Store:
 
             specs = self.cube_specs(draft)
             for f in parent.files:
-                table = pq.read_table(self.root / f.path)
+                table = read_parquet(self.root / f.path)
                 table = enrich(table)
                 files.extend(
                     write_incidents(

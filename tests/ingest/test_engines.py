@@ -8,6 +8,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -17,7 +18,7 @@ from ingest.pipeline import IngestReport, ingest
 from ingest.profiles import load_profile
 from store import Store
 from store.snapshots import Manifest
-from tests.conftest import SAMPLE_CSV
+from tests.conftest import POINTS, SAMPLE_CSV
 
 PROFILE = load_profile("fgj-cdmx")
 SMALL = 12_000  # the 50k sample in five parts
@@ -98,6 +99,35 @@ def test_rejected_rows_keep_their_place_in_the_file(
     # Each rejected row keeps its line number in the file, whichever part it was in.
     assert _rejects(parts) == _rejects(whole)
     assert sorted(int(r[1]) for r in _rejects(parts)[1:]) == bad
+
+
+def test_parquet_rejects_carry_every_source_column(
+    layers_store_template: Path, tmp_path: Path
+) -> None:
+    # A seeded sample of the real Parquet file in several row groups, three rows moved
+    # outside Mexico City. The ingest reads only the mapped columns; the rejects file
+    # must still show every column of the file, as published, and the row's place.
+    first = next(pq.ParquetFile(POINTS).iter_batches(batch_size=200_000))
+    rows = np.sort(np.random.default_rng(7).choice(first.num_rows, 30_000, replace=False))
+    table = pa.Table.from_batches([first]).take(pa.array(rows))
+    bad = [5, 14_000, 29_990]  # 0-based rows, in different row groups and parts
+    lon = table.column("longitud").to_numpy().copy()
+    lon[bad] = -100.23
+    table = table.set_column(table.column_names.index("longitud"), "longitud", pa.array(lon))
+    path = tmp_path / "sample.parquet"
+    pq.write_table(table, path, row_group_size=8_000)
+    expected = [
+        [str(i + 1), "outside_jurisdiction"]
+        + [pc.cast(table.column(c), pa.string())[i].as_py() for c in table.column_names]
+        for i in bad
+    ]
+    for name, batch_rows in (("whole", 1_000_000), ("parts", SMALL)):
+        report = ingest(_store(layers_store_template, tmp_path, name), [str(path)], PROFILE,
+                        batch_rows=batch_rows)  # fmt: skip
+        header, *body = _rejects(report)
+        assert header == ["_file", "_row", "_reason", *table.column_names]
+        assert [row[1:] for row in body] == expected, name
+        assert report.parts == (1 if name == "whole" else 2)
 
 
 def test_a_record_met_in_an_earlier_part_is_a_duplicate(
