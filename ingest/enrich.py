@@ -93,6 +93,14 @@ class Enrichment:
                 log.debug("streets: %.3f s", time.perf_counter() - started)
         return street, _assign(store, parent, self._sorted.result(), names)
 
+    def cells(self) -> npt.NDArray[np.uint64]:
+        """Each point's H3 cell (ready once the constructor returns)."""
+        return self._sorted.result().cells
+
+    def cell_rank(self) -> npt.NDArray[np.intp]:
+        """Each point's rank in cell order (ready once the constructor returns)."""
+        return self._sorted.result().rank
+
     def result(self) -> Enriched:
         """Wait for both workers."""
         layers_a = self._a.result()

@@ -28,11 +28,16 @@ _MULTS = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
 
 
 def _mix(x: U64) -> U64:
-    """SplitMix64's finaliser: a bijection on 64-bit words with full avalanche."""
+    """SplitMix64's finaliser, in place: a bijection on 64-bit words with full avalanche."""
+    # In place: a million-row ingest would otherwise fault in ten fresh arrays here.
+    t = np.empty_like(x)
     with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
+        for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, None)):
+            np.right_shift(x, np.uint64(shift), out=t)
+            x ^= t
+            if mult is not None:
+                x *= np.uint64(mult)
+    return x
 
 
 def _text_words(values: pa.Array) -> U64:
@@ -54,15 +59,20 @@ def _text_words(values: pa.Array) -> U64:
     return words[idx] if words.size else np.zeros(len(values), np.uint64)
 
 
-def _fold(fields: list[U64], occurrence: U64 | None) -> tuple[U64, U64]:
-    """Two independent 64-bit lanes: a polynomial over the words, then the finaliser."""
+def _fold(start: int, fields: list[U64], occurrence: U64 | None) -> tuple[U64, U64]:
+    """Two independent 64-bit lanes: a polynomial over the words, then the finaliser.
+
+    ``start`` is the first word, the same on every row (the source's).
+    """
     words = fields + ([occurrence] if occurrence is not None else [])
     lanes = []
     for seed, mult in zip(_SEEDS, _MULTS, strict=True):
-        h = np.full(words[0].shape, seed, dtype=np.uint64)
+        first = (int(seed) * int(mult) + start) % (1 << 64)  # h = seed, then h * mult + start
+        h = np.full(words[0].shape, first, dtype=np.uint64)
         with np.errstate(over="ignore"):
             for word in words:
-                h = h * mult + word
+                h *= mult
+                h += word
         lanes.append(_mix(h))
     return lanes[0], lanes[1]
 
@@ -108,20 +118,18 @@ def record_ids(
     ids, key
         The ids, and their first 16 hex digits as uint64 (a fast key for deduplication).
     """
-    n = lon.size
-    src_word = np.full(n, _text_words(pa.array([source]))[0], dtype=np.uint64)
+    src_word = int(_text_words(pa.array([source]))[0])
     fields = [
-        src_word,
         np.ascontiguousarray(lon, dtype=np.float64).view(np.uint64),
         np.ascontiguousarray(lat, dtype=np.float64).view(np.uint64),
         np.ascontiguousarray(local_us, dtype=np.int64).view(np.uint64),
         _text_words(offense),
     ]
-    hi, lo = _fold(fields, None)
+    hi, lo = _fold(src_word, fields, None)
     if distinct_repeats:
         rank = _repeat_rank(hi, lo)
         if rank.any():
-            hi2, lo2 = _fold(fields, rank.astype(np.uint64))
+            hi2, lo2 = _fold(src_word, fields, rank.astype(np.uint64))
             hi = np.where(rank > 0, hi2, hi)
             lo = np.where(rank > 0, lo2, lo)
     return _hex(hi, lo), hi

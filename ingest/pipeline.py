@@ -492,17 +492,17 @@ def _prepare(
     classified_unsorted = taxonomy.classify(offense)
     at = np.searchsorted(located, rows)  # position of each accepted row among located
     clock.lap("duplicates and categories")
-    enriched = enrichment.result()
-    clock.lap("waiting for enrichment")
     # Files are per year, rows by cell within: sort by (year, cell) so that the writer
-    # can slice instead of filter.
+    # can slice instead of filter. The cells are this thread's own work, done already;
+    # the columns that need no layer are gathered while the workers finish the layers.
+    rank = enrichment.cell_rank()
     year = (
         (times.local_us[rows[keep]] // 86_400_000_000)
         .astype("datetime64[D]")
         .astype("datetime64[Y]")
         .astype(np.int64)
     )
-    keep = keep[_year_cell_order(year, enriched.rank[at[keep]], enriched.rank.size)]
+    keep = keep[_year_cell_order(year, rank[at[keep]], rank.size)]
     rows, at = rows[keep], at[keep]
     take = pa.array(rows)
     classified = classified_unsorted.take(keep)
@@ -519,13 +519,16 @@ def _prepare(
         "sensitive": pa.array(classified.sensitive),
         "lon": pa.array(coords.lon[rows]),
         "lat": pa.array(coords.lat[rows]),
-        "h3": pa.array(enriched.cells[at], pa.uint64()),
+        "h3": pa.array(enrichment.cells()[at], pa.uint64()),
         "repairs": _repairs_column(
             swapped=coords.swapped[rows],
             from_date=times.time_from_date[rows],
             mojibake=classified.mojibake,
         ),
     }
+    clock.lap("gathering columns")
+    enriched = enrichment.result()
+    clock.lap("waiting for enrichment")
     at_arr = pa.array(at)
     for name, values in enriched.layers.items():
         columns[name] = values.take(at_arr)
@@ -535,7 +538,7 @@ def _prepare(
         else pa.nulls(rows.size, pa.dictionary(pa.int32(), pa.string()))
     )
     records = pa.table(columns)
-    clock.lap("gathering columns")
+    clock.lap("gathering enriched columns")
     duplicates = int((~first).sum())
     rejected = Counter(
         {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +84,7 @@ def write_incidents(
     else:
         for year in np.unique(years):
             jobs.append((int(year), table.filter(pa.array(years == year))))
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        files = list(pool.map(lambda job: _write_one(root, job[0], job[1], tag, cubes), jobs))
+    files = _write_years(root, jobs, tag, cubes)
     folders = {root / Path(f.path).parent for f in files}
     folders |= {root / Path(c).parent for f in files for c in f.cubes.values()}
     for folder in folders:
@@ -94,18 +93,56 @@ def write_incidents(
     return files
 
 
-def _write_one(
-    root: Path, year: int, part: pa.Table, tag: str, cubes: Sequence[CubeSpec]
-) -> DataFile:
+def _write_years(
+    root: Path, jobs: list[tuple[int, pa.Table]], tag: str, cubes: Sequence[CubeSpec]
+) -> list[DataFile]:
+    """Each year's file and its cubes, as separate tasks on two threads, largest first.
+
+    A year's data file and its cubes do not depend on each other; as one task per year,
+    the last year was written by one thread while the other sat idle.
+    """
+    parts = [(year, _sorted_by_cell(part)) for year, part in jobs]
+    rels = {
+        year: Path(INCIDENTS) / f"year={year}" / f"part-{tag}-{uuid.uuid4().hex[:8]}.parquet"
+        for year, _ in parts
+    }
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        sizes: dict[int, Future[int]] = {}
+        cube_files: dict[int, Future[dict[str, str]]] = {}
+        for year, part in sorted(parts, key=lambda job: -job[1].num_rows):
+            sizes[year] = pool.submit(_write_file, root, rels[year], part)
+            cube_files[year] = pool.submit(_write_cubes, root, rels[year], part, cubes)
+        files = []
+        for year, part in parts:
+            dates = part.column("local_date")
+            files.append(
+                DataFile(
+                    path=rels[year].as_posix(),
+                    rows=part.num_rows,
+                    bytes=sizes[year].result(),
+                    year=year,
+                    min_date=str(pc.min(dates).as_py()),
+                    max_date=str(pc.max(dates).as_py()),
+                    cubes=cube_files[year].result(),
+                )
+            )
+    return files
+
+
+def _sorted_by_cell(part: pa.Table) -> pa.Table:
     cells = part.column("h3").to_numpy()
     if cells.size > 1 and not bool(np.all(cells[1:] >= cells[:-1])):
-        part = part.take(pa.array(np.argsort(cells, kind="stable")))
+        return part.take(pa.array(np.argsort(cells, kind="stable")))
+    return part
+
+
+def _write_file(root: Path, rel: Path, part: pa.Table) -> int:
+    """Write one year's data file (GeoParquet) and fsync it; its size in bytes."""
     lon = part.column("lon").to_numpy()
     lat = part.column("lat").to_numpy()
     bbox = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
     part = with_geo_metadata(part, geo_metadata(["Point"], bbox))
     layer_names = set(part.column_names) - set(BASE_NAMES) - {GEOMETRY, BBOX}
-    rel = Path(INCIDENTS) / f"year={year}" / f"part-{tag}-{uuid.uuid4().hex[:8]}.parquet"
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(
@@ -122,20 +159,17 @@ def _write_one(
         use_byte_stream_split=["lon", "lat", *_BBOX_STATS],
     )
     fsync_file(path)
-    cube_files = {
+    return path.stat().st_size
+
+
+def _write_cubes(
+    root: Path, rel: Path, part: pa.Table, cubes: Sequence[CubeSpec]
+) -> dict[str, str]:
+    """Write the cubes of one year's data file (at ``rel``); family -> cube path."""
+    return {
         family: write_cube(root, cube_path(rel, family), cube)
         for family, cube in build_cubes(part, cubes).items()
     }
-    dates = part.column("local_date")
-    return DataFile(
-        path=rel.as_posix(),
-        rows=part.num_rows,
-        bytes=path.stat().st_size,
-        year=year,
-        min_date=str(pc.min(dates).as_py()),
-        max_date=str(pc.max(dates).as_py()),
-        cubes=cube_files,
-    )
 
 
 def read_incidents(root: Path, files: list[DataFile], columns: list[str] | None = None) -> pa.Table:
