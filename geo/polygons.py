@@ -24,8 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import polars as pl
-import polars_h3 as plh3
 import shapely
 from h3ronpy import ContainmentMode
 from h3ronpy.vector import geometry_to_cells
@@ -75,6 +73,10 @@ def polygons_to_cell_table(polygons: Geometries, res: int = TABLE_RESOLUTION) ->
     -------
     CellTable
     """
+    # Here, not at the top: an ingest only looks cells up and need not import polars.
+    import polars as pl
+    import polars_h3 as plh3
+
     inside_parts: list[pl.DataFrame] = []
     touch_parts: list[pl.DataFrame] = []
     for i, geom in enumerate(polygons):

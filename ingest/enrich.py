@@ -4,8 +4,8 @@ Runs on the two cores while validation goes on. Streets need no cells, so a work
 snapping at once. The caller indexes cells and sorts the points by cell (cell-table
 lookups on sorted cells are cache-friendly); then a second worker assigns half of the
 boundary layers, and the street worker the other half when it is done with streets.
-GEOS and numpy release the GIL; polars-h3, the fastest indexer here, does not, which is
-why it runs on the calling thread rather than in a worker where it would stall the rest.
+GEOS, numpy and h3ronpy release the GIL, so the three overlap; the caller goes on with
+ids and columns that need no layer while the workers finish.
 """
 
 from __future__ import annotations
