@@ -24,8 +24,25 @@ def _fixed_mmap_threshold() -> None:
         return
 
 
+_console = False
+
+
+def console_process() -> bool:
+    """True in a process started as the ``cuadra`` command (not a test calling the CLI).
+
+    Process-wide shortcuts (see ``ingest.arrays.arrow_without_pandas``) are taken only
+    there: the process ends with the command.
+    """
+    return _console
+
+
 def main() -> None:
     """Run `cuadra`."""
+    # Set on the module under its import name: with `python -m api.entry` this file
+    # runs as __main__, a different module object from the one api.cli imports.
+    from api import entry
+
+    entry._console = True
     # Ingest runs its own two workers (see ingest/enrich.py); polars' thread pool beside
     # them oversubscribes the cores and costs about 10 % of an ingest's time here. It must
     # be set before polars is first imported.

@@ -27,7 +27,7 @@ import shapely
 
 from geo.cells import points_to_cells
 from geo.types import BBox
-from ingest.arrays import constant_dictionary, to_bool
+from ingest.arrays import constant_dictionary, pandas_skipped, to_bool
 from ingest.coords import Jurisdiction, check_coordinates, geometry_points, parse_number
 from ingest.engines import PartContext, run_dask, run_local
 from ingest.enrich import Enrichment
@@ -324,6 +324,8 @@ def _warm_imports() -> None:
     import importlib
     import threading
 
+    if pandas_skipped():
+        return
     threading.Thread(target=importlib.import_module, args=("pandas",), daemon=True).start()
 
 
