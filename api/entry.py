@@ -5,13 +5,8 @@ from __future__ import annotations
 import os
 
 
-def _fixed_mmap_threshold() -> None:
-    """Large numpy arrays straight from mmap, so that freeing them returns the memory.
-
-    glibc raises its mmap threshold each time a large block is freed, after which big
-    arrays come from the heap and stay in the process's RSS: an ingest in parts would
-    then hold its earlier parts' high-water mark. Fixing the threshold (1 MiB) stops that.
-    """
+def _mallopt(mmap_threshold: int, trim_threshold: int | None = None) -> None:
+    """Fix glibc's M_MMAP_THRESHOLD (and M_TRIM_THRESHOLD); nothing on other libcs."""
     import ctypes
     import ctypes.util
 
@@ -19,9 +14,36 @@ def _fixed_mmap_threshold() -> None:
     if name is None:
         return
     try:
-        ctypes.CDLL(name).mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-3, mmap_threshold)  # M_MMAP_THRESHOLD
+        if trim_threshold is not None:
+            libc.mallopt(-1, trim_threshold)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):  # not glibc: nothing to fix
         return
+
+
+def _fixed_mmap_threshold() -> None:
+    """Large numpy arrays straight from mmap, so that freeing them returns the memory.
+
+    glibc raises its mmap threshold each time a large block is freed, after which big
+    arrays come from the heap and stay in the process's RSS: a long-running server would
+    then hold its largest request's high-water mark. Fixing the threshold (1 MiB) stops
+    that. An ingest sets its own values (:func:`heap_for_ingest`).
+    """
+    _mallopt(1 << 20)
+
+
+def heap_for_ingest() -> None:
+    """Let arrays up to 16 MiB reuse the heap and keep freed pages until asked.
+
+    A million-row ingest makes hundreds of short-lived arrays of a few MB each. From
+    mmap each one is fresh pages the kernel must fault in and zero (a quarter of the
+    ingest's CPU went there); from the heap they reuse freed memory. The ingest hands
+    free pages back between parts with ``malloc_trim`` (ingest/engines.py), so memory
+    stays bounded however many parts. Measured on the 1.3 M-row file: about 0.6 s less
+    system CPU, peak memory 0.85 → 1.0 GB.
+    """
+    _mallopt(16 << 20, 256 << 20)
 
 
 _console = False
