@@ -11,6 +11,7 @@ ids and columns that need no layer while the workers finish.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ class Enrichment:
         self._b = pool.submit(self._streets_then_layers, store, parent, lon, lat, names[half:])
         started = time.perf_counter()
         try:
-            cells = points_to_cells(lon, lat)
+            cells = _cells_with_help(pool, lon, lat)
             order = np.argsort(cells, kind="stable")
             # The inverse permutation by scatter: O(n), where a second argsort is not.
             rank = np.empty_like(order)
@@ -113,6 +114,38 @@ class Enrichment:
             street=street,
             rank=pts.rank,
         )
+
+
+# Points are indexed in this many slices, taken in turn by the caller and a helper task.
+_CELL_SLICES = 8
+
+
+def _cells_with_help(pool: ThreadPoolExecutor, lon: Floats, lat: Floats) -> npt.NDArray[np.uint64]:
+    """H3 cells of the points, indexed here and, if a worker is idle, there too.
+
+    h3ronpy releases the GIL, so a worker with nothing else to do (no street layer, or
+    dates already parsed) halves the indexing; a helper still queued when the caller has
+    taken the last slice is cancelled rather than waited for.
+    """
+    out = np.empty(lon.size, dtype=np.uint64)
+    bounds = np.linspace(0, lon.size, _CELL_SLICES + 1).astype(np.intp)
+    slices = iter(range(_CELL_SLICES))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                i = next(slices, None)
+            if i is None:
+                return
+            lo, hi = bounds[i], bounds[i + 1]
+            out[lo:hi] = points_to_cells(lon[lo:hi], lat[lo:hi])
+
+    helper = pool.submit(work)
+    work()
+    if not helper.cancel():
+        helper.result()  # it is indexing a slice: wait for that one
+    return out
 
 
 def _assign(

@@ -100,10 +100,17 @@ class SeenIds:
             return
         pending, self._pending = self._pending, None
         q1, q2 = pending if isinstance(pending, tuple) else id_hashes(pending)
-        byte, bit = self._slots(q1)
-        np.bitwise_or.at(self._bits, byte, np.left_shift(np.uint8(1), bit))
-        order = np.argsort(q1, kind="stable")
-        self.runs.append((q1[order], q2[order]))
+        # Not a stable sort: equal first hashes are searched as a range anyway, and the
+        # vectorised quicksort is several times faster on a million hashes.
+        order = np.argsort(q1)
+        s1 = q1[order]
+        self.runs.append((s1, q2[order]))
+        # Sorted, the hashes' bytes of the bitmap come grouped: OR each group's bits once
+        # (ufunc.at, bit by bit, was a sixth of the whole step).
+        byte, bit = self._slots(s1)
+        starts = np.flatnonzero(np.r_[True, byte[1:] != byte[:-1]])
+        masks = np.left_shift(np.uint8(1), bit)
+        self._bits[byte[starts]] |= np.bitwise_or.reduceat(masks, starts)
 
     def _slots(self, q1: U64) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.uint8]]:
         top = q1 >> np.uint64(64 - _BITS)
@@ -130,7 +137,7 @@ class SeenIds:
     def _search(self, q1: U64, q2: U64) -> npt.NDArray[np.bool_]:
         # Sorted needles: binary searches that walk the runs in order hit the cache
         # (ten times faster than searching in the parts' own order).
-        order = np.argsort(q1, kind="stable")
+        order = np.argsort(q1)
         s1, s2 = q1[order], q2[order]
         hit = np.zeros(q1.size, dtype=bool)
         for h1, h2 in self.runs:

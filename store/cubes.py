@@ -261,7 +261,9 @@ def build_rollup(root: Path, inputs: list[str], family: str, rel: Path, yearly: 
     many years the store spans. Rows come out offense-major, then by date, as every cube's,
     so that zone maps prune a question to its offenses and dates. DuckDB's memory is capped
     (it runs after the parts are written and freed) and spills to the store's temporary
-    folder, so that an ingest's peak stays about its parts'.
+    folder beyond that. The cap is 2 GB: at ten times the CDMX records (8.5 M cube rows a
+    family) 512 MB made the sort spill, 4.9 s a family against 3.5 s, for a peak of 0.83
+    GB against 0.93 GB.
     """
     import duckdb
 
@@ -271,7 +273,7 @@ def build_rollup(root: Path, inputs: list[str], family: str, rel: Path, yearly: 
     path.parent.mkdir(parents=True, exist_ok=True)
     spill = root / ".tmp"
     spill.mkdir(exist_ok=True)
-    con = duckdb.connect(config={"threads": 2, "memory_limit": "512MB",
+    con = duckdb.connect(config={"threads": 2, "memory_limit": "2GB",
                                  "temp_directory": str(spill),
                                  "preserve_insertion_order": False})  # fmt: skip
     try:
