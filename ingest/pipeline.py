@@ -189,6 +189,9 @@ def ingest(
             layers=tuple(parent.boundary_layers if parent else ()),
             specs=tuple(store.cube_specs(parent)),
         )
+        if engine == "local" and parent is not None:
+            # Load the layers on a worker while this thread reads the input.
+            _workers().submit(_preload_layers, store, parent)
         existing = store.existing_ids(parent, profile.name)
         stored = None
         if len(existing):
@@ -279,6 +282,13 @@ def _workers() -> ThreadPoolExecutor:
     # One pool for the life of the process: new threads for every part would each leave
     # an abandoned allocator heap behind, and memory would grow with the number of parts.
     return ThreadPoolExecutor(max_workers=2, thread_name_prefix="cuadra-ingest")
+
+
+def _preload_layers(store: Store, parent: Manifest) -> None:
+    """Load (and cache) the boundary and street layers an enrichment will use."""
+    store.streets(parent)
+    for name in parent.boundary_layers:
+        store.boundary(parent, name)
 
 
 def prepare_part(ctx: PartContext, src: SourceTable, index: int) -> tuple[PartResult, pa.Table]:

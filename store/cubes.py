@@ -102,6 +102,14 @@ def build_cubes(part: pa.Table, specs: Sequence[CubeSpec]) -> dict[str, pa.Table
     first_month = int(months.min()) if months.size else 0
     n_month = int(months.max()) - first_month + 1 if months.size else 1
     n_source = len(source_dict)
+    # First day of each month of the part, as date32 days: a lookup per row instead of a
+    # calendar conversion per row.
+    month_day = (
+        (np.arange(first_month, first_month + n_month) - 12 * 1970)
+        .astype("datetime64[M]")
+        .astype("datetime64[D]")
+        .astype(np.int32)
+    )
     # Category and sensitivity follow from the offense (one taxonomy entry each).
     category, category_dict = _codes(part.column("category"))
     category_of = np.zeros(len(offense_dict), np.int64)
@@ -147,8 +155,8 @@ def build_cubes(part: pa.Table, specs: Sequence[CubeSpec]) -> dict[str, pa.Table
                 "offense": pa.DictionaryArray.from_arrays(
                     pa.array(offense_code.astype(np.int32)), sorted_names
                 ),
-                "month": pa.array(
-                    (month - 12 * 1970).astype("datetime64[M]").astype("datetime64[D]")
+                "month": pa.Array.from_buffers(
+                    pa.date32(), month.size, [None, pa.py_buffer(month_day[month - first_month])]
                 ),
                 "source": pa.DictionaryArray.from_arrays(
                     pa.array(source_code.astype(np.int32)), source_dict
