@@ -79,6 +79,10 @@ def main() -> None:
     # them oversubscribes the cores and costs about 10 % of an ingest's time here. It must
     # be set before polars is first imported.
     os.environ.setdefault("POLARS_MAX_THREADS", "1")
+    # numpy's OpenBLAS starts a thread per core that spins for a while whenever it wakes;
+    # nothing here multiplies dense matrices, and on two cores the spinning cost an
+    # ingest 0.3 s of CPU (measured). Also before numpy's first import.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     _fixed_mmap_threshold()
     from api.cli import main as run
 
