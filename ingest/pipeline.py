@@ -502,7 +502,9 @@ def _prepare(
     first = _first_occurrences(ids, id_key)
     keep = np.flatnonzero(first)
     classified_unsorted = taxonomy.classify(offense)
-    at = np.searchsorted(located, rows)  # position of each accepted row among located
+    # Position of each accepted row among the located ones (accepted rows are located
+    # rows: as many means the same rows).
+    at = np.arange(rows.size) if rows.size == located.size else np.searchsorted(located, rows)
     clock.lap("duplicates and categories")
     # Files are per year, rows by cell within: sort by (year, cell) so that the writer
     # can slice instead of filter. The cells are this thread's own work, done already;
