@@ -58,7 +58,7 @@ def _settle(result: PartResult, written: Written) -> None:
     result.time_imputed = written.time_imputed
 
 
-def _release() -> None:
+def release_heap() -> None:
     """Hand the heap's free pages back to the system between parts (glibc only).
 
     Native libraries (GEOS, PROJ, polars) free into per-thread arenas that glibc keeps;
@@ -95,7 +95,7 @@ def run_local(
         result.accepted = int(keep.sum())
         _settle(result, _write_part(ctx, records, keep))
         del records, keep  # before the next part is read, not after
-        _release()
+        release_heap()
         results.append(result)
     return results
 
