@@ -84,6 +84,10 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("CUADRA_RATE_PUBLIC", "100000/minute")
+    # As in aggregates.py: the timed requests are an analyst's (exact counts). Building the
+    # public release of every year in the background (some 50 re-dated years at 10x, 7 at
+    # 1x) would compete with them in the 10x server only.
+    os.environ["CUADRA_WARM_RELEASE"] = "false"
     # Exact answers (an analyst key): the public sees cells of its release, and a public
     # request without dates is the last whole year, not the whole record.
     work = Path(tempfile.mkdtemp(prefix="cuadra-scale-"))
