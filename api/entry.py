@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 
-def _mallopt(mmap_threshold: int, trim_threshold: int | None = None) -> None:
-    """Fix glibc's M_MMAP_THRESHOLD (and M_TRIM_THRESHOLD); nothing on other libcs."""
+def _mallopt(mmap_threshold: int) -> None:
+    """Fix glibc's M_MMAP_THRESHOLD; nothing on other libcs."""
     import ctypes
     import ctypes.util
 
@@ -16,8 +16,6 @@ def _mallopt(mmap_threshold: int, trim_threshold: int | None = None) -> None:
     try:
         libc = ctypes.CDLL(name)
         libc.mallopt(-3, mmap_threshold)  # M_MMAP_THRESHOLD
-        if trim_threshold is not None:
-            libc.mallopt(-1, trim_threshold)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):  # not glibc: nothing to fix
         return
 
@@ -34,23 +32,19 @@ def _fixed_mmap_threshold() -> None:
 
 
 def heap_for_ingest() -> None:
-    """Let arrays up to 16 MiB reuse the heap and keep freed pages until asked.
+    """Tune this process for one ingest: glibc's heap, numpy's huge-page advice.
 
-    A million-row ingest makes hundreds of short-lived arrays of a few MB each. From
-    mmap each one is fresh pages the kernel must fault in and zero (a quarter of the
-    ingest's CPU went there); from the heap they reuse freed memory. The ingest hands
-    free pages back between parts with ``malloc_trim`` (ingest/engines.py), so memory
-    stays bounded however many parts. Measured on the 1.3 M-row file: about 0.6 s less
-    system CPU, peak memory 0.85 → 1.0 GB.
-
-    numpy's transparent-huge-page advice is switched off too (the documented switch is
-    the NUMPY_MADVISE_HUGEPAGE variable, read at import; this is its runtime form): the
+    The heap policy is the ingest's own (``ingest.engines.heap_for_one_part``). numpy's
+    transparent-huge-page advice is switched off (the documented switch is the
+    NUMPY_MADVISE_HUGEPAGE variable, read at import; this is its runtime form): the
     kernel zeroed whole 2 MB pages for arrays the heap then reused little, a tenth of
     the ingest's CPU (0.2 s less user and system time, measured).
     """
-    _mallopt(16 << 20, 256 << 20)
     from numpy._core import multiarray
 
+    from ingest.engines import heap_for_one_part
+
+    heap_for_one_part()
     switch = getattr(multiarray, "_set_madvise_hugepage", None)
     if switch is not None:  # else numpy moved it: the advice stays on, nothing breaks
         switch(False)

@@ -69,6 +69,39 @@ def release_heap() -> None:
         libc.malloc_trim(0)
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_heap_for_speed = False
+
+
+def heap_for_one_part() -> None:
+    """Tune glibc's heap for an ingest of one large part (a process-wide setting).
+
+    Arrays up to 16 MiB reuse the heap instead of fresh mmap'd pages, which the kernel
+    must fault in and zero (a quarter of a million-row ingest's CPU went there), and
+    freed pages stay until ``release_heap``. On the 1.3 M-row file: 0.8 s less system
+    CPU, peak 0.85 → 1.0 GB. From an input's second part on, ``run_local`` goes back
+    to a 1 MiB threshold: over many parts the kept pages fragment and memory grew with
+    the input (10 × the CDMX records: 1.76 GB against 1.3 GB).
+    """
+    global _heap_for_speed
+    if _mallopt(_M_MMAP_THRESHOLD, 16 << 20) and _mallopt(_M_TRIM_THRESHOLD, 256 << 20):
+        _heap_for_speed = True
+
+
+def _heap_for_many_parts() -> None:
+    global _heap_for_speed
+    if _heap_for_speed:
+        release_heap()
+        _mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+        _mallopt(_M_TRIM_THRESHOLD, 128 << 10)
+        _heap_for_speed = False
+
+
+def _mallopt(option: int, value: int) -> bool:
+    libc = _libc()
+    return libc is not None and hasattr(libc, "mallopt") and bool(libc.mallopt(option, value))
+
+
 @lru_cache(maxsize=1)
 def _libc() -> Any:
     import ctypes
@@ -89,6 +122,8 @@ def run_local(
     seen = SeenIds()
     results = []
     for index, src in enumerate(parts):
+        if index == 1:
+            _heap_for_many_parts()
         result, records = prepare(ctx, src, index)
         del src  # the part's source rows are no longer needed
         keep, result.across, result.stored = decide(records.column("incident_id"), seen, stored)

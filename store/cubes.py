@@ -271,9 +271,9 @@ def build_rollup(root: Path, inputs: list[str], family: str, rel: Path, yearly: 
     the order within an offense and year is free: sorting on source and unit as well
     cost 0.2–0.4 s a family at ten times the CDMX records). DuckDB's memory is capped
     (it runs after the parts are written and freed) and spills to the store's temporary
-    folder beyond that. The cap is 2 GB: at ten times the CDMX records (8.5 M cube rows a
-    family) 512 MB made the sort spill, 4.9 s a family against 3.5 s, for a peak of 0.83
-    GB against 0.93 GB.
+    folder beyond that. The cap is 1 GB: at ten times the CDMX records (8.5 M cube rows a
+    family) 512 MB made the sort spill (4.9 s a family against 4.2 s), while 2 GB (3.5 s)
+    made the rollups the ingest's peak, past twice a one-part ingest's.
     """
     import duckdb
 
@@ -283,7 +283,7 @@ def build_rollup(root: Path, inputs: list[str], family: str, rel: Path, yearly: 
     path.parent.mkdir(parents=True, exist_ok=True)
     spill = root / ".tmp"
     spill.mkdir(exist_ok=True)
-    con = duckdb.connect(config={"threads": 2, "memory_limit": "2GB",
+    con = duckdb.connect(config={"threads": 2, "memory_limit": "1GB",
                                  "temp_directory": str(spill),
                                  "preserve_insertion_order": False})  # fmt: skip
     try:
