@@ -141,7 +141,8 @@ def ingest(
     Inputs of any size are read in parts of --batch-rows rows and committed as one
     snapshot; --engine dask runs the parts on a Dask cluster and commits the same one.
     """
-    from api.entry import console_process, heap_for_ingest
+    from api.entry import console_process
+    from ingest import heap
     from ingest.arrays import arrow_without_pandas
     from ingest.pipeline import ingest as run
     from ingest.profiles import load_profile
@@ -149,7 +150,7 @@ def ingest(
     if engine.value == "local" and console_process():
         # Process-wide settings, taken only when the process ends with the command.
         arrow_without_pandas()  # this process never hands pyarrow a pandas object
-        heap_for_ingest()
+        heap.for_one_part()
     try:
         prof = load_profile(profile)
         with _stages(not as_json, "ingest") as say:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from h3ronpy.vector import coordinates_to_cells
+from h3ronpy.vector import cells_to_coordinates, cells_to_wkb_polygons, coordinates_to_cells
 
 from geo.errors import GeoError
 from geo.types import Cells, Floats, Resolution
@@ -92,7 +92,6 @@ def _check_res(res: int) -> None:
 def cells_to_polygons(cells: Cells) -> npt.NDArray[np.object_]:
     """Cell outlines as shapely polygons in lon/lat (from h3ronpy's WKB, already x/y)."""
     import shapely
-    from h3ronpy.vector import cells_to_wkb_polygons
 
     if len(cells) == 0:
         return np.empty(0, dtype=np.object_)
@@ -102,8 +101,6 @@ def cells_to_polygons(cells: Cells) -> npt.NDArray[np.object_]:
 
 def cells_to_latlng(cells: Cells) -> tuple[Floats, Floats]:
     """Latitude and longitude of each cell's centre (h3ronpy, vectorised)."""
-    from h3ronpy.vector import cells_to_coordinates
-
     if len(cells) == 0:
         return np.empty(0), np.empty(0)
     table = cells_to_coordinates(np.asarray(cells, dtype=np.uint64))

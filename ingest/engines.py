@@ -15,7 +15,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ingest import heap
 from ingest.parts import PartResult, SeenIds, Written, decide, finalize
 from ingest.profiles import Profile
 from ingest.readers import SourceTable
@@ -58,63 +58,6 @@ def _settle(result: PartResult, written: Written) -> None:
     result.time_imputed = written.time_imputed
 
 
-def release_heap() -> None:
-    """Hand the heap's free pages back to the system between parts (glibc only).
-
-    Native libraries (GEOS, PROJ, polars) free into per-thread arenas that glibc keeps;
-    without this the process's memory creeps up part after part.
-    """
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_heap_for_speed = False
-
-
-def heap_for_one_part() -> None:
-    """Tune glibc's heap for an ingest of one large part (a process-wide setting).
-
-    Arrays up to 16 MiB reuse the heap instead of fresh mmap'd pages, which the kernel
-    must fault in and zero (a quarter of a million-row ingest's CPU went there), and
-    freed pages stay until ``release_heap``. On the 1.3 M-row file: 0.8 s less system
-    CPU, peak 0.85 → 1.0 GB. From an input's second part on, ``run_local`` goes back
-    to a 1 MiB threshold: over many parts the kept pages fragment and memory grew with
-    the input (10 × the CDMX records: 1.76 GB against 1.3 GB).
-    """
-    global _heap_for_speed
-    if _mallopt(_M_MMAP_THRESHOLD, 16 << 20) and _mallopt(_M_TRIM_THRESHOLD, 256 << 20):
-        _heap_for_speed = True
-
-
-def _heap_for_many_parts() -> None:
-    global _heap_for_speed
-    if _heap_for_speed:
-        release_heap()
-        _mallopt(_M_MMAP_THRESHOLD, 1 << 20)
-        _mallopt(_M_TRIM_THRESHOLD, 128 << 10)
-        _heap_for_speed = False
-
-
-def _mallopt(option: int, value: int) -> bool:
-    libc = _libc()
-    return libc is not None and hasattr(libc, "mallopt") and bool(libc.mallopt(option, value))
-
-
-@lru_cache(maxsize=1)
-def _libc() -> Any:
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        return libc if libc is not None and hasattr(libc, "malloc_trim") else None
-    except OSError:
-        return None
-
-
 def run_local(
     prepare: Prepare, ctx: PartContext, parts: Iterator[SourceTable], stored: object | None
 ) -> list[PartResult]:
@@ -123,15 +66,17 @@ def run_local(
     results = []
     for index, src in enumerate(parts):
         if index == 1:
-            _heap_for_many_parts()
+            heap.for_many_parts()
         result, records = prepare(ctx, src, index)
         del src  # the part's source rows are no longer needed
         keep, result.across, result.stored = decide(records.column("incident_id"), seen, stored)
         result.accepted = int(keep.sum())
         _settle(result, _write_part(ctx, records, keep))
         del records, keep  # before the next part is read, not after
-        release_heap()
+        heap.release()
         results.append(result)
+    del seen
+    heap.release()  # the seen ids too, before the commit's rollups
     return results
 
 

@@ -31,13 +31,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Enriched:
-    """Per point: its H3 cell, one id column per boundary layer, and its street id."""
+    """Per point: one id column per boundary layer, and its street id.
 
-    cells: npt.NDArray[np.uint64]
+    Cells and their order are ready earlier: ``Enrichment.cells`` and ``cell_rank``.
+    """
+
     layers: dict[str, pa.Array]
     street: pa.Array | None
-    # Each point's rank in cell order (a permutation of 0..n-1).
-    rank: npt.NDArray[np.intp]
 
 
 @dataclass
@@ -107,13 +107,7 @@ class Enrichment:
         layers_a = self._a.result()
         street, layers_b = self._b.result()
         merged = {**layers_a, **layers_b}
-        pts = self._sorted.result()
-        return Enriched(
-            cells=pts.cells,
-            layers={name: merged[name] for name in self._names},
-            street=street,
-            rank=pts.rank,
-        )
+        return Enriched(layers={name: merged[name] for name in self._names}, street=street)
 
 
 # Points are indexed in this many slices, taken in turn by the caller and a helper task.

@@ -29,7 +29,7 @@ from geo.cells import points_to_cells
 from geo.types import BBox
 from ingest.arrays import constant_dictionary, pandas_skipped, to_bool
 from ingest.coords import Jurisdiction, check_coordinates, geometry_points, parse_number
-from ingest.engines import PartContext, release_heap, run_dask, run_local
+from ingest.engines import PartContext, run_dask, run_local
 from ingest.enrich import Enrichment
 from ingest.errors import IngestError
 from ingest.ids import record_ids
@@ -204,7 +204,6 @@ def ingest(
             results = run_dask(prepare_part, ctx, parts, stored, scheduler)
         else:
             results = run_local(prepare_part, ctx, parts, stored)
-        release_heap()  # the parts' seen ids are gone: hand their pages back first
         files = [f for r in results for f in r.files]
         input_rows = sum(r.input_rows for r in results)
         if expect_rows is not None and input_rows != expect_rows:

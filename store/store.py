@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from geo.cells import points_to_cells
 from store.cubes import CUBES, CubeSpec, build_rollup, cube_specs, rollup_key
@@ -115,9 +114,7 @@ class Store:
             return pa.array([], pa.string())
         parts = []
         for f in manifest.files:
-            # ParquetFile, not read_table(filters=...): the latter loads pyarrow.dataset
-            # (and pandas) at every ingest for a filter that is one comparison here.
-            t = pq.ParquetFile(self.root / f.path).read(columns=["incident_id", "source"])
+            t = read_parquet(self.root / f.path, columns=["incident_id", "source"])
             mine = pc.equal(t.column("source").cast(pa.string()), source)
             parts.append(t.column("incident_id").filter(mine).combine_chunks())
         return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
