@@ -497,12 +497,12 @@ def _warm_release(settings: Any) -> None:
     import threading
 
     from api import release
-    from api.privacy import PublicRules
+    from api.privacy import rules_from_settings
     from api.publish import today
 
     def run() -> None:
         try:
-            release.warm(Store(settings.store), PublicRules.from_settings(settings), today())
+            release.warm(Store(settings.store), rules_from_settings(settings), today())
         except Exception:  # a failed warm-up only means slower first answers
             logging.getLogger("cuadra.api").exception("warming the public release failed")
 

@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import add_exception_handlers
-from api.privacy import PublicRules
+from api.privacy import rules_from_settings
 from api.ratelimit import RateLimit
 from api.routes import (
     aggregates,
@@ -46,7 +46,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = Store(settings.store)
         app.state.keys = KeyRing(settings.store)
-        app.state.rules = PublicRules.from_settings(settings)
+        app.state.rules = rules_from_settings(settings)
         app.state.settings = settings
         # One DuckDB connection for the app; each request takes its own cursor (a
         # connection is not thread-safe, and FastAPI runs sync routes in a thread pool).

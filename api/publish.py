@@ -16,8 +16,9 @@ import pyarrow as pa
 import shapely
 
 from api import release
-from api.privacy import PublicRules
+from api.privacy import coarse, refusal
 from api.release import Period
+from disclosure.rules import NotPublished, PublicRules
 from geo.cells import cells_to_latlng, hex_to_cells
 from store.aggregate import Unit, aggregate, unit_attributes
 from store.filters import FilterError, Filters
@@ -85,7 +86,10 @@ def public_view(
     until = release.cutoff(rules, today())
     if period is None:
         if flt.start is not None and flt.end is not None:
-            period = Period.parse(flt.start, flt.end)
+            try:
+                period = Period.parse(flt.start, flt.end)
+            except NotPublished as exc:
+                raise refusal(exc) from None
         else:
             period = release.default_period(manifest, until)
     if period.end > until:
@@ -93,9 +97,12 @@ def public_view(
                           f"public figures end before {until.isoformat()} ({rules.delay_days}-day "
                           "delay, whole months)")  # fmt: skip
     tree = release.forest(store, manifest)
-    node, excluded = tree.node(flt)
+    try:
+        node, excluded = tree.node(flt.offenses, flt.categories)
+    except NotPublished as exc:
+        raise refusal(exc) from None
     sensitive = node >= 0 and bool(tree.sensitive[node])
-    if sensitive and not rules.coarse(unit):
+    if sensitive and not coarse(rules, unit):
         excluded = True
     shown = replace(flt, start=period.start, end=period.end, include_sensitive=sensitive)
     return PublicView(period, node, rules.k_sensitive if sensitive else rules.k, excluded,

@@ -20,9 +20,7 @@ but published cells: withheld counts stay unrecoverable across queries, not just
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
-from datetime import date, timedelta
-from functools import lru_cache
+from datetime import date
 from typing import Any
 
 import duckdb
@@ -33,146 +31,29 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from cachetools import LRUCache
 
-from api.privacy import PublicRules, suppress_members
+from disclosure import periods
+from disclosure.offenses import Forest
+from disclosure.offenses import forest as offense_forest
+from disclosure.periods import MONTHS, N_PERIODS, QUARTERS, Period
+from disclosure.rules import PublicRules
+from disclosure.suppression import suppress_members
+from disclosure.table import PublishedTable as Block
+from disclosure.table import expand
 from store.aggregate import H3_MIN, Unit
 from store.cubes import h3_parent
-from store.filters import FilterError, Filters, quote
+from store.filters import quote
 from store.query import offense_triples
 from store.snapshots import Manifest
 
 TOTAL = "total"  # the family of the whole area: one unit
-ALL = "*"
-YEAR, QUARTERS, MONTHS = 0, 1, 5  # period codes: 0 the year, 1..4 quarters, 5..16 months
-N_PERIODS = 17
 _UNBOUNDED = 1_000_000  # unlisted members of a group with no fixed size (H3 cells)
 
 Ints = npt.NDArray[np.int64]
 
 
-@dataclass(frozen=True)
-class Period:
-    """A published period: a calendar year, quarter or month."""
-
-    year: int
-    code: int
-
-    @property
-    def start(self) -> date:
-        """First day."""
-        if self.code == YEAR:
-            return date(self.year, 1, 1)
-        if self.code < MONTHS:
-            return date(self.year, 3 * (self.code - QUARTERS) + 1, 1)
-        return date(self.year, self.code - MONTHS + 1, 1)
-
-    @property
-    def end(self) -> date:
-        """The day after the last one."""
-        months = 12 if self.code == YEAR else 3 if self.code < MONTHS else 1
-        return _add_months(self.start, months)
-
-    @classmethod
-    def month(cls, day: date) -> Period:
-        """The month of a day."""
-        return cls(day.year, MONTHS + day.month - 1)
-
-    @classmethod
-    def parse(cls, start: date, end: date) -> Period:
-        """The period ``[start, end)`` names; FilterError unless it is exactly one."""
-        if start.day == 1:
-            if start.month == 1 and end == date(start.year + 1, 1, 1):
-                return cls(start.year, YEAR)
-            if start.month % 3 == 1 and end == _add_months(start, 3):
-                return cls(start.year, QUARTERS + (start.month - 1) // 3)
-            if end == _add_months(start, 1):
-                return cls.month(start)
-        raise FilterError(
-            "end",
-            end.isoformat(),
-            f"public figures cover one calendar year, quarter or month (start {start} "
-            "on its first day, end the day after its last); an API key opens any window",
-        )
-
-
-def _add_months(day: date, months: int) -> date:
-    index = day.year * 12 + day.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)
-
-
-@dataclass(frozen=True)
-class Forest:
-    """The offense sets of the public lattice, by node: ``*``, ``c:<category>``, ``o:<offense>``."""
-
-    names: tuple[str, ...]
-    parent: Ints  # -1 for a root
-    sensitive: npt.NDArray[np.bool_]
-    children: Ints
-    index: dict[str, int]
-    mixed: frozenset[str]  # categories with sensitive and other offenses
-    category_of: dict[str, str]
-
-    def node(self, flt: Filters) -> tuple[int, bool]:
-        """The node a public request's offense filters name (-1: none).
-
-        Also whether that leaves sensitive offenses out; FilterError for more than one
-        value of either.
-        """
-        for name, values in (("offense", flt.offenses), ("category", flt.categories)):
-            if len(values) > 1:
-                raise FilterError(
-                    name,
-                    ", ".join(values),
-                    f"public figures are per one {name}; an API key opens any set",
-                )
-        if flt.offenses:
-            offense = flt.offenses[0]
-            if flt.categories and self.category_of.get(offense) != flt.categories[0]:
-                return -1, False
-            return self.index.get("o:" + offense, -1), False
-        if flt.categories:
-            category = flt.categories[0]
-            return self.index.get("c:" + category, -1), category in self.mixed
-        return self.index[ALL], bool(self.sensitive.any())
-
-
-@lru_cache(maxsize=8)
-def _forest(triples: tuple[tuple[str, str, bool], ...]) -> Forest:
-    """The node forest of a snapshot's (offense, category, sensitive) triples."""
-    sensitive_offense: dict[str, bool] = {}
-    category_of: dict[str, str] = {}
-    for offense, category, flag in sorted(triples):
-        sensitive_offense[offense] = sensitive_offense.get(offense, False) or flag
-        category_of.setdefault(offense, category)
-    cats: dict[str, set[bool]] = {}
-    for offense, category in category_of.items():
-        cats.setdefault(category, set()).add(sensitive_offense[offense])
-    names = [ALL]
-    parent = [-1]
-    flags = [False]
-    for category in sorted(cats):
-        names.append("c:" + category)
-        wholly = cats[category] == {True}
-        parent.append(-1 if wholly else 0)
-        flags.append(wholly)
-    index = {n: i for i, n in enumerate(names)}
-    for offense in sorted(category_of):
-        category = category_of[offense]
-        flag = sensitive_offense[offense]
-        mixed_part = flag and cats[category] != {True}
-        names.append("o:" + offense)
-        parent.append(-1 if mixed_part else index["c:" + category])
-        flags.append(flag)
-    index = {n: i for i, n in enumerate(names)}
-    parents = np.array(parent, dtype=np.int64)
-    children = np.bincount(parents[parents >= 0], minlength=len(names)).astype(np.int64)
-    mixed = frozenset(c for c, f in cats.items() if len(f) == 2)
-    return Forest(tuple(names), parents, np.array(flags, dtype=bool), children, index, mixed,
-                  category_of)  # fmt: skip
-
-
 def forest(store: Any, manifest: Manifest) -> Forest:
     """The offense forest of a snapshot (its offenses read once per snapshot)."""
-    return _forest(offense_triples(store, manifest))
+    return offense_forest(offense_triples(store, manifest))
 
 
 def family(unit: Unit | None) -> str:
@@ -183,67 +64,6 @@ def family(unit: Unit | None) -> str:
         return "h3"
     assert unit.layer is not None
     return "street" if unit.kind == "street" else unit.layer
-
-
-@dataclass(frozen=True)
-class Block:
-    """The published table of one family and year: every cell and whether it is withheld.
-
-    Cells are sorted by (period, node, resolution, unit); ``slices`` maps each such
-    (period, node, resolution) to its range.
-    """
-
-    ids: list[str | None]  # by unit code; None for the count outside every unit
-    unit: npt.NDArray[np.int32]
-    period: npt.NDArray[np.int8]
-    node: npt.NDArray[np.int16]
-    value: npt.NDArray[np.int32]
-    hidden: npt.NDArray[np.bool_]
-    units: int | None  # units of the family (None: unbounded)
-    slices: dict[tuple[int, int, int], tuple[int, int]]
-    # Derived in __post_init__: ids as an array, each id's code, the outside's code (-1).
-    names: npt.NDArray[np.object_] = field(init=False, repr=False)
-    codes: dict[str, int] = field(init=False, repr=False)
-    outside: int = field(init=False)
-
-    def cells(self, period: int, node: int, res: int = 0) -> range:
-        """Positions of the cells of one period, node and resolution."""
-        lo, hi = self.slices.get((period, node, res), (0, 0))
-        return range(lo, hi)
-
-    def shown(
-        self, period: int, node: int, res: int = 0
-    ) -> tuple[list[str], npt.NDArray[np.int32], bool, int | None]:
-        """Published unit ids and counts, whether anything was withheld, and the outside count."""
-        span = self.cells(period, node, res)
-        unit = self.unit[span.start : span.stop]
-        value = self.value[span.start : span.stop]
-        hidden = self.hidden[span.start : span.stop]
-        inside = unit != self.outside
-        keep = inside & ~hidden
-        outside: int | None = None
-        at = np.flatnonzero(~inside)
-        if at.size and not hidden[at[0]]:
-            outside = int(value[at[0]])
-        listed = int(inside.sum())
-        withheld = bool(hidden.any()) or self.units is None or listed < self.units
-        return self.names[unit[keep]].tolist(), value[keep], withheld, outside
-
-    def value_of(self, unit_id: str | None, period: int, node: int, res: int = 0) -> int | None:
-        """The published count of one cell (None: withheld, or zero)."""
-        span = self.cells(period, node, res)
-        code = self.outside if unit_id is None else self.codes.get(unit_id, -2)
-        at = np.flatnonzero(self.unit[span.start : span.stop] == code)
-        if at.size == 0 or self.hidden[span.start + at[0]]:
-            return None
-        return int(self.value[span.start + at[0]])
-
-    def __post_init__(self) -> None:
-        names = np.empty(len(self.ids), dtype=object)
-        names[:] = self.ids
-        object.__setattr__(self, "names", names)
-        object.__setattr__(self, "codes", {u: i for i, u in enumerate(self.ids) if u is not None})
-        object.__setattr__(self, "outside", self.ids.index(None) if None in self.ids else -1)
 
 
 def _atoms_sql(fam: str, finest_h3: int) -> str:
@@ -288,7 +108,7 @@ def build_block(
     count = atoms.column("n").to_numpy().astype(np.int64)
     ids, res_of, unit0, up_unit = _units(fam, atoms.column("unit"), rules)
     coarse_unit = _coarse_units(fam, res_of, rules)
-    unit, period, node, value = _expand(unit0, MONTHS + month - 1, offense, count, up_unit, tree)
+    unit, period, node, value = expand(unit0, MONTHS + month - 1, offense, count, up_unit, tree)
     # Sensitive offense sets only on coarse units.
     keep = coarse_unit[unit] | ~tree.sensitive[node]
     unit, period, node, value = unit[keep], period[keep], node[keep], value[keep]
@@ -347,51 +167,6 @@ def _units(
     codes = pc.fill_null(encoded.indices, outside).to_numpy(zero_copy_only=False)
     n = len(names)
     return names, np.zeros(n, np.int64), codes.astype(np.int64), np.full(n, -1, np.int64)
-
-
-def _expand(
-    unit: Ints, period: Ints, node: Ints, count: Ints, up_unit: Ints, tree: Forest
-) -> tuple[Ints, Ints, Ints, Ints]:
-    """Every cell the atoms (unit, month, offense) count in, with its count.
-
-    One dimension at a time, each level summed from the one below it (offenses to
-    categories to ``*``; months to quarters to the year; H3 cells to their parents), so
-    each step sorts no more than the cells it starts from.
-    """
-    n_nodes = len(tree.names)
-    up_node = tree.parent
-    cells = [(unit, period, node, count)]
-    for _ in range(2):  # offense -> category -> *
-        u, p, n, c = cells[-1]
-        has = up_node[n] >= 0
-        cells.append(_sum(u[has], p[has], up_node[n[has]], c[has], n_nodes))
-    crime = [np.concatenate(x) for x in zip(*cells, strict=True)]
-    u, p, n, c = crime
-    quarter = _sum(u, QUARTERS + (p - MONTHS) // 3, n, c, n_nodes)
-    year = _sum(quarter[0], np.full(quarter[0].size, YEAR), quarter[2], quarter[3], n_nodes)
-    levels = [(u, p, n, c), quarter, year]
-    u, p, n, c = (np.concatenate(x) for x in zip(*levels, strict=True))
-    spaced: list[tuple[Ints, Ints, Ints, Ints]] = [(u, p, n, c)]
-    while True:
-        u, p, n, c = spaced[-1]
-        has = up_unit[u] >= 0
-        if not has.any():
-            break
-        spaced.append(_sum(up_unit[u[has]], p[has], n[has], c[has], n_nodes))
-    u, p, n, c = (np.concatenate(x) for x in zip(*spaced, strict=True))
-    return u, p, n, c
-
-
-def _sum(
-    unit: Ints, period: Ints, node: Ints, count: Ints, n_nodes: int
-) -> tuple[Ints, Ints, Ints, Ints]:
-    """Counts summed per (unit, period, node)."""
-    key = (unit * N_PERIODS + period) * n_nodes + node
-    cells, inverse = np.unique(key, return_inverse=True)
-    total = np.bincount(inverse, weights=count, minlength=cells.size)
-    node_of = cells % n_nodes
-    rest = cells // n_nodes
-    return rest // N_PERIODS, rest % N_PERIODS, node_of, np.rint(total).astype(np.int64)
 
 
 def _coarse_units(fam: str, res_of: Ints, rules: PublicRules) -> npt.NDArray[np.bool_]:
@@ -556,16 +331,13 @@ def clear() -> None:
 
 def cutoff(rules: PublicRules, today: date) -> date:
     """The first day not published: the delay, rounded down to a whole month."""
-    last = today - timedelta(days=rules.delay_days)
-    return last.replace(day=1)
+    return periods.cutoff(rules.delay_days, today)
 
 
 def default_period(manifest: Manifest, until: date) -> Period:
     """The public default: the last whole calendar year of records that is published."""
     if manifest.files:
-        latest = date.fromisoformat(max(f.max_date for f in manifest.files))
-        year = latest.year if (latest.month, latest.day) == (12, 31) else latest.year - 1
-        earliest = date.fromisoformat(min(f.min_date for f in manifest.files)).year
-    else:
-        year = earliest = until.year - 1
-    return Period(max(min(year, until.year - 1), min(earliest, until.year - 1)), YEAR)
+        first = date.fromisoformat(min(f.min_date for f in manifest.files))
+        last = date.fromisoformat(max(f.max_date for f in manifest.files))
+        return periods.default_period(first, last, until)
+    return periods.default_period(None, None, until)

@@ -23,8 +23,8 @@ import shapely
 from cachetools import LRUCache
 from scipy.spatial import KDTree
 
-from api.privacy import PublicRules
 from api.publish import PublicView, published_counts
+from disclosure.rules import PublicRules
 from geo.cells import cells_to_latlng, hex_to_cells
 from geo.crs import WGS84, transform_xy
 from store.aggregate import Unit

@@ -66,7 +66,10 @@ def answer(client: TestClient, path: str, params: dict[str, Any], key: str | Non
     response = client.get(path, params=params, headers=headers)
     kind = response.headers.get("content-type", "")
     if "json" not in kind:
-        return {"status": response.status_code, "sha256": hashlib.sha256(response.content).hexdigest()}
+        return {
+            "status": response.status_code,
+            "sha256": hashlib.sha256(response.content).hexdigest(),
+        }
     body = response.json()
     if isinstance(body, dict):
         for volatile in ("elapsed_ms", "generated_at", "release"):
@@ -89,7 +92,13 @@ def main() -> int:
     parser.add_argument("action", choices=["record", "compare"])
     parser.add_argument("file", type=Path)
     args = parser.parse_args()
-    with TestClient(create_app(ServerSettings(store=args.store, rate_public="100000/minute", rate_keyed="100000/minute"))) as client:
+    with TestClient(
+        create_app(
+            ServerSettings(
+                store=args.store, rate_public="100000/minute", rate_keyed="100000/minute"
+            )
+        )
+    ) as client:
         got = {
             json.dumps([path, params, role], sort_keys=True): answer(
                 client, path, params, args.key if role == "analyst" else None

@@ -112,3 +112,11 @@ def cells_to_latlng(cells: Cells) -> tuple[Floats, Floats]:
 def hex_to_cells(hexes: list[str]) -> Cells:
     """Parse lower-case hex cell ids (the API edge) to uint64."""
     return np.array([int(h, 16) for h in hexes], dtype=np.uint64)
+
+
+def cells_are_pentagons(cells: Cells) -> npt.NDArray[np.bool_]:
+    """Whether each cell is one of the twelve pentagons of its resolution (six children)."""
+    import h3
+
+    return np.array([h3.is_pentagon(format(int(c), "x")) for c in np.asarray(cells, np.uint64)],
+                    dtype=bool)  # fmt: skip

@@ -21,6 +21,7 @@ import numpy.typing as npt
 import pyarrow as pa
 from cachetools import LRUCache
 
+from geo.arrays import ranges
 from store.cubes import H3_FAMILY, h3_parent
 from store.filters import Filters
 from store.snapshots import Manifest
@@ -180,15 +181,6 @@ def counts(
     distinct, inverse = np.unique(unit, return_inverse=True)
     total = np.bincount(inverse, weights=n, minlength=distinct.size)
     return distinct, np.rint(total).astype(np.int64)
-
-
-def ranges(starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Concatenated ``range(start, start + length)`` for each pair."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    return (offsets + np.arange(total)).astype(np.int64)
 
 
 def clear() -> None:

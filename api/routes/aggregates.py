@@ -25,6 +25,7 @@ from api.publish import PublicView, Published, public_view, published_counts, se
 from api.release import Period, cutoff
 from api.release import default_period as release_default
 from api.responses import csv_safe, json_response
+from disclosure.rules import NotPublished
 from geo.cells import cells_to_polygons, hex_to_cells
 from geo.stats import poisson_rate_test
 from store.aggregate import Unit, compare_periods, timeseries, unit_attributes
@@ -459,7 +460,7 @@ def get_compare(
         for name, lo, hi in (("a_end", a_start, a_end), ("b_end", b_start, b_end)):
             try:
                 periods.append(Period.parse(lo, hi))
-            except FilterError as err:
+            except NotPublished as err:
                 raise FilterError(name, hi.isoformat(), err.message) from None
         pub_a = public_view(
             store, manifest, rules, replace(flt, start=None, end=None), parsed, periods[0]

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.main import create_app
-from api.privacy import Group, suppress
 from api.settings import ServerSettings
+from disclosure.suppression import Group, suppress
 from geo.types import BBox
 from store import Store
 from store.filters import Filters

@@ -1,0 +1,26 @@
+"""Small array helpers shared by the cores (no spatial meaning of their own)."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+Ints = npt.NDArray[np.int64]
+
+
+def ranges(starts: Ints, lengths: Ints) -> Ints:
+    """Concatenated ``range(start, start + length)`` for each pair."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return (offsets + np.arange(total)).astype(np.int64)
+
+
+def group_sum(
+    keys: Ints, values: npt.NDArray[np.int64] | npt.NDArray[np.float64]
+) -> tuple[Ints, Ints]:
+    """Distinct keys (sorted) and the integer sum of ``values`` per key."""
+    distinct, inverse = np.unique(keys, return_inverse=True)
+    total = np.bincount(inverse, weights=values, minlength=distinct.size)
+    return distinct, np.rint(total).astype(np.int64)

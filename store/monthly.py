@@ -1,0 +1,91 @@
+"""Incidents per (unit, month, offense) of one unit family and year: the public release's input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from store.filters import quote
+from store.snapshots import Manifest
+from store.store import Store
+
+WHOLE_AREA = "total"
+H3_FAMILY = "h3"
+STREET_FAMILY = "street"
+
+
+@dataclass(frozen=True)
+class MonthlyCounts:
+    """Counts by unit (H3 cells as uint64, other ids as strings, '' for the whole area)."""
+
+    units: npt.NDArray[np.uint64] | list[str | None]
+    month: npt.NDArray[np.int64]
+    offense: npt.NDArray[np.int64]  # positions in offense_names
+    offense_names: list[str]
+    count: npt.NDArray[np.int64]
+
+
+def _unit_sql(family: str, h3_res: int) -> str:
+    if family == WHOLE_AREA:
+        return "''"
+    if family == H3_FAMILY:
+        # The cell's parent at h3_res, by its bits (the store's cells are at 15).
+        unused = (1 << (3 * (15 - h3_res))) - 1
+        return f"(h3 & ~(15::UBIGINT << 52)) | ({int(h3_res)}::UBIGINT << 52) | {unused}::UBIGINT"
+    if family == STREET_FAMILY:
+        return "street_id"
+    return quote(family)
+
+
+def monthly_counts(
+    store: Store,
+    manifest: Manifest,
+    family: str,
+    year: int,
+    months: tuple[int, ...],
+    h3_res: int,
+    con: duckdb.DuckDBPyConnection,
+) -> MonthlyCounts:
+    """Counts per (unit, month, offense) of ``months`` (1..12) of ``year`` in a snapshot.
+
+    ``family`` is a boundary layer's name, ``street``, ``h3`` (cells at ``h3_res``) or
+    ``total`` (the whole area).
+    """
+    if family not in (WHOLE_AREA, H3_FAMILY, STREET_FAMILY, *manifest.boundary_layers):
+        raise ValueError(f"unknown unit family {family!r}")
+    files = [
+        str(store.root / f.path)
+        for f in store.files_between(manifest, date(year, 1, 1), date(year + 1, 1, 1))
+    ]
+    if not files or not months:
+        empty: list[str | None] = []
+        units = np.zeros(0, np.uint64) if family == H3_FAMILY else empty
+        none = np.zeros(0, np.int64)
+        return MonthlyCounts(units, none, none, [], none)
+    table = con.sql(
+        f"SELECT {_unit_sql(family, h3_res)} AS unit, month(local_date)::BIGINT AS m, "
+        "offense AS o, count(*) AS n FROM read_parquet(?) "
+        "WHERE local_date >= ? AND local_date < ? AND list_contains(?, month(local_date)) "
+        "GROUP BY ALL",
+        params=[files, date(year, 1, 1), date(year + 1, 1, 1), list(months)],
+    ).to_arrow_table()
+    column = table.column("unit")
+    units_out: npt.NDArray[np.uint64] | list[str | None]
+    if family == H3_FAMILY:
+        units_out = column.to_numpy().astype(np.uint64)
+    else:
+        units_out = column.cast(pa.string()).to_pylist()
+    offense = pc.dictionary_encode(table.column("o").combine_chunks())
+    return MonthlyCounts(
+        units_out,
+        table.column("m").to_numpy().astype(np.int64),
+        offense.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+        [str(o) for o in offense.dictionary.to_pylist()],
+        table.column("n").to_numpy().astype(np.int64),
+    )
