@@ -464,7 +464,11 @@ def serve(
         _warm_release(settings)
     console.print(f"Serving {settings.store} on http://{host}:{port} (Ctrl-C to stop)")
     # Uvicorn's access log off: the app writes one structured record per request itself.
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+    # Forwarded headers only from a configured proxy: uvicorn trusts them from 127.0.0.1 by
+    # default, and a client on the host could then pick its own address for the rate limit.
+    proxies = ",".join(settings.trusted_proxies)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False,
+                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)  # fmt: skip
 
 
 @app.command()

@@ -65,6 +65,11 @@ class ServerSettings(StoreSettings):
         True,
         description="cuadra serve builds the public release of every published year on start.",
     )
+    trusted_proxies: tuple[str, ...] = Field(
+        (),
+        description="Addresses of reverse proxies whose X-Forwarded-For is believed (none: "
+        "the connection's address counts for the rate limit).",
+    )
     privacy_coarse_h3: int = Field(
         7, ge=5, le=12, description="The finest H3 resolution that may show sensitive offenses."
     )
