@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.release import NotReady
 from geo.errors import GeoError
 from ingest.errors import IngestError
 from store.errors import StoreError
@@ -24,6 +25,7 @@ class ForbiddenError(Exception):
 
 
 STATUS_CODES: dict[type[Exception], tuple[int, str]] = {
+    NotReady: (503, "release_building"),
     duckdb.InterruptException: (503, "query_timeout"),
     AuthError: (401, "unauthorized"),
     ForbiddenError: (403, "forbidden"),
@@ -47,7 +49,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "A parameter is valid alone but not here."},
     401: {"model": ErrorResponse, "description": "An API key that is unknown or revoked."},
     404: {"model": ErrorResponse, "description": "No such snapshot, or the store is empty."},
-    503: {"model": ErrorResponse, "description": "The query ran past the time limit."},
+    503: {
+        "model": ErrorResponse,
+        "description": "The query ran past the time limit, or public figures are being built.",
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+        },
+    },
     429: {
         "model": ErrorResponse,
         "description": "Too many requests from this key or address.",
@@ -73,6 +81,8 @@ def add_exception_handlers(app: FastAPI) -> None:
             if isinstance(exc, FilterError):
                 content["parameter"] = exc.param
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            if isinstance(exc, NotReady):
+                headers = {"Retry-After": str(exc.retry_after)}
             return JSONResponse(status_code=status, content=content, headers=headers)
 
         app.add_exception_handler(exc_type, handler)

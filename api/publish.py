@@ -153,7 +153,8 @@ def _cells(
 ) -> tuple[list[str], Any, bool]:
     if pub.node < 0:
         return [], np.zeros(0, np.int64), True
-    blk = release.block(store, manifest, release.family(unit), pub.period.year, rules, cursor)
+    blk = release.block(store, manifest, release.family(unit), pub.period.year, rules, cursor,
+                        pub.published_until)  # fmt: skip
     ids, values, withheld, _ = blk.shown(
         pub.period.code, pub.node, (unit.res or 0) if unit.kind == "h3" else 0
     )
@@ -167,7 +168,8 @@ def _outside(
         return 0  # every record has a cell
     if pub.node < 0:
         return None
-    blk = release.block(store, manifest, release.family(unit), pub.period.year, rules, cursor)
+    blk = release.block(store, manifest, release.family(unit), pub.period.year, rules, cursor,
+                        pub.published_until)  # fmt: skip
     return blk.value_of(None, pub.period.code, pub.node)
 
 
@@ -177,7 +179,8 @@ def total(
     """The whole area's published count of the view's period and offense set."""
     if pub.node < 0:
         return None
-    blk = release.block(store, manifest, release.TOTAL, pub.period.year, rules, cursor)
+    blk = release.block(store, manifest, release.TOTAL, pub.period.year, rules, cursor,
+                        pub.published_until)  # fmt: skip
     return blk.value_of("", pub.period.code, pub.node)
 
 
@@ -198,7 +201,7 @@ def series(
     res = unit.res if unit is not None and unit.kind == "h3" and unit_id is not None else 0
     out: list[int | None] = []
     for month in months:
-        blk = release.block(store, manifest, fam, month.year, rules, cursor)
+        blk = release.block(store, manifest, fam, month.year, rules, cursor, pub.published_until)
         key = unit_id if fam != release.TOTAL else ""
         out.append(blk.value_of(key, Period.month(month).code, pub.node, res or 0))
     return out

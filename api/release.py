@@ -1,54 +1,44 @@
-"""The public release: a fixed table of published counts per unit family and year (SPEC §6).
+"""The public release as a server keeps it: tables built once, cached, warmed ahead.
 
-Public figures are cells of one lattice, never the answer to an ad hoc query:
-
-- **periods**: a calendar year, its quarters and its months;
-- **crime**: a forest of offense sets — ``*`` (every non-sensitive offense) over the
-  categories' non-sensitive parts over non-sensitive offenses; each wholly sensitive
-  category over its offenses; the sensitive offenses of mixed categories on their own;
-- **units**: every unit of a family (a boundary layer, the streets, H3 cells of every
-  public resolution, or the whole area) and the count outside every unit.
-
-Which cells are withheld is decided once per (snapshot, family, year) over every relation
-of the lattice — a family's units and the outside count sum to the whole area; H3 children
-to their parent; months to their quarter and quarters to their year; offenses to their
-category and categories to ``*`` — treating every such sum as known. A request only picks
-cells out of the table, so no two public responses, however filtered, differ by anything
-but published cells: withheld counts stay unrecoverable across queries, not just within one.
+The tables themselves are :mod:`disclosure.table` (what is published, what is withheld
+and the attacker's audit); this module feeds them the store's monthly counts, keeps
+them per (store, snapshot, family, year, rules, months published), and builds every
+published year in the background when a server starts. docs/privacy.md has the rules.
 """
 
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from typing import Any
 
 import duckdb
-import h3
-import numpy as np
-import numpy.typing as npt
-import pyarrow as pa
-import pyarrow.compute as pc
 from cachetools import LRUCache
 
 from disclosure import periods
 from disclosure.offenses import Forest
 from disclosure.offenses import forest as offense_forest
-from disclosure.periods import MONTHS, N_PERIODS, QUARTERS, Period
+from disclosure.periods import Period
 from disclosure.rules import PublicRules
-from disclosure.suppression import suppress_members
+from disclosure.table import TOTAL, Counts, Family, build_table
 from disclosure.table import PublishedTable as Block
-from disclosure.table import expand
-from store.aggregate import H3_MIN, Unit
-from store.cubes import h3_parent
-from store.filters import quote
+from store.aggregate import Unit
+from store.monthly import monthly_counts
 from store.query import offense_triples
 from store.snapshots import Manifest
 
-TOTAL = "total"  # the family of the whole area: one unit
-_UNBOUNDED = 1_000_000  # unlisted members of a group with no fixed size (H3 cells)
-
-Ints = npt.NDArray[np.int64]
+__all__ = [
+    "TOTAL",
+    "Block",
+    "NotReady",
+    "Period",
+    "block",
+    "cutoff",
+    "default_period",
+    "family",
+    "forest",
+]
 
 
 def forest(store: Any, manifest: Manifest) -> Forest:
@@ -66,115 +56,44 @@ def family(unit: Unit | None) -> str:
     return "street" if unit.kind == "street" else unit.layer
 
 
-def _atoms_sql(fam: str, finest_h3: int) -> str:
-    if fam == TOTAL:
-        return "''"
-    if fam == "h3":
-        unused = (1 << (3 * (15 - finest_h3))) - 1
-        return f"(h3 & ~(15::UBIGINT << 52)) | ({finest_h3}::UBIGINT << 52) | {unused}::UBIGINT"
-    if fam == "street":
-        return "street_id"
-    return quote(fam)
-
-
-def build_block(
+def _counts(
     store: Any,
     manifest: Manifest,
     fam: str,
     year: int,
     rules: PublicRules,
     con: duckdb.DuckDBPyConnection,
+    until: date,
+) -> Counts:
+    """The store's counts of a family's published months of a year."""
+    months = tuple(range(1, periods.months_published(year, until) + 1))
+    c = monthly_counts(store, manifest, fam, year, months, rules.finest_h3, con)
+    return Counts(c.units, c.month, c.offense, c.offense_names, c.count)
+
+
+def _table(
+    store: Any,
+    manifest: Manifest,
+    fam: str,
+    year: int,
+    rules: PublicRules,
+    con: duckdb.DuckDBPyConnection,
+    until: date,
+    counts: Counts,
 ) -> Block:
-    """Count, expand and suppress the cells of one family and year (see the module doc)."""
-    tree = forest(store, manifest)
-    files = [
-        str(store.root / f.path)
-        for f in store.files_between(manifest, date(year, 1, 1), date(year + 1, 1, 1))
-    ]
-    if files:
-        atoms = con.sql(
-            f"SELECT {_atoms_sql(fam, rules.finest_h3)} AS unit, month(local_date)::BIGINT AS m, "
-            "'o:' || offense AS o, count(*) AS n FROM read_parquet(?) "
-            "WHERE local_date >= ? AND local_date < ? GROUP BY ALL",
-            params=[files, date(year, 1, 1), date(year + 1, 1, 1)],
-        ).to_arrow_table()
-    else:
-        atoms = pa.table({"unit": pa.array([], pa.string()), "m": pa.array([], pa.int64()),
-                          "o": pa.array([], pa.string()), "n": pa.array([], pa.int64())})  # fmt: skip
-    o_names = atoms.column("o").combine_chunks().dictionary_encode()
-    lookup = np.array([tree.index[n] for n in o_names.dictionary.to_pylist()], dtype=np.int64)
-    offense = lookup[o_names.indices.to_numpy(zero_copy_only=False)] if len(atoms) else lookup[:0]
-    month = atoms.column("m").to_numpy().astype(np.int64)
-    count = atoms.column("n").to_numpy().astype(np.int64)
-    ids, res_of, unit0, up_unit = _units(fam, atoms.column("unit"), rules)
-    coarse_unit = _coarse_units(fam, res_of, rules)
-    unit, period, node, value = expand(unit0, MONTHS + month - 1, offense, count, up_unit, tree)
-    # Sensitive offense sets only on coarse units.
-    keep = coarse_unit[unit] | ~tree.sensitive[node]
-    unit, period, node, value = unit[keep], period[keep], node[keep], value[keep]
-    res = res_of[unit]
-    # Sort by (period, node, resolution, unit) so that each request's cells are one range.
-    order = np.lexsort((unit, res, node, period))
-    unit, node, period, value, res = (
-        unit[order],
-        node[order],
-        period[order],
-        value[order],
-        res[order],
-    )
-    ks = np.where(tree.sensitive[node], rules.k_sensitive, rules.k)
-    size = _family_size(manifest, fam)
-    groups = _groups(unit, period, node, res, ids, size, tree, fam, up_unit)
-    hidden = suppress_members(value, ks, *groups)
-    slices: dict[tuple[int, int, int], tuple[int, int]] = {}
-    if unit.size:
-        trio = np.stack([period, node, res], axis=1)
-        bounds = np.flatnonzero((trio[1:] != trio[:-1]).any(axis=1)) + 1
-        starts = np.concatenate([[0], bounds])
-        stops = np.concatenate([bounds, [unit.size]])
-        for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
-            slices[(int(period[a]), int(node[a]), int(res[a]))] = (a, b)
-    # Compact types: a block of H3 cells over a year of Mexico City holds ~1.4 M cells.
-    return Block(ids, unit.astype(np.int32), period.astype(np.int8),
-                 node.astype(np.int16), value.astype(np.int32), hidden, size, slices)  # fmt: skip
-
-
-def _units(
-    fam: str, column: pa.ChunkedArray, rules: PublicRules
-) -> tuple[list[str | None], Ints, Ints, Ints]:
-    """Unit ids by code, each code's H3 resolution, each atom's unit code, each code's parent.
-
-    H3 codes cover the finest public resolution and every parent down to 5 (parent -1 at
-    5); other families have one level (parents all -1).
-    """
-    if fam == "h3":
-        fine = column.to_numpy().astype(np.uint64) if len(column) else np.zeros(0, np.uint64)
-        levels = [fine] + [h3_parent(fine, r) for r in range(rules.finest_h3 - 1, H3_MIN - 1, -1)]
-        distinct = np.unique(np.concatenate(levels)) if fine.size else np.zeros(0, np.uint64)
-        hexes: list[str | None] = [format(int(c), "x") for c in distinct.tolist()]
-        res_of = ((distinct >> np.uint64(52)) & np.uint64(15)).astype(np.int64)
-        up = np.full(distinct.size, -1, dtype=np.int64)
-        for r in range(H3_MIN + 1, rules.finest_h3 + 1):
-            at = np.flatnonzero(res_of == r)
-            up[at] = np.searchsorted(distinct, h3_parent(distinct[at], r - 1))
-        return hexes, res_of, np.searchsorted(distinct, fine).astype(np.int64), up
-    arr = column.combine_chunks()
-    if fam == TOTAL:
-        return [""], np.zeros(1, np.int64), np.zeros(len(arr), np.int64), np.full(1, -1)
-    encoded = pc.dictionary_encode(arr.cast(pa.string()))
-    names: list[str | None] = [*encoded.dictionary.to_pylist(), None]
-    outside = len(names) - 1
-    codes = pc.fill_null(encoded.indices, outside).to_numpy(zero_copy_only=False)
-    n = len(names)
-    return names, np.zeros(n, np.int64), codes.astype(np.int64), np.full(n, -1, np.int64)
-
-
-def _coarse_units(fam: str, res_of: Ints, rules: PublicRules) -> npt.NDArray[np.bool_]:
-    """Which units may show sensitive offenses."""
-    if fam == "h3":
-        return np.asarray(res_of <= rules.coarse_h3)
+    """The published table of one family and year: the store's counts, the core's decision."""
+    whole = None
+    if fam != TOTAL:
+        whole = block(store, manifest, TOTAL, year, rules, con, until, wait=True)
     coarse = fam == TOTAL or fam in rules.coarse_layers
-    return np.full(res_of.size, coarse)
+    return build_table(
+        counts,
+        forest(store, manifest),
+        rules,
+        Family(fam, _family_size(manifest, fam), coarse),
+        periods.months_published(year, until),
+        whole,
+    )
 
 
 def _family_size(manifest: Manifest, fam: str) -> int | None:
@@ -186,76 +105,27 @@ def _family_size(manifest: Manifest, fam: str) -> int | None:
     return int(manifest.layers[layer].features) if layer in manifest.layers else None
 
 
-def _groups(
-    unit: Ints,
-    period: Ints,
-    node: Ints,
-    res: Ints,
-    ids: list[str | None],
-    units: int | None,
-    tree: Forest,
-    fam: str,
-    up_unit: Ints,
-) -> tuple[Ints, Ints, Ints]:
-    """Every relation of the table as (member group, member cell, unlisted per group)."""
-    parts: list[tuple[Ints, Ints, Ints]] = []
-    cells = np.arange(unit.size, dtype=np.int64)
+class NotReady(Exception):  # noqa: N818 - a state, answered 503
+    """A public table too large to build within a request is being built; come back later."""
 
-    def add(
-        mask: npt.NDArray[np.bool_],
-        key: Ints,
-        size: Ints | int,
-        counted: npt.NDArray[np.bool_] | None = None,
-    ) -> None:
-        if not mask.any():
-            return
-        members = cells[mask]
-        groups, inverse = np.unique(key[mask], return_inverse=True)
-        listed = np.bincount(inverse, weights=None if counted is None else counted[mask],
-                             minlength=groups.size).astype(np.int64)  # fmt: skip
-        full = (
-            size if isinstance(size, int) else size[mask][np.unique(inverse, return_index=True)[1]]
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"the public figures asked for are being prepared; retry in {retry_after} s"
         )
-        parts.append((inverse.astype(np.int64), members, np.maximum(full - listed, 0)))
-
-    every = np.ones(unit.size, dtype=bool)
-    if fam != TOTAL:
-        # Space: a family's units (and the outside count) sum to the whole area.
-        outside = np.array([i is None for i in ids] + [False])[unit]
-        add(every, (period * len(tree.names) + node) * 16 + res,
-            units if units is not None else _UNBOUNDED, counted=~outside)  # fmt: skip
-    if fam == "h3":
-        # H3: the children of a cell sum to it.
-        parent = up_unit[unit]
-        finer = parent >= 0
-        if finer.any():
-            full = np.array([6 if i and h3.is_pentagon(i) else 7 for i in ids], dtype=np.int64)
-            add(finer, (parent * N_PERIODS + period) * len(tree.names) + node, full[parent])
-    # Time: months sum to their quarter, quarters to their year.
-    months = period >= MONTHS
-    add(months, ((unit * len(tree.names) + node) * 4 + (period - MONTHS) // 3), 3)
-    quarters = (period >= QUARTERS) & (period < MONTHS)
-    add(quarters, unit * len(tree.names) + node, 4)
-    # Crime: offenses sum to their category, categories to *.
-    up = tree.parent[node]
-    child = up >= 0
-    add(child, (unit * N_PERIODS + period) * len(tree.names) + up, tree.children[np.maximum(up, 0)])
-    if not parts:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, empty
-    offset = 0
-    mg, mc, ul = [], [], []
-    for g, c, u in parts:
-        mg.append(g + offset)
-        mc.append(c)
-        ul.append(u)
-        offset += u.size
-    return np.concatenate(mg), np.concatenate(mc), np.concatenate(ul)
+        self.retry_after = retry_after
 
 
-_blocks: LRUCache[tuple[Any, ...], Block] = LRUCache(maxsize=64)
+# Tables larger than this many (unit, month, offense) counts are built on the release's own
+# worker, never inside a request: a request meets 503 + Retry-After meanwhile.
+INLINE_COUNTS = 20_000
+_CACHE_BYTES = 2 << 30  # every family and year of a state's store fits (H3 ~0.1 GB a year)
+_blocks: LRUCache[tuple[Any, ...], Block] = LRUCache(maxsize=_CACHE_BYTES,
+                                                     getsizeof=lambda t: t.nbytes)  # fmt: skip
 _lock = threading.Lock()
 _building: dict[tuple[Any, ...], threading.Lock] = {}
+_pending: dict[tuple[Any, ...], Future[Block]] = {}
+# One worker: concurrent large builds queue behind each other instead of taking threads.
+_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cuadra-release")
 
 
 def block(
@@ -265,24 +135,62 @@ def block(
     year: int,
     rules: PublicRules,
     con: duckdb.DuckDBPyConnection,
+    until: date,
+    wait: bool = False,
 ) -> Block:
-    """The published table of a family and year, built once per snapshot and rules."""
-    key = (str(store.root), manifest.snapshot, fam, year, rules)
+    """The published table of a family and year, built once per snapshot, rules and cutoff.
+
+    A small table is built in the request; a large one on the release's worker, and
+    :class:`NotReady` is raised until it is there (``wait``: build it here, for warm-up).
+    A year without records is an empty table, never cached.
+    """
+    key = (str(store.root), manifest.snapshot, fam, year, rules,
+           periods.months_published(year, until))  # fmt: skip
     with _lock:
         hit = _blocks.get(key)
-        if hit is not None:
-            return hit
+        pending = _pending.get(key)
+    if hit is not None:
+        return hit
+    if pending is not None and not wait:
+        raise NotReady(_retry_after(pending))
+    counts = _counts(store, manifest, fam, year, rules, con, until)
+    if len(counts.count) > INLINE_COUNTS and not wait:
+        with _lock:
+            if key not in _pending:
+                _pending[key] = _worker.submit(_build_detached, key, store, manifest, fam, year,
+                                               rules, until)  # fmt: skip
+        raise NotReady(max(5, len(counts.count) // 3000))
+    if len(counts.count) == 0:
+        return _table(store, manifest, fam, year, rules, con, until, counts)
+    with _lock:
         building = _building.setdefault(key, threading.Lock())
-    # One build per key; requests for other blocks go on meanwhile.
-    with building:
+    with building:  # one build per key; requests for other tables go on meanwhile
         with _lock:
             hit = _blocks.get(key)
         if hit is None:
-            hit = build_block(store, manifest, fam, year, rules, con)
+            hit = _table(store, manifest, fam, year, rules, con, until, counts)
             with _lock:
                 _blocks[key] = hit
                 _building.pop(key, None)
     return hit
+
+
+def _retry_after(pending: Future[Block]) -> int:
+    return 5 if pending.running() else 30
+
+
+def _build_detached(
+    key: tuple[Any, ...], store: Any, manifest: Manifest, fam: str, year: int,
+    rules: PublicRules, until: date,
+) -> Block:  # fmt: skip
+    """A large table built on the worker with its own connection, then cached."""
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        return block(store, manifest, fam, year, rules, con, until, wait=True)
+    finally:
+        con.close()
+        with _lock:
+            _pending.pop(key, None)
 
 
 _warm: dict[str, str] = {}  # store root -> "warming" | "ready" | "failed"
@@ -309,7 +217,7 @@ def warm(store: Any, rules: PublicRules, today: date) -> None:
     try:
         for year in sorted(years, key=lambda y: y != first):
             for fam in families:
-                block(store, manifest, fam, year, rules, con)
+                block(store, manifest, fam, year, rules, con, until, wait=True)
         _warm[root] = "ready"
     except Exception:
         _warm[root] = "failed"

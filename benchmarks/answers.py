@@ -84,6 +84,15 @@ def shown_cells(body: Any) -> dict[str, Any]:
     return {str(r.get("unit_id")): r.get("count") for r in body["rows"]}
 
 
+def figures_changed(was: Any, now: Any) -> dict[str, Any]:
+    """Totals and outside counts that changed other than by being withheld."""
+    return {
+        name: now.get(name)
+        for name in ("total", "unassigned")
+        if isinstance(now, dict) and now.get(name) is not None and now.get(name) != was.get(name)
+    }
+
+
 def main() -> int:
     """Record or compare."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -121,6 +130,7 @@ def main() -> int:
             old, new = shown_cells(was.get("body")), shown_cells(now.get("body"))
             if old or new:
                 extra = {u: v for u, v in new.items() if old.get(u) != v}
+                extra.update(figures_changed(was.get("body"), now.get("body")))
                 if not extra:
                     lost += len(old) - len(new)
                     continue

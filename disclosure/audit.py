@@ -34,8 +34,7 @@ Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 INF = np.inf
 _EPS = 1e-6
-UPPER = 0.0  # share of [0, k-1] a protected cell's upper bound must reach (0: not pinned)
-ESCALATE = False  # widen pinned cover in the way (cascades over whole tables: off)
+NEIGHBOURS = False
 
 
 @dataclass(frozen=True)
@@ -111,8 +110,9 @@ def propagate(
     hi = hi.copy()
     rel, cell, coef = relations.rel, relations.cell, relations.coef
     n_rel = relations.count
-    order = np.argsort(rel, kind="stable")
-    rel, cell, coef = rel[order], cell[order], coef[order]
+    if rel.size and (rel[1:] < rel[:-1]).any():
+        order = np.argsort(rel, kind="stable")
+        rel, cell, coef = rel[order], cell[order], coef[order]
     ptr = np.concatenate([[0], np.cumsum(np.bincount(rel, minlength=n_rel))]).astype(np.int64)
     # Relations of each cell, to wake only those whose members changed.
     by_cell = np.argsort(cell, kind="stable")
@@ -121,9 +121,12 @@ def propagate(
     for _ in range(max_sweeps):
         if active.size == 0:
             break
-        at = ranges(ptr[active], ptr[active + 1] - ptr[active])
-        r, c, a = rel[at], cell[at], coef[at]
-        low, high = _implied(r, a, lo[c], hi[c], slack_hi, n_rel)
+        lengths = ptr[active + 1] - ptr[active]
+        at = ranges(ptr[active], lengths)
+        c, a = cell[at], coef[at]
+        # Sums over the woken relations only, numbered locally.
+        local = np.repeat(np.arange(active.size), lengths)
+        low, high = _implied(local, a, lo[c], hi[c], slack_hi[active], active.size)
         new_lo = lo.copy()
         new_hi = hi.copy()
         np.maximum.at(new_lo, c, np.ceil(low - _EPS))
@@ -133,7 +136,9 @@ def propagate(
         if changed.size == 0:
             break
         members = by_cell[ranges(cptr[changed], cptr[changed + 1] - cptr[changed])]
-        active = np.unique(rel[members])
+        woken = np.zeros(n_rel, dtype=bool)
+        woken[rel[members]] = True
+        active = np.flatnonzero(woken)
     return lo, hi
 
 
@@ -155,6 +160,9 @@ def audit(
     """
     hidden = hidden.copy()
     fixed = np.zeros(values.size, dtype=bool) if fixed is None else fixed
+    order = np.argsort(relations.rel, kind="stable")  # propagate reads relations in order
+    relations = Relations(relations.rel[order], relations.cell[order], relations.coef[order],
+                          relations.slack)  # fmt: skip
     k_rel = np.zeros(relations.count, dtype=np.float64)
     # A relation's threshold: its members share one (no relation mixes sensitive counts).
     k_rel[relations.rel[::-1]] = ks[relations.cell[::-1]]
@@ -163,8 +171,9 @@ def audit(
     # The range each cell must keep: [0, k-1] for a withheld count of 1..k-1; cover that
     # pins such a cell is widened in turn (want set when it is found in the way).
     protect = (values >= 1) & (values < ks) & ~fixed
-    want_lo = np.where(protect, 0.0, INF)  # INF (and -INF above): nothing asked
-    want_hi = np.where(protect, UPPER * (ks - 1.0), -INF)
+    want_lo = np.where(protect, 0.0, INF)  # INF (and -INF below): nothing asked
+    want_hi = np.full(values.size, -INF)
+    cap = np.where(values < ks, ks - 1.0, INF)  # a withheld count below k never exceeds k-1
     lo = hi = np.zeros(0)
     rounds = 0
     unresolved = 0
@@ -177,18 +186,35 @@ def audit(
         live = _live(relations, hidden)
         lo, hi = propagate(lo, hi, live, slack_hi)
         narrow = hidden & ((lo > want_lo + _EPS) | (hi < want_hi - _EPS))
-        unresolved = int((narrow & protect).sum())
+        unresolved = int((hidden & protect & (lo > _EPS)).sum())
         if not narrow.any():
             break
-        covers, stuck = _covers(values, hidden, fixed, narrow, live, lo, hi, slack_hi,
-                                want_lo, want_hi)  # fmt: skip
-        widen = stuck & ~np.isfinite(want_hi) & ~fixed & ESCALATE
-        if covers.size == 0 and not widen.any():
-            break
+        covers, wider, want = _covers(values, hidden, fixed, narrow, live, lo, hi, slack_hi,
+                                      want_lo, want_hi, cap)  # fmt: skip
+        # Cover in the way (a relation with nothing left to withhold) must move in turn.
+        raise_hi = np.isfinite(want[:, 1])
+        grow = want[:, 1] > want_hi[wider] + _EPS
+        shrink = want[:, 0] < want_lo[wider] - _EPS
+        if covers.size == 0 and not (grow | shrink).any():
+            # One cell at a time has stalled: withhold every shown neighbour of what is
+            # still narrow (every member of its relations), then check again.
+            covers = _neighbours(live, narrow, hidden, fixed, values) if NEIGHBOURS else covers
+            if covers.size == 0:
+                break
         hidden[covers] = True
-        # Cover in the way of a protected cell must itself be able to take k-1 more.
-        want_hi[widen] = values[widen] + (ks[widen] - 1.0)
+        want_hi[wider[raise_hi]] = np.maximum(want_hi[wider[raise_hi]], want[raise_hi, 1])
+        want_lo[wider] = np.minimum(want_lo[wider], want[:, 0])
     return Audit(hidden, lo, hi, rounds, int((hidden & ~first).sum()), unresolved)
+
+
+def _neighbours(
+    relations: Relations, narrow: Bools, hidden: Bools, fixed: Bools, values: Ints
+) -> Ints:
+    """The shown members, with a case, of every relation that holds a narrow cell."""
+    touched = np.zeros(relations.count, dtype=bool)
+    touched[relations.rel[narrow[relations.cell]]] = True
+    cell = relations.cell[touched[relations.rel]]
+    return np.unique(cell[~hidden[cell] & ~fixed[cell] & (values[cell] > 0)])
 
 
 def _live(relations: Relations, hidden: Bools) -> Relations:
@@ -210,33 +236,36 @@ def _covers(
     slack_hi: Floats,
     want_lo: Floats,
     want_hi: Floats,
-) -> tuple[Ints, Bools]:
+    cap: Floats,
+) -> tuple[Ints, Ints, Floats]:
     """One more withheld cell in each relation that narrows a cell's range.
 
-    Also the withheld cells in the way where a relation has nothing left to withhold. A part (coefficient +1) withheld as cover adds its count to what the others can hold,
+    A part (coefficient +1) withheld as cover adds its count to what the others can hold,
     so the smallest part that makes up the shortfall is chosen; failing that the largest
-    part; failing that the sum cell.
+    part; failing that the sum cell. Where a relation has nothing left to withhold, one of
+    its withheld parts must move instead: returned with the range it must then reach
+    (columns lo, hi; ±inf where nothing is asked), so the next round widens it in its own
+    relations (cover along a cycle of relations, one link a round).
     """
     rel, cell, coef = relations.rel, relations.cell, relations.coef
     low, high = _implied(rel, coef, lo[cell], hi[cell], slack_hi, relations.count)
-    binding = narrow[cell] & ((low > want_lo[cell] + _EPS) | (high < want_hi[cell] - _EPS))
+    short_lo = np.maximum(low - want_lo[cell], 0)
+    short_hi = np.maximum(want_hi[cell] - high, 0)
+    binding = narrow[cell] & ((short_lo > _EPS) | (short_hi > _EPS))
     if not binding.any():
         # Narrowed by whole numbers or a chain: look in every relation of the cell.
         binding = narrow[cell]
     need = np.zeros(relations.count)
-    np.maximum.at(need, rel[binding], np.maximum(want_hi[cell[binding]] - high[binding], 0))
+    np.maximum.at(need, rel[binding], short_hi[binding])
     at_risk = np.zeros(relations.count, dtype=bool)
     at_risk[rel[binding]] = True
     cand = at_risk[rel] & ~hidden[cell] & (values[cell] > 0) & ~fixed[cell]
     has = np.zeros(relations.count, dtype=bool)
     has[rel[cand]] = True
-    # Relations with nothing left to withhold: their withheld members with narrow ranges.
-    stuck_rel = at_risk & ~has
-    stuck = np.zeros(values.size, dtype=bool)
-    in_stuck = stuck_rel[rel] & hidden[cell] & ~narrow[cell]
-    stuck[cell[in_stuck & ((lo[cell] > 0) | np.isfinite(hi[cell]))]] = True
+    wider, want = _in_the_way(relations, at_risk, binding, short_lo, hidden, fixed,
+                              narrow, lo, hi, cap)  # fmt: skip
     if not cand.any():
-        return np.zeros(0, dtype=np.int64), stuck
+        return np.zeros(0, dtype=np.int64), wider, want
     r, c, a = rel[cand], cell[cand], coef[cand]
     v = values[c].astype(np.float64)
     enough = (a > 0) & (v >= need[r])
@@ -247,4 +276,60 @@ def _covers(
     r, c = r[pick], c[pick]
     first = np.ones(r.size, dtype=bool)
     first[1:] = r[1:] != r[:-1]
-    return np.unique(c[first]), stuck
+    return np.unique(c[first]), wider, want
+
+
+def _in_the_way(
+    relations: Relations,
+    stuck: Bools,
+    binding: Bools,
+    short_lo: Floats,
+    hidden: Bools,
+    fixed: Bools,
+    narrow: Bools,
+    lo: Floats,
+    hi: Floats,
+    cap: Floats,
+) -> tuple[Ints, Floats]:
+    """In each relation that narrows a cell, the withheld members that must move for it.
+
+    A part proven to hold at least ``s`` is freed when another part can hold ``s`` more (its
+    upper bound raised) or the sum ``s`` less (its lower bound lowered); a sum proven to
+    hold at least ``s``, when a part can hold ``s`` less. In each relation the part with
+    the most room is chosen, and the sum where it can move.
+    """
+    rel, cell, coef = relations.rel, relations.cell, relations.coef
+    on = binding & stuck[rel]
+    gap_part = np.zeros(relations.count)
+    gap_sum = np.zeros(relations.count)
+    np.maximum.at(gap_part, rel[on & (coef > 0)], short_lo[on & (coef > 0)])
+    np.maximum.at(gap_sum, rel[on & (coef < 0)], short_lo[on & (coef < 0)])
+    free = stuck[rel] & hidden[cell] & ~fixed[cell] & ~narrow[cell]
+    part = free & (coef > 0)
+    choices = (
+        # (members, room to sort by, gap, which bound: 1 upper raised, 0 lower lowered)
+        (part & (gap_part[rel] > _EPS) & (hi[cell] < cap[cell]), -hi[cell], gap_part, 1),
+        (free & (coef < 0) & (gap_part[rel] > _EPS) & (lo[cell] > _EPS), -lo[cell], gap_part, 0),
+        (part & (gap_sum[rel] > _EPS) & (lo[cell] > _EPS), -lo[cell], gap_sum, 0),
+    )
+    out_cells: list[Ints] = []
+    out_want: list[Floats] = []
+    for mask, room, gap, column in choices:
+        if not mask.any():
+            continue
+        r, c = rel[mask], cell[mask]
+        pick = np.lexsort((c, room[mask], r))  # most room first
+        r, c = r[pick], c[pick]
+        first = np.ones(r.size, dtype=bool)
+        first[1:] = r[1:] != r[:-1]
+        r, c = r[first], c[first]
+        want = np.column_stack([np.full(c.size, INF), np.full(c.size, -INF)])
+        if column == 1:
+            want[:, 1] = np.minimum(hi[c] + gap[r], cap[c])
+        else:
+            want[:, 0] = np.maximum(lo[c] - gap[r], 0)
+        out_cells.append(c)
+        out_want.append(want)
+    if not out_cells:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 2))
+    return np.concatenate(out_cells), np.concatenate(out_want)
