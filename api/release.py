@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import date
+from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 import duckdb
+import numpy as np
 from cachetools import LRUCache
 
 from disclosure import periods
@@ -27,6 +29,7 @@ from store.aggregate import Unit
 from store.monthly import monthly_counts
 from store.query import offense_triples
 from store.snapshots import Manifest
+from store.store import Store
 
 __all__ = [
     "TOTAL",
@@ -56,19 +59,76 @@ def family(unit: Unit | None) -> str:
     return "street" if unit.kind == "street" else unit.layer
 
 
+def sources(
+    store: Any, manifest: Manifest, year: int, until: date, delay_days: int
+) -> tuple[int, ...]:
+    """For each published month of a year, the snapshot its public figures are read from.
+
+    A month is published once, from the store as it stood on its publication day (the
+    newest snapshot then that held records of it), or, if none did, from the first
+    snapshot that brought them. Later ingests (late reports, revisions) change nothing
+    public, so two releases never differ by a handful of records (docs/privacy.md).
+    """
+    return _sources(str(store.root), manifest.snapshot, year,
+                    periods.months_published(year, until), delay_days)  # fmt: skip
+
+
+@lru_cache(maxsize=1024)
+def _sources(root: str, snapshot: int, year: int, months: int, delay_days: int) -> tuple[int, ...]:
+    store = Store(root)
+    history = [m for s in store.snapshots() if s <= snapshot and (m := store.manifest(s))]
+    out = []
+    for month in range(1, months + 1):
+        first = date(year, month, 1)
+        after = periods.add_months(first, 1)
+        holding = [
+            h
+            for h in history
+            if any(
+                f.min_date < after.isoformat() and f.max_date >= first.isoformat() for f in h.files
+            )  # fmt: skip
+        ]
+        published = after + timedelta(days=delay_days)
+        before = [h for h in holding if date.fromisoformat(h.created_at[:10]) <= published]
+        chosen = before[-1] if before else holding[0] if holding else None
+        out.append(chosen.snapshot if chosen is not None else snapshot)
+    return tuple(out)
+
+
 def _counts(
     store: Any,
-    manifest: Manifest,
     fam: str,
     year: int,
     rules: PublicRules,
     con: duckdb.DuckDBPyConnection,
-    until: date,
+    months_from: tuple[int, ...],
 ) -> Counts:
-    """The store's counts of a family's published months of a year."""
-    months = tuple(range(1, periods.months_published(year, until) + 1))
-    c = monthly_counts(store, manifest, fam, year, months, rules.finest_h3, con)
-    return Counts(c.units, c.month, c.offense, c.offense_names, c.count)
+    """The store's counts of a family's published months, each from its own snapshot."""
+    parts = []
+    for snapshot in sorted(set(months_from)):
+        months = tuple(m + 1 for m, s in enumerate(months_from) if s == snapshot)
+        m = store.require_manifest(snapshot)
+        parts.append(monthly_counts(store, m, fam, year, months, rules.finest_h3, con))
+    if not parts:
+        none = np.zeros(0, np.int64)
+        empty: list[str | None] = []
+        return Counts(np.zeros(0, np.uint64) if fam == "h3" else empty, none, none, [], none)
+    names = sorted({n for c in parts for n in c.offense_names})
+    index = {n: i for i, n in enumerate(names)}
+    offense = [np.array([index[n] for n in c.offense_names], np.int64)[c.offense] if c.offense.size
+               else c.offense for c in parts]  # fmt: skip
+    units: Any
+    if fam == "h3":
+        units = np.concatenate([np.asarray(c.units, np.uint64) for c in parts])
+    else:
+        units = [u for c in parts for u in c.units]
+    return Counts(
+        units,
+        np.concatenate([c.month for c in parts]),
+        np.concatenate(offense),
+        names,
+        np.concatenate([c.count for c in parts]),
+    )
 
 
 def _table(
@@ -144,8 +204,12 @@ def block(
     :class:`NotReady` is raised until it is there (``wait``: build it here, for warm-up).
     A year without records is an empty table, never cached.
     """
-    key = (str(store.root), manifest.snapshot, fam, year, rules,
-           periods.months_published(year, until))  # fmt: skip
+    months_from = sources(store, manifest, year, until, rules.delay_days)
+    tree = forest(store, manifest)
+    # Keyed by the snapshots the months are read from, not the current one: a table
+    # outlives ingests that change none of its months.
+    key = (str(store.root), months_from, fam, year, rules, tree.names,
+           _family_size(manifest, fam))  # fmt: skip
     with _lock:
         hit = _blocks.get(key)
         pending = _pending.get(key)
@@ -153,7 +217,7 @@ def block(
         return hit
     if pending is not None and not wait:
         raise NotReady(_retry_after(pending))
-    counts = _counts(store, manifest, fam, year, rules, con, until)
+    counts = _counts(store, fam, year, rules, con, months_from)
     if len(counts.count) > INLINE_COUNTS and not wait:
         with _lock:
             if key not in _pending:
