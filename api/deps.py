@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import duckdb
 from fastapi import Depends, Query, Request
+from pydantic import StringConstraints
 
 from geo.types import BBox
 from store import Store
@@ -62,6 +63,10 @@ async def get_manifest(
 ManifestDep = Annotated[Manifest, Depends(get_manifest)]
 
 
+# An offense or category name as published (the longest in Mexico City's file is ~110).
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
 @dataclass
 class CommonFilters:
     """The filters every aggregate, hotspot and tile route takes (SPEC §5)."""
@@ -77,7 +82,7 @@ class CommonFilters:
         ),
     ] = None
     category: Annotated[
-        list[str] | None,
+        list[Name] | None,
         Query(
             max_length=50,
             description="Category (repeatable); see /v1/meta.",
@@ -85,7 +90,7 @@ class CommonFilters:
         ),
     ] = None
     offense: Annotated[
-        list[str] | None,
+        list[Name] | None,
         Query(max_length=50, description="Offense as published (repeatable).",
               examples=["ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA"]),
     ] = None  # fmt: skip

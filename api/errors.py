@@ -6,6 +6,8 @@ from typing import Any
 
 import duckdb
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,6 +79,8 @@ def add_exception_handlers(app: FastAPI) -> None:
             if isinstance(exc, duckdb.InterruptException):
                 limit = request.app.state.settings.request_timeout
                 message = f"the query ran past the {limit:g} s time limit; narrow the filters"
+            # Errors never name where the store lives on disk.
+            message = message.replace(str(request.app.state.settings.store), "the store")
             content: dict[str, object] = {"error": code, "message": message}
             if isinstance(exc, FilterError):
                 content["parameter"] = exc.param
@@ -86,3 +90,11 @@ def add_exception_handlers(app: FastAPI) -> None:
             return JSONResponse(status_code=status, content=content, headers=headers)
 
         app.add_exception_handler(exc_type, handler)
+    app.add_exception_handler(RequestValidationError, _invalid)
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 without the offending input (a 60 KB value is not echoed back)."""
+    assert isinstance(exc, RequestValidationError)
+    detail = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(detail)})

@@ -98,6 +98,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             max_age=600,
         )
     # Pure ASGI (not @app.middleware, whose BaseHTTPMiddleware costs ~1 ms a request).
+    app.add_middleware(KeyedNotShared)
     app.add_middleware(RequestLog)
 
     return app
@@ -129,6 +130,41 @@ def _anonymous_allowed(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+_KEY_HEADERS = (b"authorization", b"x-api-key")
+
+
+class KeyedNotShared:
+    """Exact figures never enter a shared cache.
+
+    Every response varies by the key headers; a response to a request with a key is
+    ``Cache-Control: private, no-store`` unless its route already made it private.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on; mark its response."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        keyed = any(name in _KEY_HEADERS for name, _ in scope.get("headers", ()))
+
+        async def mark(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", ()) if k != b"vary"]
+                vary = [v for k, v in message.get("headers", ()) if k == b"vary"]
+                headers.append((b"vary", b", ".join([*vary, b"Authorization, X-API-Key"])))
+                control = [v for k, v in headers if k == b"cache-control"]
+                if keyed and not (control and control[0].startswith(b"private")):
+                    headers = [(k, v) for k, v in headers if k != b"cache-control"]
+                    headers.append((b"cache-control", b"private, no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, mark)
 
 
 class RequestLog:

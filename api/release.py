@@ -313,3 +313,23 @@ def default_period(manifest: Manifest, until: date) -> Period:
         last = date.fromisoformat(max(f.max_date for f in manifest.files))
         return periods.default_period(first, last, until)
     return periods.default_period(None, None, until)
+
+
+def published_names(
+    store: Any, manifest: Manifest, rules: PublicRules, con: duckdb.DuckDBPyConnection,
+    until: date,
+) -> tuple[set[str], set[str]]:  # fmt: skip
+    """Offenses and categories with a published whole-area count in some published period.
+
+    An offense whose every record is withheld (one case in a year) is not named to the
+    public: its name alone would say that it happened.
+    """
+    tree = forest(store, manifest)
+    shown: set[str] = set()
+    for year in sorted({f.year for f in manifest.files if date(f.year, 1, 1) < until}):
+        table = block(store, manifest, TOTAL, year, rules, con, until, wait=True)
+        nodes = np.unique(table.node[~table.hidden])
+        shown.update(tree.names[int(n)] for n in nodes)
+    offenses = {n[2:] for n in shown if n.startswith("o:")}
+    categories = {n[2:] for n in shown if n.startswith("c:")}
+    return offenses, categories

@@ -112,8 +112,14 @@ def meta(
         # Names for building filters; no counts (they would include the recent days and
         # rare offenses), and no date inside the publication delay.
         records = None
-        categories = dict.fromkeys(categories)
-        offenses = dict.fromkeys(offenses)
+        cursor = request.app.state.duckdb.cursor()
+        try:
+            names, groups = release.published_names(store, manifest, rules, cursor, until)
+        finally:
+            cursor.close()
+        # Only what the release publishes: a name alone can say that a rare case happened.
+        categories = dict.fromkeys(c for c in categories if c in groups)
+        offenses = dict.fromkeys(o for o in offenses if o in names)
         last = until - timedelta(days=1)
         if date_max is not None and date_max > last.isoformat():
             date_max = last.isoformat()

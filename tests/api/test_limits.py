@@ -1,0 +1,92 @@
+"""Limits that hold: forwarded headers, caches, error messages, string sizes, public names."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx2 as httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.settings import ServerSettings
+from store import Store
+
+
+@pytest.fixture(scope="module")
+def client(sample_store: Store) -> Iterator[TestClient]:
+    with TestClient(create_app(ServerSettings(store=sample_store.root))) as c:
+        yield c
+
+
+def test_keyed_answers_stay_out_of_shared_caches(client: TestClient, analyst_key: str) -> None:
+    params = {"unit": "colonia", "start": "2023-01-01", "end": "2024-01-01"}
+    keyed = client.get("/v1/aggregate", params=params, headers={"X-API-Key": analyst_key})
+    assert keyed.headers["cache-control"] == "private, no-store"
+    assert "Authorization, X-API-Key" in keyed.headers["vary"]
+    bearer = client.get("/v1/aggregate", params={**params, "format": "csv"},
+                        headers={"Authorization": f"Bearer {analyst_key}"})  # fmt: skip
+    assert bearer.headers["cache-control"] == "private, no-store"
+    public = client.get("/v1/aggregate", params=params)
+    assert "Authorization, X-API-Key" in public.headers["vary"]
+
+
+def test_errors_name_no_path_and_echo_no_long_value(
+    client: TestClient, sample_store: Store
+) -> None:
+    missing = client.get("/v1/aggregate", params={"unit": "colonia", "as_of": 99})
+    assert missing.status_code == 404
+    assert str(sample_store.root) not in missing.text and "the store" in missing.text
+    long = client.get("/v1/aggregate", params={"unit": "colonia", "offense": "X" * 60_000})
+    assert long.status_code == 422 and len(long.text) < 500
+    schema = client.get("/openapi.json").json()
+    offense = next(p for p in schema["paths"]["/v1/aggregate"]["get"]["parameters"]
+                   if p["name"] == "offense")  # fmt: skip
+    assert offense["schema"]["anyOf"][0]["items"]["maxLength"] == 200
+
+
+def test_public_meta_names_only_what_is_published(client: TestClient, analyst_key: str) -> None:
+    keyed = client.get("/v1/meta", headers={"X-API-Key": analyst_key}).json()["offenses"]
+    public = client.get("/v1/meta").json()["offenses"]
+    hidden = set(keyed) - set(public)
+    assert hidden and set(public) <= set(keyed)
+    for offense in sorted(hidden)[:5]:  # each: no whole-area count of any period is shown
+        for year in range(2019, 2025):
+            body = client.get("/v1/timeseries", params={"offense": offense, "start": f"{year}-01-01",
+                                                        "end": f"{year + 1}-01-01"}).json()  # fmt: skip
+            assert all(r["count"] is None for r in body.get("rows", []))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_forwarded_headers_do_not_buy_a_new_budget(sample_store: Store) -> None:
+    port = _free_port()
+    env = {**os.environ, "CUADRA_RATE_PUBLIC": "10/minute", "CUADRA_WARM_RELEASE": "false"}
+    cmd = [sys.executable, "-m", "api.cli", "serve", "--store", str(sample_store.root),
+           "--port", str(port)]  # fmt: skip
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        codes = [
+            httpx.get(f"http://127.0.0.1:{port}/v1/meta",
+                      headers={"X-Forwarded-For": f"203.0.113.{i}"}, timeout=30).status_code
+            for i in range(20)
+        ]  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert codes.count(429) >= 10, codes
