@@ -34,7 +34,6 @@ Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 INF = np.inf
 _EPS = 1e-6
-NEIGHBOURS = False
 
 
 @dataclass(frozen=True)
@@ -196,25 +195,11 @@ def audit(
         grow = want[:, 1] > want_hi[wider] + _EPS
         shrink = want[:, 0] < want_lo[wider] - _EPS
         if covers.size == 0 and not (grow | shrink).any():
-            # One cell at a time has stalled: withhold every shown neighbour of what is
-            # still narrow (every member of its relations), then check again.
-            covers = _neighbours(live, narrow, hidden, fixed, values) if NEIGHBOURS else covers
-            if covers.size == 0:
-                break
+            break
         hidden[covers] = True
         want_hi[wider[raise_hi]] = np.maximum(want_hi[wider[raise_hi]], want[raise_hi, 1])
         want_lo[wider] = np.minimum(want_lo[wider], want[:, 0])
     return Audit(hidden, lo, hi, rounds, int((hidden & ~first).sum()), unresolved)
-
-
-def _neighbours(
-    relations: Relations, narrow: Bools, hidden: Bools, fixed: Bools, values: Ints
-) -> Ints:
-    """The shown members, with a case, of every relation that holds a narrow cell."""
-    touched = np.zeros(relations.count, dtype=bool)
-    touched[relations.rel[narrow[relations.cell]]] = True
-    cell = relations.cell[touched[relations.rel]]
-    return np.unique(cell[~hidden[cell] & ~fixed[cell] & (values[cell] > 0)])
 
 
 def _live(relations: Relations, hidden: Bools) -> Relations:

@@ -29,7 +29,8 @@ def test_health_and_meta(empty_store: Store) -> None:
         assert "h3:8" in meta["units"]
         # The public gets the names to filter by, not the counts.
         public = client.get("/v1/meta").json()
-        assert public["records"] is None and set(public["offenses"]) == set(meta["offenses"])
+        # Only offenses the release publishes are named (issue #20; test_limits checks which).
+        assert public["records"] is None and set(public["offenses"]) < set(meta["offenses"])
         assert all(v is None for v in public["categories"].values())
         old = client.get("/v1/meta", params={"as_of": 1}).json()
         assert old["snapshot"] == 1
