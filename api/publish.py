@@ -200,8 +200,12 @@ def series(
     fam = release.family(unit) if unit_id is not None else release.TOTAL
     res = unit.res if unit is not None and unit.kind == "h3" and unit_id is not None else 0
     out: list[int | None] = []
+    tables = {
+        year: release.block(store, manifest, fam, year, rules, cursor, pub.published_until)
+        for year in sorted({m.year for m in months})
+    }  # one table a year, not one lookup a month
     for month in months:
-        blk = release.block(store, manifest, fam, month.year, rules, cursor, pub.published_until)
+        blk = tables[month.year]
         key = unit_id if fam != release.TOTAL else ""
         out.append(blk.value_of(key, Period.month(month).code, pub.node, res or 0))
     return out

@@ -8,8 +8,10 @@ published year in the background when a server starts. docs/privacy.md has the r
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
@@ -30,6 +32,8 @@ from store.monthly import monthly_counts
 from store.query import offense_triples
 from store.snapshots import Manifest
 from store.store import Store
+
+log = logging.getLogger("cuadra.api")
 
 __all__ = [
     "TOTAL",
@@ -180,12 +184,12 @@ class NotReady(Exception):  # noqa: N818 - a state, answered 503
 INLINE_COUNTS = 20_000
 _CACHE_BYTES = 2 << 30  # every family and year of a state's store fits (H3 ~0.1 GB a year)
 _blocks: LRUCache[tuple[Any, ...], Block] = LRUCache(maxsize=_CACHE_BYTES,
-                                                     getsizeof=lambda t: t.nbytes)  # fmt: skip
+                                                     getsizeof=lambda t: max(t.nbytes, 4096))  # fmt: skip
 _lock = threading.Lock()
 _building: dict[tuple[Any, ...], threading.Lock] = {}
 _pending: dict[tuple[Any, ...], Future[Block]] = {}
-# One worker: concurrent large builds queue behind each other instead of taking threads.
-_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cuadra-release")
+# One worker process: concurrent large builds queue behind each other, never take threads.
+_worker: ProcessPoolExecutor | None = None
 
 
 def block(
@@ -202,7 +206,7 @@ def block(
 
     A small table is built in the request; a large one on the release's worker, and
     :class:`NotReady` is raised until it is there (``wait``: build it here, for warm-up).
-    A year without records is an empty table, never cached.
+    A year without records is an empty table, cached at a nominal size.
     """
     months_from = sources(store, manifest, year, until, rules.delay_days)
     tree = forest(store, manifest)
@@ -221,11 +225,8 @@ def block(
     if len(counts.count) > INLINE_COUNTS and not wait:
         with _lock:
             if key not in _pending:
-                _pending[key] = _worker.submit(_build_detached, key, store, manifest, fam, year,
-                                               rules, until)  # fmt: skip
+                _submit(key, store, manifest, fam, year, rules, until)
         raise NotReady(max(5, len(counts.count) // 3000))
-    if len(counts.count) == 0:
-        return _table(store, manifest, fam, year, rules, con, until, counts)
     with _lock:
         building = _building.setdefault(key, threading.Lock())
     with building:  # one build per key; requests for other tables go on meanwhile
@@ -243,18 +244,42 @@ def _retry_after(pending: Future[Block]) -> int:
     return 5 if pending.running() else 30
 
 
-def _build_detached(
-    key: tuple[Any, ...], store: Any, manifest: Manifest, fam: str, year: int,
-    rules: PublicRules, until: date,
-) -> Block:  # fmt: skip
-    """A large table built on the worker with its own connection, then cached."""
-    con = duckdb.connect(config={"threads": 1})
-    try:
-        return block(store, manifest, fam, year, rules, con, until, wait=True)
-    finally:
-        con.close()
+def _submit(key: tuple[Any, ...], store: Any, manifest: Manifest, fam: str, year: int,
+            rules: PublicRules, until: date) -> None:  # fmt: skip
+    """Build a large table in the release's worker process; cache it when it comes back."""
+    global _worker
+    if _worker is None:
+        # A process of its own: a build holds the interpreter for seconds, and in a thread
+        # it would slow every request the server answers meanwhile.
+        _worker = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+        )
+    future = _worker.submit(_build_elsewhere, str(store.root), manifest.snapshot, fam, year,
+                            rules, until)  # fmt: skip
+    _pending[key] = future
+
+    def done(f: Future[Block]) -> None:
         with _lock:
             _pending.pop(key, None)
+            if not f.cancelled() and f.exception() is None:
+                _blocks[key] = f.result()
+            else:
+                log.error("building a public table failed: %r", f.exception())
+
+    future.add_done_callback(done)
+
+
+def _build_elsewhere(
+    root: str, snapshot: int, fam: str, year: int, rules: PublicRules, until: date
+) -> Block:
+    """In the worker process: open the store and build one table."""
+    store = Store(root)
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        return block(store, store.require_manifest(snapshot), fam, year, rules, con, until,
+                     wait=True)  # fmt: skip
+    finally:
+        con.close()
 
 
 _warm: dict[str, str] = {}  # store root -> "warming" | "ready" | "failed"

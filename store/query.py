@@ -34,7 +34,18 @@ def connect(store: Store, manifest: Manifest) -> duckdb.DuckDBPyConnection:
 
 
 def snapshot_summary(store: Store, manifest: Manifest, sources: tuple[str, ...] = ()) -> Summary:
-    """Date range, sources, and counts per category and offense (of ``sources`` only)."""
+    """Date range, sources, and counts per category and offense (of ``sources`` only).
+
+    Snapshots never change, so each one is read once per process (/v1/meta is the page's
+    first call and must stay fast under load).
+    """
+    return _summary(str(store.root), manifest.snapshot, tuple(sources))
+
+
+@lru_cache(maxsize=64)
+def _summary(root: str, snapshot: int, sources: tuple[str, ...]) -> Summary:
+    store = Store(root)
+    manifest = store.require_manifest(snapshot)
     if not manifest.files:
         return Summary(None, None, [], {}, {})
     where, params = "TRUE", []
