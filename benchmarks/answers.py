@@ -131,7 +131,7 @@ def main() -> int:
             continue
         if role == "public" and was and was["status"] == now["status"] == 200:
             old, new = shown_cells(was.get("body")), shown_cells(now.get("body"))
-            if old or new:
+            if isinstance(now.get("body"), dict) and "rows" in now["body"]:
                 extra = {u: v for u, v in new.items() if old.get(u) != v}
                 extra.update(figures_changed(was.get("body"), now.get("body")))
                 if not extra:

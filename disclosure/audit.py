@@ -67,6 +67,7 @@ class Audit:
     rounds: int  # checks run (1: the first decision already held)
     covers: int  # cells withheld by the audit beyond the first decision
     unresolved: int  # cells whose range stayed narrow (0 when the rule holds)
+    first_provable: int = 0  # such cells before the audit's covers (the first pass alone)
 
 
 def priors(values: Ints, ks: Ints, hidden: Bools) -> tuple[Floats, Floats]:
@@ -175,7 +176,7 @@ def audit(
     cap = np.where(values < ks, ks - 1.0, INF)  # a withheld count below k never exceeds k-1
     lo = hi = np.zeros(0)
     rounds = 0
-    unresolved = 0
+    unresolved = first_provable = 0
     for rounds in range(1, max_rounds + 1):  # noqa: B007 - the count is reported
         lo, hi = priors(values, ks, hidden)
         if prior_lo is not None and prior_hi is not None:
@@ -186,6 +187,8 @@ def audit(
         lo, hi = propagate(lo, hi, live, slack_hi)
         narrow = hidden & ((lo > want_lo + _EPS) | (hi < want_hi - _EPS))
         unresolved = int((hidden & protect & (lo > _EPS)).sum())
+        if rounds == 1:
+            first_provable = unresolved
         if not narrow.any():
             break
         covers, wider, want = _covers(values, hidden, fixed, narrow, live, lo, hi, slack_hi,
@@ -199,7 +202,8 @@ def audit(
         hidden[covers] = True
         want_hi[wider[raise_hi]] = np.maximum(want_hi[wider[raise_hi]], want[raise_hi, 1])
         want_lo[wider] = np.minimum(want_lo[wider], want[:, 0])
-    return Audit(hidden, lo, hi, rounds, int((hidden & ~first).sum()), unresolved)
+    added = int((hidden & ~first).sum())
+    return Audit(hidden, lo, hi, rounds, added, unresolved, first_provable)
 
 
 def _live(relations: Relations, hidden: Bools) -> Relations:

@@ -189,7 +189,7 @@ def build_table(
     n = unit.size
     kept = checked if family.name == TOTAL else Audit(
         checked.hidden[:0], checked.lo[:0], checked.hi[:0], checked.rounds, checked.covers,
-        checked.unresolved)  # fmt: skip
+        checked.unresolved, checked.first_provable)  # fmt: skip
     # Compact types: a table of H3 cells over a year of Mexico City holds ~1.4 M cells.
     return PublishedTable(
         ids=ids,

@@ -14,9 +14,11 @@ shown to hold a case: its smallest feasible value is 0.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import h3
@@ -26,10 +28,12 @@ from fastapi.testclient import TestClient
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix
 
+from api import release
 from api.main import create_app
 from api.settings import ServerSettings
 from store import Store
-from tests.api.test_privacy import COMMON, FAMILY, pinned, truth
+from tests.api.test_privacy import COMMON, FAMILY, SENSITIVE, pinned, truth
+from tests.conftest import POINTS
 
 YEAR = 2023
 Cell = tuple[str, Any, int]  # (unit name, unit id, period index)
@@ -226,3 +230,36 @@ def test_h3_children_do_not_give_their_parent_away(public: TestClient, sample_st
                 assert not pinned(withheld, 7 - len(cells), 5), (parent, withheld)
             published = sum(shown[res].get(c, 0) for c in cells)
             assert published + sum(withheld) == shown[res - 1][parent]
+
+
+@pytest.fixture(scope="module")
+def full_store(layers_store_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """The CDMX layers and the whole 1.3 M-row file (2019-2024)."""
+    from ingest.pipeline import ingest
+    from ingest.profiles import load_profile
+
+    root = tmp_path_factory.mktemp("full") / "store"
+    shutil.copytree(layers_store_template, root)
+    store = Store(root)
+    ingest(store, [str(POINTS)], load_profile("fgj-cdmx"))
+    return store
+
+
+REAL = [
+    (units, {"offense": offense})
+    for offense in (FAMILY, SENSITIVE, COMMON, "ROBO A CASA HABITACION SIN VIOLENCIA")
+    for units in (["colonia"], ["cuadrante"], ["h3:5", "h3:6", "h3:7"], ["h3:7", "h3:8", "h3:9"])
+    if offense in (COMMON, "ROBO A CASA HABITACION SIN VIOLENCIA")
+    or units in (["colonia"], ["h3:5", "h3:6", "h3:7"])  # sensitive: coarse units only
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("units", "crime"), REAL)
+def test_no_case_can_be_proven_on_the_whole_file(
+    full_store: Store, units: list[str], crime: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(release, "INLINE_COUNTS", 10**9)  # build in the request
+    with TestClient(create_app(ServerSettings(store=full_store.root))) as client:
+        system, at_risk = attack(client, full_store, units, crime, 2024)
+    no_case_can_be_proven(system, at_risk, sample=12)

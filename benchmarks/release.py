@@ -1,0 +1,55 @@
+"""The public release of one year: the first pass (the old rule, baseline) against the audit.
+
+    python benchmarks/release.py --store DIR [--year 2024]
+
+For every unit family: its cells; cells withheld by the first pass alone (the release's
+rule before the audit) and how many withheld cells with a case a reader could then prove
+non-empty; the same after the audit; the build time of the audited table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+# This folder holds ingest.py, which would shadow the ingest package.
+sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolve().parent]
+
+import duckdb  # noqa: E402
+
+from api import release  # noqa: E402
+from disclosure.rules import PublicRules  # noqa: E402
+from store import Store  # noqa: E402
+
+
+def main() -> int:
+    """Build each family's table of a year and print what the audit changed."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--year", type=int, default=2024)
+    args = parser.parse_args()
+    store = Store(args.store)
+    manifest = store.require_manifest()
+    con = duckdb.connect()
+    until = date(args.year + 1, 2, 1)
+    families = [release.TOTAL, *manifest.boundary_layers, "street", "h3"]
+    print(f"{'family':10} {'cells':>10} {'1st pass':>10} {'provable':>9} {'audited':>10} "
+          f"{'provable':>9} {'seconds':>8}")  # fmt: skip
+    for fam in families:
+        started = time.perf_counter()
+        table = release.block(store, manifest, fam, args.year, PublicRules(), con, until,
+                              wait=True)  # fmt: skip
+        seconds = time.perf_counter() - started
+        a = table.checked
+        assert a is not None
+        hidden = int(table.hidden.sum())
+        print(f"{fam:10} {table.value.size:10,} {hidden - a.covers:10,} {a.first_provable:9,} "
+              f"{hidden:10,} {a.unresolved:9,} {seconds:8.2f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
