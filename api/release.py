@@ -324,6 +324,7 @@ def clear() -> None:
     """Forget every cached block (tests; a store rebuilt in place)."""
     with _lock:
         _blocks.clear()
+    _sources.cache_clear()
 
 
 def cutoff(rules: PublicRules, today: date) -> date:
