@@ -25,10 +25,10 @@ from disclosure.offenses import Forest
 from disclosure.offenses import forest as offense_forest
 from disclosure.periods import Period
 from disclosure.rules import PublicRules
-from disclosure.table import TOTAL, Counts, Family, build_table
+from disclosure.table import TOTAL, Counts, Family, Nesting, build_table
 from disclosure.table import PublishedTable as Block
 from store.aggregate import Unit
-from store.monthly import monthly_counts
+from store.monthly import monthly_counts, nesting
 from store.query import offense_triples
 from store.snapshots import Manifest
 from store.store import Store
@@ -150,14 +150,41 @@ def _table(
     if fam != TOTAL:
         whole = block(store, manifest, TOTAL, year, rules, con, until, wait=True)
     coarse = fam == TOTAL or fam in rules.coarse_layers
+    parent = None
+    found = _parent_layer(str(store.root), manifest.snapshot, fam)
+    if found is not None:
+        layer, of = found
+        table = block(store, manifest, layer, year, rules, con, until, wait=True)
+        parent = Nesting(table, of)
     return build_table(
         counts,
         forest(store, manifest),
         rules,
-        Family(fam, _family_size(manifest, fam), coarse),
+        Family(fam, _family_size(manifest, fam), coarse, parent),
         periods.months_published(year, until),
         whole,
     )
+
+
+@lru_cache(maxsize=64)
+def _parent_layer(root: str, snapshot: int, fam: str) -> tuple[str, dict[str, str]] | None:
+    """The coarser boundary layer a layer nests in (colonias in alcaldías), if any."""
+    store = Store(root)
+    manifest = store.require_manifest(snapshot)
+    if fam not in manifest.boundary_layers:
+        return None
+    size = manifest.layers[fam].features
+    coarser = sorted((manifest.layers[name].features, name) for name in manifest.boundary_layers
+                     if name != fam and manifest.layers[name].features < size)  # fmt: skip
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        for _, name in reversed(coarser):  # the finest coarser layer it nests in
+            of = nesting(store, manifest, fam, name, con)
+            if of is not None:
+                return name, of
+    finally:
+        con.close()
+    return None
 
 
 def _family_size(manifest: Manifest, fam: str) -> int | None:
@@ -325,6 +352,7 @@ def clear() -> None:
     with _lock:
         _blocks.clear()
     _sources.cache_clear()
+    _parent_layer.cache_clear()
 
 
 def cutoff(rules: PublicRules, today: date) -> date:

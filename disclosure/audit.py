@@ -170,7 +170,7 @@ def audit(
     first = hidden.copy()
     # The range each cell must keep: [0, k-1] for a withheld count of 1..k-1; cover that
     # pins such a cell is widened in turn (want set when it is found in the way).
-    protect = (values >= 1) & (values < ks) & ~fixed
+    protect = (values >= 1) & (values < ks)  # fixed cells too: cover comes from the others
     want_lo = np.where(protect, 0.0, INF)  # INF (and -INF below): nothing asked
     want_hi = np.full(values.size, -INF)
     cap = np.where(values < ks, ks - 1.0, INF)  # a withheld count below k never exceeds k-1

@@ -59,6 +59,15 @@ class Family:
     name: str  # TOTAL, H3, or a layer's name
     size: int | None  # units of the family (None: unbounded, H3)
     coarse: bool  # whether sensitive offenses may be shown on its units (H3: by resolution)
+    parent: Nesting | None = None  # the layer this one nests in (colonias in alcaldías)
+
+
+@dataclass(frozen=True)
+class Nesting:
+    """A coarser layer whose every unit is exactly a set of this layer's units."""
+
+    table: PublishedTable  # the coarser layer's published table, audited first
+    of: dict[str, str]  # each unit's parent unit
 
 
 @dataclass(frozen=True)
@@ -177,7 +186,9 @@ def build_table(
     relations = _relations(unit, period, node, res, ids, family, tree, up_unit)
     plus = relations.coef > 0
     first = suppress_members(value, ks, relations.rel[plus], relations.cell[plus], relations.slack)
-    checked = _audit(value, ks, first, relations, period, node, len(tree.names), whole)
+    k_of_node = np.where(tree.sensitive, rules.k_sensitive, rules.k).astype(np.int64)
+    checked = _audit(value, ks, first, relations, k_of_node, len(tree.names), whole,
+                     family.parent)  # fmt: skip
     slices: dict[tuple[int, int, int], tuple[int, int]] = {}
     if unit.size:
         trio = np.stack([period, node, res], axis=1)
@@ -187,7 +198,8 @@ def build_table(
         for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
             slices[(int(period[a]), int(node[a]), int(res[a]))] = (a, b)
     n = unit.size
-    kept = checked if family.name == TOTAL else Audit(
+    # Bounds are kept where other tables sum to these cells (all but H3's, the largest).
+    kept = checked if family.name != H3 else Audit(
         checked.hidden[:0], checked.lo[:0], checked.hi[:0], checked.rounds, checked.covers,
         checked.unresolved, checked.first_provable)  # fmt: skip
     # Compact types: a table of H3 cells over a year of Mexico City holds ~1.4 M cells.
@@ -209,20 +221,22 @@ def _audit(
     ks: Ints,
     first: npt.NDArray[np.bool_],
     relations: Relations,
-    period: Ints,
-    node: Ints,
+    k_of_node: Ints,
     n_nodes: int,
     whole: PublishedTable | None,
+    parent: Nesting | None,
 ) -> Audit:
-    """The audit over this table's cells and, fixed, the whole area's count of each key."""
+    """The audit over this table's cells and, fixed, the cells of other tables they sum to.
+
+    External cells (numbered from ``len(value)``) are the whole area's count of each
+    (period, node) and, for a nested layer, its parent unit's; each as its own table
+    publishes or bounds it. A withheld one below k is protected here too.
+    """
     n = value.size
-    if whole is None:  # the whole area's own table: no space relation
-        assert not (relations.cell >= n).any(), "a family's table needs the whole area's"
-        return audit(value, ks, first, relations)
-    # External cells n..: the whole area's count of each (period, node), as its own table
-    # publishes or bounds it; members with coefficient -1 of the space relations.
     ext = relations.cell >= n
-    keys = relations.cell[ext] - n  # period * n_nodes + node
+    if not ext.any():
+        return audit(value, ks, first, relations)
+    keys = relations.cell[ext] - n
     distinct, inverse = np.unique(keys, return_inverse=True)
     cell = relations.cell.copy()
     cell[ext] = n + inverse
@@ -231,25 +245,34 @@ def _audit(
     e_lo = np.full(m, np.nan)
     e_hi = np.full(m, np.nan)
     e_hidden = np.zeros(m, dtype=bool)
+    e_k = np.zeros(m, dtype=np.int64)
+    block = N_PERIODS * n_nodes
     for i, key in enumerate(distinct.tolist()):
-        at = whole.position("", key // n_nodes, key % n_nodes)
-        if at < 0:
+        if key < block:
+            table, unit_id = whole, ""
+        else:
+            assert parent is not None
+            table, unit_id = parent.table, parent.table.ids[(key - block) // block]
+        assert table is not None, "a family's table needs the whole area's"
+        rest = key % block
+        e_k[i] = k_of_node[rest % n_nodes]
+        at = table.position(unit_id, rest // n_nodes, rest % n_nodes)
+        if at < 0:  # not in the table: a zero
             e_lo[i] = e_hi[i] = 0.0
             continue
-        e_val[i] = int(whole.value[at])
-        e_hidden[i] = bool(whole.hidden[at])
-        if whole.checked is not None and whole.checked.lo.size:
-            e_lo[i], e_hi[i] = whole.checked.lo[at], whole.checked.hi[at]
-        else:
-            e_lo[i] = e_hi[i] = float(e_val[i]) if not e_hidden[i] else np.nan
-    k_ext = np.full(m, int(ks.max()) if ks.size else 5, dtype=np.int64)
+        e_val[i] = int(table.value[at])
+        e_hidden[i] = bool(table.hidden[at])
+        if table.checked is not None and table.checked.lo.size:
+            e_lo[i], e_hi[i] = table.checked.lo[at], table.checked.hi[at]
+        elif not e_hidden[i]:
+            e_lo[i] = e_hi[i] = float(e_val[i])
     values = np.concatenate([value, e_val])
     lo = np.concatenate([np.full(n, np.nan), e_lo])
     hi = np.concatenate([np.full(n, np.nan), e_hi])
     hid = np.concatenate([first, e_hidden])
     fixed = np.concatenate([np.zeros(n, dtype=bool), np.ones(m, dtype=bool)])
     rel = Relations(relations.rel, cell, relations.coef, relations.slack)
-    return audit(values, np.concatenate([ks, k_ext]), hid, rel, lo, hi, fixed)
+    return audit(values, np.concatenate([ks, e_k]), hid, rel, lo, hi, fixed)
 
 
 def _units(
@@ -373,6 +396,8 @@ def _relations(
                                                          dtype=np.uint64)), 6, 7)  # fmt: skip
             sum_cell = find((parent[finer] * N_PERIODS + period[finer]) * n_nodes + node[finer])
             rels.append(_group(sum_cell, cells[finer], sum_cell, full[parent[finer]]))
+    if family.parent is not None:
+        rels.append(_nested(unit, period, node, ids, family.parent, n, n_nodes, cells))
     months = period >= MONTHS
     quarter = QUARTERS + (period[months] - MONTHS) // 3
     sum_cell = find((unit[months] * N_PERIODS + quarter) * n_nodes + node[months])
@@ -385,6 +410,31 @@ def _relations(
     sum_cell = find((unit[child] * N_PERIODS + period[child]) * n_nodes + up[child])
     rels.append(_group(sum_cell, cells[child], sum_cell, tree.children[up[child]]))
     return _combine(rels)
+
+
+def _nested(
+    unit: Ints,
+    period: Ints,
+    node: Ints,
+    ids: list[str | None],
+    nesting: Nesting,
+    n: int,
+    n_nodes: int,
+    cells: Ints,
+) -> tuple[Ints, Ints, Ints, Ints]:
+    """A parent unit's count is its children's sum: the parent cell an external member."""
+    codes = nesting.table.codes
+    up = np.array([codes.get(nesting.of.get(i, ""), -1) if i is not None else -1 for i in ids],
+                  dtype=np.int64)  # fmt: skip
+    parent = up[unit]
+    inside = parent >= 0
+    block = N_PERIODS * n_nodes
+    sums = n + block + (parent[inside] * N_PERIODS + period[inside]) * n_nodes + node[inside]
+    children = np.bincount(
+        np.array([codes[p] for p in nesting.of.values() if p in codes], dtype=np.int64),
+        minlength=len(nesting.table.ids),
+    )  # a parent's children known to hold records: fewer than it has, so a stronger reader
+    return _group(sums, cells[inside], sums, children[parent[inside]])
 
 
 def _group(

@@ -89,3 +89,34 @@ def monthly_counts(
         [str(o) for o in offense.dictionary.to_pylist()],
         table.column("n").to_numpy().astype(np.int64),
     )
+
+
+def nesting(
+    store: Store, manifest: Manifest, child: str, parent: str, con: duckdb.DuckDBPyConnection
+) -> dict[str, str] | None:
+    """Each ``child`` unit's ``parent`` unit, where the records say the layers nest.
+
+    A child whose records fall in two parents (a boundary drawn a little differently) is
+    left out, and so is every parent it touches (their sums are not exact). None unless 99 % of children lie in one parent and no record is in a child but
+    outside every parent or the other way round.
+    """
+    layers = manifest.boundary_layers
+    if child not in layers or parent not in layers or not manifest.files:
+        return None
+    files = [str(store.root / f.path) for f in manifest.files]
+    rows = con.sql(
+        f"SELECT {quote(child)}, {quote(parent)} FROM read_parquet(?) GROUP BY ALL",
+        params=[files],
+    ).fetchall()
+    parents: dict[str, set[str]] = {}
+    for c, p in rows:
+        if (c is None) != (p is None):
+            return None
+        if c is not None:
+            parents.setdefault(str(c), set()).add(str(p))
+    split = {c for c, ps in parents.items() if len(ps) > 1}
+    if not parents or len(split) > 0.01 * len(parents):
+        return None
+    loose = {p for c in split for p in parents[c]}
+    of = {c: ps.pop() for c, ps in parents.items() if c not in split}
+    return {c: p for c, p in of.items() if p not in loose}

@@ -21,6 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import h3
 import numpy as np
 import pytest
@@ -31,9 +32,10 @@ from scipy.sparse import coo_matrix
 from api import release
 from api.main import create_app
 from api.settings import ServerSettings
+from ingest.layers import add_boundary_file
 from store import Store
 from tests.api.test_privacy import COMMON, FAMILY, SENSITIVE, pinned, truth
-from tests.conftest import POINTS
+from tests.conftest import COLONIAS, POINTS
 
 YEAR = 2023
 Cell = tuple[str, Any, int]  # (unit name, unit id, period index)
@@ -149,6 +151,7 @@ def attack(
                 system.equation([(u, i, 5 + 3 * q + m) for m in range(3)], (u, i, 1 + q))
             system.equation([(u, i, 1 + q) for q in range(4)], (u, i, 0))
     _nest(system, units, ids, len(spans))
+    _nest_layers(system, store, units, ids, len(spans))
     return system, at_risk
 
 
@@ -171,6 +174,30 @@ def _nest(system: System, units: list[str], ids: dict[str, list[Any]], n_periods
                 missing = (6 if h3.is_pentagon(parent) else 7) - len(kids)
                 system.unknown(others, 0, (0, missing * (system.k - 1)))
                 system.equation([(fine, c, p) for c in kids] + [others], (coarse, parent, p))
+
+
+def _nest_layers(
+    system: System, store: Store, units: list[str], ids: dict[str, list[Any]], n_periods: int
+) -> None:
+    """A coarse layer's unit is the sum of the fine units whose records all lie in it."""
+    for coarse, fine in zip(units[:-1], units[1:], strict=False):
+        if coarse.startswith("h3:") or fine.startswith("h3:"):
+            continue
+        files = [str(p) for p in store.data_files(store.require_manifest())]
+        rows = duckdb.sql(
+            f'SELECT "{fine}", list(DISTINCT "{coarse}") FROM read_parquet(?) '
+            f'WHERE "{fine}" IS NOT NULL GROUP BY 1',
+            params=[files],
+        ).fetchall()
+        split = {p for _, ps in rows if len(ps) > 1 for p in ps}
+        children: dict[str, list[str]] = {}
+        for child, ps in rows:
+            if len(ps) == 1 and ps[0] not in split:
+                children.setdefault(ps[0], []).append(child)
+        for parent, kids in children.items():
+            listed = [c for c in kids if c in ids[fine]]
+            for p in range(n_periods):
+                system.equation([(fine, c, p) for c in listed], (coarse, parent, p))
 
 
 def no_case_can_be_proven(system: System, at_risk: list[Cell], sample: int) -> None:
@@ -241,6 +268,8 @@ def full_store(layers_store_template: Path, tmp_path_factory: pytest.TempPathFac
     root = tmp_path_factory.mktemp("full") / "store"
     shutil.copytree(layers_store_template, root)
     store = Store(root)
+    add_boundary_file(store, "alcaldia", COLONIAS, id_field="NOMDT", name_field="NOMDT",
+                      dissolve=True)  # fmt: skip
     ingest(store, [str(POINTS)], load_profile("fgj-cdmx"))
     return store
 
@@ -248,9 +277,14 @@ def full_store(layers_store_template: Path, tmp_path_factory: pytest.TempPathFac
 REAL = [
     (units, {"offense": offense})
     for offense in (FAMILY, SENSITIVE, COMMON, "ROBO A CASA HABITACION SIN VIOLENCIA")
-    for units in (["colonia"], ["cuadrante"], ["h3:5", "h3:6", "h3:7"], ["h3:7", "h3:8", "h3:9"])
+    for units in (
+        ["alcaldia", "colonia"],
+        ["cuadrante"],
+        ["h3:5", "h3:6", "h3:7"],
+        ["h3:7", "h3:8", "h3:9"],
+    )  # fmt: skip
     if offense in (COMMON, "ROBO A CASA HABITACION SIN VIOLENCIA")
-    or units in (["colonia"], ["h3:5", "h3:6", "h3:7"])  # sensitive: coarse units only
+    or units in (["alcaldia", "colonia"], ["h3:5", "h3:6", "h3:7"])  # sensitive: coarse only
 ]
 
 
