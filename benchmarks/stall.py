@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx2 as httpx
 
@@ -33,8 +34,9 @@ def main() -> int:
         port = s.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "CUADRA_WARM_RELEASE": "false"}
-    server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--store", args.store,
-                               "--port", str(port)], env=env)  # fmt: skip
+    cuadra = str(Path(sys.executable).with_name("cuadra"))  # the console script, as served
+    server = subprocess.Popen([cuadra, "serve", "--store", args.store, "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         for _ in range(200):
             try:
