@@ -16,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import release
 from api.errors import add_exception_handlers
 from api.privacy import rules_from_settings
 from api.ratelimit import RateLimit
@@ -55,6 +56,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             yield
         finally:
             app.state.duckdb.close()
+            release.shutdown()
 
     app = FastAPI(
         title="Cuadra",
@@ -86,6 +88,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         keyed=settings.rate_keyed,
         keys=KeyRing(settings.store),
         tiles=settings.rate_tiles,
+        in_flight=settings.rate_public_in_flight,
     )
     if settings.cors_origins:
         # Embeds on other sites: read-only GETs, the ETag readable for their caches.

@@ -3,6 +3,11 @@
 A pure ASGI middleware over the ``limits`` library's moving-window limiter, in memory
 (one process). Requests with a valid key count against the key; all others against the
 client's address, so that made-up keys cannot escape the address's limit.
+
+An address also has a cap on requests in flight (tiles apart): its requests beyond it
+are refused at once, before they take a thread, so that one client's crowd of
+concurrent requests cannot hold the interpreter while other clients wait (issue #20:
+45 concurrent series within the rate limit made another client's /v1/meta wait).
 """
 
 from __future__ import annotations
@@ -27,9 +32,17 @@ class RateLimit:
     """Refuse requests beyond ``public`` (per address) or ``keyed`` (per key) limits."""
 
     def __init__(
-        self, app: ASGIApp, public: str, keyed: str, keys: KeyRing, tiles: str = "1200/minute"
+        self,
+        app: ASGIApp,
+        public: str,
+        keyed: str,
+        keys: KeyRing,
+        tiles: str = "1200/minute",
+        in_flight: int = 4,
     ) -> None:
         self.app = app
+        self.in_flight = in_flight
+        self.flying: dict[str, int] = {}  # the event loop's thread alone touches it
         self.public: RateLimitItem = parse(public)
         self.keyed: RateLimitItem = parse(keyed)
         self.tiles: RateLimitItem = parse(tiles)
@@ -45,26 +58,24 @@ class RateLimit:
         item, who = self._identify(scope)
         if path.startswith(TILE_PREFIX):
             item, who = self.tiles, f"tiles:{who}"
-        if self.limiter.hit(item, who):
-            await self.app(scope, receive, send)
-            return
+        if who.startswith("addr:"):
+            if self.flying.get(who, 0) >= self.in_flight:
+                await _refuse(send, 1, f"more than {self.in_flight} requests at once from one "
+                              "address; retry in 1 s")  # fmt: skip
+                return
+            self.flying[who] = self.flying.get(who, 0) + 1
+        try:
+            if self.limiter.hit(item, who):
+                await self.app(scope, receive, send)
+                return
+        finally:
+            if who.startswith("addr:"):
+                self.flying[who] -= 1
+                if not self.flying[who]:
+                    del self.flying[who]
         reset = self.limiter.get_window_stats(item, who).reset_time
         retry = max(1, math.ceil(reset - time.time()))
-        body = orjson.dumps(
-            {"error": "rate_limited", "message": f"more than {item} requests; retry in {retry} s"}
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"retry-after", str(retry).encode()),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _refuse(send, retry, f"more than {item} requests; retry in {retry} s")
 
     def _identify(self, scope: Scope) -> tuple[RateLimitItem, str]:
         headers = dict(scope.get("headers", ()))
@@ -78,3 +89,20 @@ class RateLimit:
                 return self.keyed, f"key:{key.id}"
         client = scope.get("client")
         return self.public, f"addr:{client[0] if client else 'unknown'}"
+
+
+async def _refuse(send: Send, retry: int, message: str) -> None:
+    """Answer 429 with Retry-After."""
+    body = orjson.dumps({"error": "rate_limited", "message": message})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"retry-after", str(retry).encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import date, timedelta
 from functools import lru_cache
@@ -187,6 +189,31 @@ def _parent_layer(root: str, snapshot: int, fam: str) -> tuple[str, dict[str, st
     return None
 
 
+def _size_bound(
+    store: Any, manifest: Manifest, fam: str, year: int, months_from: tuple[int, ...], tree: Forest
+) -> int:
+    """At most this many (unit, month, offense) counts feed a family's table of a year.
+
+    The records of the year in the snapshots its months come from, and, for a family of
+    known size, units × months × offenses.
+    """
+    rows = sum(_year_rows(str(store.root), snapshot, year) for snapshot in set(months_from))
+    size = _family_size(manifest, fam)
+    if size is not None:
+        offenses = sum(1 for name in tree.names if name.startswith("o:"))
+        rows = min(rows, size * len(months_from) * offenses)
+    return rows
+
+
+@lru_cache(maxsize=1024)
+def _year_rows(root: str, snapshot: int, year: int) -> int:
+    store = Store(root)
+    manifest = store.require_manifest(snapshot)
+    return sum(
+        f.rows for f in store.files_between(manifest, date(year, 1, 1), date(year + 1, 1, 1))
+    )
+
+
 def _family_size(manifest: Manifest, fam: str) -> int | None:
     if fam == TOTAL:
         return 1
@@ -199,11 +226,12 @@ def _family_size(manifest: Manifest, fam: str) -> int | None:
 class NotReady(Exception):  # noqa: N818 - a state, answered 503
     """A public table too large to build within a request is being built; come back later."""
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, pending: Future[Block] | None = None) -> None:
         super().__init__(
             f"the public figures asked for are being prepared; retry in {retry_after} s"
         )
         self.retry_after = retry_after
+        self.pending = pending  # the build to wait for, if one is under way
 
 
 # Tables larger than this many (unit, month, offense) counts are built on the release's own
@@ -247,13 +275,17 @@ def block(
     if hit is not None:
         return hit
     if pending is not None and not wait:
-        raise NotReady(_retry_after(pending))
-    counts = _counts(store, fam, year, rules, con, months_from)
-    if len(counts.count) > INLINE_COUNTS and not wait:
+        raise NotReady(_retry_after(pending), pending)
+    bound = _size_bound(store, manifest, fam, year, months_from, tree)
+    if bound > INLINE_COUNTS and not wait:
+        # Decided from the manifests alone: a request never scans the records of a
+        # table it will not build (45 concurrent requests would scan them 45 times).
         with _lock:
-            if key not in _pending:
-                _submit(key, store, manifest, fam, year, rules, until)
-        raise NotReady(max(5, len(counts.count) // 3000))
+            pending = _pending.get(key)
+            if pending is None and key not in _blocks:
+                pending = _submit(key, store, manifest, fam, year, rules, until)
+        raise NotReady(max(5, min(bound, 10**6) // 20_000), pending)
+    counts = _counts(store, fam, year, rules, con, months_from)
     with _lock:
         building = _building.setdefault(key, threading.Lock())
     with building:  # one build per key; requests for other tables go on meanwhile
@@ -272,14 +304,14 @@ def _retry_after(pending: Future[Block]) -> int:
 
 
 def _submit(key: tuple[Any, ...], store: Any, manifest: Manifest, fam: str, year: int,
-            rules: PublicRules, until: date) -> None:  # fmt: skip
+            rules: PublicRules, until: date) -> Future[Block]:  # fmt: skip
     """Build a large table in the release's worker process; cache it when it comes back."""
     global _worker
     if _worker is None:
         # A process of its own: a build holds the interpreter for seconds, and in a thread
         # it would slow every request the server answers meanwhile.
         _worker = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_behind
         )
     future = _worker.submit(_build_elsewhere, str(store.root), manifest.snapshot, fam, year,
                             rules, until)  # fmt: skip
@@ -294,6 +326,38 @@ def _submit(key: tuple[Any, ...], store: Any, manifest: Manifest, fam: str, year
                 log.error("building a public table failed: %r", f.exception())
 
     future.add_done_callback(done)
+    return future
+
+
+def _behind() -> None:
+    """In the worker process: lower priority, and an end with the server.
+
+    A build can wait for the server's requests; and it is for no one once the server is
+    gone, however it ended.
+    """
+    os.nice(10)
+    threading.Thread(target=_end_with, args=(os.getppid(),), daemon=True).start()
+
+
+def _end_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
+def shutdown() -> None:
+    """Stop the release's worker process, a build under way too (the server is stopping)."""
+    global _worker
+    with _lock:
+        worker, _worker = _worker, None
+        _pending.clear()
+    if worker is None:
+        return
+    # ProcessPoolExecutor cannot stop a running task; its processes can be ended.
+    processes = list(getattr(worker, "_processes", {}).values())
+    worker.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
 
 
 def _build_elsewhere(
@@ -315,8 +379,10 @@ _warm: dict[str, str] = {}  # store root -> "warming" | "ready" | "failed"
 def warm(store: Any, rules: PublicRules, today: date) -> None:
     """Build every published year's blocks of every family, the default year first.
 
-    A server's first public answers would otherwise wait for them (seconds for H3 cells
-    over a year of Mexico City's records). ``status`` tells how far it got.
+    A server's first public answers would otherwise wait for them (a minute for H3 cells
+    over a year of Mexico City's records). Large tables are built on the release's worker
+    process, one at a time, so that warming takes no interpreter time from requests.
+    ``status`` tells how far it got.
     """
     manifest = store.manifest()
     if manifest is None:
@@ -333,7 +399,13 @@ def warm(store: Any, rules: PublicRules, today: date) -> None:
     try:
         for year in sorted(years, key=lambda y: y != first):
             for fam in families:
-                block(store, manifest, fam, year, rules, con, until, wait=True)
+                while True:
+                    try:
+                        block(store, manifest, fam, year, rules, con, until)
+                        break
+                    except NotReady as building:
+                        if building.pending is not None:
+                            building.pending.result()  # raises what the build raised
         _warm[root] = "ready"
     except Exception:
         _warm[root] = "failed"
@@ -353,6 +425,7 @@ def clear() -> None:
         _blocks.clear()
     _sources.cache_clear()
     _parent_layer.cache_clear()
+    _year_rows.cache_clear()
 
 
 def cutoff(rules: PublicRules, today: date) -> date:

@@ -33,6 +33,13 @@ class ServerSettings(StoreSettings):
         "120/minute", description="Requests per client address without a key (limits syntax)."
     )
     rate_keyed: str = Field("1200/minute", description="Requests per API key.")
+    rate_public_in_flight: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="Requests one address without a key may have in flight at once, tiles "
+        "apart (the map page asks three at a time); more are refused with 429.",
+    )
     rate_tiles: str = Field(
         "1200/minute", description="Tile requests per key or address (a map view asks many)."
     )

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
+from starlette.types import Receive, Scope, Send
 
 from api.main import create_app
+from api.ratelimit import RateLimit
 from api.settings import ServerSettings
 from store import Store
+from store.keys import KeyRing
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +95,36 @@ def test_forwarded_headers_do_not_buy_a_new_budget(sample_store: Store) -> None:
         server.terminate()
         server.wait(timeout=30)
     assert codes.count(429) >= 10, codes
+
+
+def test_one_address_cannot_hold_more_than_its_share_in_flight(tmp_path: Path) -> None:
+    asyncio.run(_crowd_and_other(tmp_path))
+
+
+async def _crowd_and_other(tmp_path: Path) -> None:
+    """Two requests of one address held open; its third is refused, others are served."""
+    gate = asyncio.Event()
+
+    async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/slow":
+            await gate.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    limited = RateLimit(slow, "1000/minute", "1000/minute", KeyRing(tmp_path), in_flight=2)
+
+    def client(address: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=limited, client=(address, 1234))
+        return httpx.AsyncClient(transport=transport, base_url="http://cuadra")
+
+    async with client("198.51.100.1") as crowd, client("198.51.100.2") as other:
+        held = [asyncio.create_task(crowd.get("/slow")) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        refused = await asyncio.wait_for(crowd.get("/fast"), timeout=1)  # at once, not queued
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+        assert "at once" in refused.json()["message"]
+        assert (await asyncio.wait_for(other.get("/fast"), timeout=1)).status_code == 200
+        assert (await asyncio.wait_for(crowd.get("/v1/tiles/x"), timeout=1)).status_code == 200
+        gate.set()
+        assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
+        assert (await crowd.get("/fast")).status_code == 200  # its share is back

@@ -61,3 +61,22 @@ def test_a_large_table_is_built_off_the_request(
             break
     assert later.status_code == 200
     assert later.json()["rows"] == inline["rows"]
+
+
+def test_a_build_under_way_ends_with_the_server(
+    sample_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release.clear()
+    monkeypatch.setattr(release, "INLINE_COUNTS", 10)
+    settings = ServerSettings(store=sample_store.root, warm_release=False)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/aggregate", params=H3_YEAR).status_code == 503
+        assert release._worker is not None
+        processes = list(release._worker._processes.values())  # type: ignore[attr-defined]
+        assert processes and all(p.is_alive() for p in processes)
+    # The app's shutdown ended the build: no process is left building for no one.
+    for process in processes:
+        process.join(timeout=2)
+        assert not process.is_alive()
+    assert release._worker is None and not release._pending
+    release.clear()
