@@ -500,13 +500,13 @@ def _warm_release(settings: Any) -> None:
     """Build the public release's default blocks in the background while serving."""
     import threading
 
-    from api import release
     from api.privacy import rules_from_settings
-    from api.publish import today
+    from publication import tables
+    from publication.figures import today
 
     def run() -> None:
         try:
-            release.warm(Store(settings.store), rules_from_settings(settings), today())
+            tables.warm(Store(settings.store), rules_from_settings(settings), today())
         except Exception:  # a failed warm-up only means slower first answers
             logging.getLogger("cuadra.api").exception("warming the public release failed")
 

@@ -9,25 +9,25 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
-import duckdb
 from fastapi import Depends, Query, Request
 from pydantic import StringConstraints
 
 from geo.types import BBox
 from store import Store
+from store.engine import Cursor
 from store.filters import FilterError, Filters
 from store.snapshots import Manifest
 
 
-async def get_cursor(request: Request) -> AsyncIterator[duckdb.DuckDBPyConnection]:
-    """A DuckDB cursor of the app's connection for one request, closed afterwards.
+async def get_cursor(request: Request) -> AsyncIterator[Cursor]:
+    """A cursor of the app's query engine for one request, closed afterwards.
 
-    A DuckDB connection is not thread-safe and FastAPI runs sync routes in a thread pool;
+    A connection is not thread-safe and FastAPI runs sync routes in a thread pool;
     a cursor per request is. The dependencies are ``async`` because they do not block:
     FastAPI would run sync ones in the thread pool, one hop each.
     """
-    cursor = request.app.state.duckdb.cursor()
-    # The request's time limit: DuckDB stops the query, and the handler answers 503.
+    cursor = request.app.state.engine.cursor()
+    # The request's time limit: the engine stops the query, and the handler answers 503.
     limit = request.app.state.settings.request_timeout
     timer = asyncio.get_running_loop().call_later(limit, cursor.interrupt)
     try:
@@ -37,7 +37,7 @@ async def get_cursor(request: Request) -> AsyncIterator[duckdb.DuckDBPyConnectio
         cursor.close()
 
 
-CursorDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_cursor)]
+CursorDep = Annotated[Cursor, Depends(get_cursor)]
 
 
 async def get_store(request: Request) -> Store:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import duckdb
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.release import NotReady
 from geo.errors import GeoError
 from ingest.errors import IngestError
+from publication.tables import NotReady
+from store.engine import QueryInterrupted
 from store.errors import StoreError
 from store.filters import FilterError
 
@@ -28,7 +28,7 @@ class ForbiddenError(Exception):
 
 STATUS_CODES: dict[type[Exception], tuple[int, str]] = {
     NotReady: (503, "release_building"),
-    duckdb.InterruptException: (503, "query_timeout"),
+    QueryInterrupted: (503, "query_timeout"),
     AuthError: (401, "unauthorized"),
     ForbiddenError: (403, "forbidden"),
     FilterError: (400, "invalid_parameter"),
@@ -76,7 +76,7 @@ def add_exception_handlers(app: FastAPI) -> None:
             request: Request, exc: Exception, status: int = status, code: str = code
         ) -> JSONResponse:
             message = str(exc)
-            if isinstance(exc, duckdb.InterruptException):
+            if isinstance(exc, QueryInterrupted):
                 limit = request.app.state.settings.request_timeout
                 message = f"the query ran past the {limit:g} s time limit; narrow the filters"
             # Errors never name where the store lives on disk.

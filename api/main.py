@@ -10,13 +10,11 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
 
-import duckdb
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import release
 from api.errors import add_exception_handlers
 from api.privacy import rules_from_settings
 from api.ratelimit import RateLimit
@@ -33,7 +31,9 @@ from api.routes import (
     tiles,
 )
 from api.settings import ServerSettings
+from publication import tables
 from store import Store
+from store.engine import open_engine
 from store.keys import KeyRing
 
 log = logging.getLogger("cuadra.api")
@@ -49,14 +49,14 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         app.state.keys = KeyRing(settings.store)
         app.state.rules = rules_from_settings(settings)
         app.state.settings = settings
-        # One DuckDB connection for the app; each request takes its own cursor (a
-        # connection is not thread-safe, and FastAPI runs sync routes in a thread pool).
-        app.state.duckdb = duckdb.connect(config={"threads": 2})
+        # One query engine for the app; each request takes its own cursor (a connection
+        # is not thread-safe, and FastAPI runs sync routes in a thread pool).
+        app.state.engine = open_engine(threads=2)
         try:
             yield
         finally:
-            app.state.duckdb.close()
-            release.shutdown()
+            app.state.engine.close()
+            tables.shutdown()
 
     app = FastAPI(
         title="Cuadra",

@@ -7,9 +7,7 @@ in :mod:`disclosure`; docs/privacy.md explains each one and where it comes from.
 from __future__ import annotations
 
 from api.settings import ServerSettings
-from disclosure.rules import NotPublished, PublicRules
-from store.aggregate import Unit
-from store.filters import FilterError
+from disclosure.rules import PublicRules
 
 
 def rules_from_settings(settings: ServerSettings) -> PublicRules:
@@ -22,15 +20,3 @@ def rules_from_settings(settings: ServerSettings) -> PublicRules:
         coarse_h3=settings.privacy_coarse_h3,
         finest_h3=settings.tiles_public_res,
     )
-
-
-def coarse(rules: PublicRules, unit: Unit | None) -> bool:
-    """Whether sensitive offenses may be shown on this unit (None: the whole area)."""
-    if unit is None:
-        return rules.coarse(None)
-    return rules.coarse(unit.kind, unit.layer, unit.res)
-
-
-def refusal(exc: NotPublished) -> FilterError:
-    """The 400 a public request gets for a figure the release does not hold."""
-    return FilterError(exc.parameter, exc.value, exc.message)

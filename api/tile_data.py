@@ -15,7 +15,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import h3
 import numpy as np
 import numpy.typing as npt
@@ -23,11 +22,12 @@ import shapely
 from cachetools import LRUCache
 from scipy.spatial import KDTree
 
-from api.publish import PublicView, published_counts
 from disclosure.rules import PublicRules
 from geo.cells import cells_to_latlng, hex_to_cells
 from geo.crs import WGS84, transform_xy
+from publication.figures import PublicView, published_counts
 from store.aggregate import Unit
+from store.engine import Cursor
 from store.filters import Filters
 from store.layers import read_layer_columns
 from store.snapshots import Manifest
@@ -111,7 +111,7 @@ def cell_layer(
     flt: Filters,
     pub: PublicView | None,
     rules: PublicRules,
-    cursor: duckdb.DuckDBPyConnection,
+    cursor: Cursor,
 ) -> CellLayer:
     """The published counts at ``res`` under the filters (a request's view of them)."""
     key = (str(store.root), manifest.snapshot, res, flt, pub, rules if pub is not None else None)

@@ -23,9 +23,9 @@ sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolv
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from api import release  # noqa: E402
 from api.main import create_app  # noqa: E402
 from api.settings import ServerSettings  # noqa: E402
+from publication import tables  # noqa: E402
 
 PERIODS = [("2024-01-01", "2025-01-01"), ("2024-04-01", "2024-07-01"), ("2024-07-01", "2024-08-01")]
 CRIMES: list[dict[str, str]] = [
@@ -119,7 +119,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     # Build every public table in the request, as a warmed server would have it ready.
-    release.INLINE_COUNTS = 10**9
+    tables.INLINE_COUNTS = 10**9
     with TestClient(
         create_app(
             ServerSettings(

@@ -20,8 +20,8 @@ sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolv
 
 import duckdb  # noqa: E402
 
-from api import release  # noqa: E402
 from disclosure.rules import PublicRules  # noqa: E402
+from publication import tables  # noqa: E402
 from store import Store  # noqa: E402
 
 
@@ -35,12 +35,12 @@ def main() -> int:
     manifest = store.require_manifest()
     con = duckdb.connect()
     until = date(args.year + 1, 2, 1)
-    families = [release.TOTAL, *manifest.boundary_layers, "street", "h3"]
+    families = [tables.TOTAL, *manifest.boundary_layers, "street", "h3"]
     print(f"{'family':10} {'cells':>10} {'1st pass':>10} {'provable':>9} {'audited':>10} "
           f"{'provable':>9} {'seconds':>8}")  # fmt: skip
     for fam in families:
         started = time.perf_counter()
-        table = release.block(store, manifest, fam, args.year, PublicRules(), con, until,
+        table = tables.block(store, manifest, fam, args.year, PublicRules(), con, until,
                               wait=True)  # fmt: skip
         seconds = time.perf_counter() - started
         a = table.checked

@@ -21,13 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import Principal, PrincipalDep
 from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
 from api.errors import ERROR_RESPONSES
-from api.publish import PublicView, Published, public_view, published_counts, series, today
-from api.release import Period, cutoff
-from api.release import default_period as release_default
 from api.responses import csv_safe, json_response
 from disclosure.rules import NotPublished
 from geo.cells import cells_to_polygons, hex_to_cells
 from geo.stats import poisson_rate_test
+from publication.figures import PublicView, Published, public_view, published_counts, series, today
+from publication.tables import Period, cutoff
+from publication.tables import default_period as release_default
 from store.aggregate import Unit, compare_periods, timeseries, unit_attributes
 from store.filters import FilterError, Filters
 from store.snapshots import Manifest

@@ -139,7 +139,7 @@ def get_incidents(
                             filename=f"incidents-{manifest.snapshot}.parquet", headers=headers,
                             background=BackgroundTask(os.unlink, path))  # fmt: skip
     # Streams get a cursor of their own: the request's closes when the handler returns.
-    stream = request.app.state.duckdb.cursor()
+    stream = request.app.state.engine.cursor()
     rows_iter = _stream(store, manifest, flt, stream)
     if format is IncidentFormat.csv:
         return StreamingResponse(_csv_lines(columns(manifest), rows_iter),

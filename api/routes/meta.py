@@ -12,11 +12,12 @@ from cachetools import LRUCache
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api import release
 from api.auth import Principal, PrincipalDep
 from api.errors import ERROR_RESPONSES
-from api.publish import today
+from publication import tables
+from publication.figures import today
 from store import Store
+from store.engine import version as engine_version
 from store.query import snapshot_summary
 from store.snapshots import Manifest
 
@@ -82,15 +83,13 @@ def _store(request: Request) -> Store:
 @router.get("/health", response_model=Health, summary="Liveness, snapshot and versions")
 def health(request: Request) -> Health:
     """Answer whether the service is up and which snapshot it serves."""
-    import duckdb
-
     manifest = _store(request).manifest()
     return Health(
         status="ok",
         snapshot=manifest.snapshot if manifest else None,
         version=version("cuadra"),
-        release=release.status(_store(request).root),
-        duckdb=duckdb.__version__,
+        release=tables.status(_store(request).root),
+        duckdb=engine_version(),
     )
 
 
@@ -106,7 +105,7 @@ def meta(
     store = _store(request)
     manifest = store.require_manifest(as_of)
     rules = request.app.state.rules
-    until = release.cutoff(rules, today())
+    until = tables.cutoff(rules, today())
     # The page's first call, and the one other clients make while a crowd is served: its
     # answer is encoded once per snapshot, role and publication day.
     key = (str(store.root), manifest.snapshot, manifest.created_at, principal.public,
@@ -131,14 +130,14 @@ def _meta(request: Request, principal: Principal, store: Store, manifest: Manife
     categories: dict[str, int | None] = dict(summary.categories)
     offenses: dict[str, int | None] = dict(summary.offenses)
     rules = request.app.state.rules
-    until = release.cutoff(rules, today())
+    until = tables.cutoff(rules, today())
     if principal.public:
         # Names for building filters; no counts (they would include the recent days and
         # rare offenses), and no date inside the publication delay.
         records = None
-        cursor = request.app.state.duckdb.cursor()
+        cursor = request.app.state.engine.cursor()
         try:
-            names, groups = release.published_names(store, manifest, rules, cursor, until)
+            names, groups = tables.published_names(store, manifest, rules, cursor, until)
         finally:
             cursor.close()
         # Only what the release publishes: a name alone can say that a rare case happened.
@@ -147,7 +146,7 @@ def _meta(request: Request, principal: Principal, store: Store, manifest: Manife
         last = until - timedelta(days=1)
         if date_max is not None and date_max > last.isoformat():
             date_max = last.isoformat()
-    default = release.default_period(manifest, until)
+    default = tables.default_period(manifest, until)
     layers = manifest.boundary_layers
     finest = rules.finest_h3 if principal.public else 12
     units = [f"h3:{r}" for r in range(5, finest + 1)] + layers

@@ -29,10 +29,10 @@ from fastapi.testclient import TestClient
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix
 
-from api import release
 from api.main import create_app
 from api.settings import ServerSettings
 from ingest.layers import add_boundary_file
+from publication import tables
 from store import Store
 from tests.api.test_privacy import COMMON, FAMILY, SENSITIVE, pinned, truth
 from tests.conftest import COLONIAS, POINTS
@@ -293,7 +293,7 @@ REAL = [
 def test_no_case_can_be_proven_on_the_whole_file(
     full_store: Store, units: list[str], crime: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(release, "INLINE_COUNTS", 10**9)  # build in the request
+    monkeypatch.setattr(tables, "INLINE_COUNTS", 10**9)  # build in the request
     with TestClient(create_app(ServerSettings(store=full_store.root))) as client:
         system, at_risk = attack(client, full_store, units, crime, 2024)
     no_case_can_be_proven(system, at_risk, sample=12)

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from api import release
 from api.main import create_app
 from api.settings import ServerSettings
+from publication import tables
 from store import Store
 
 H3_YEAR = {"unit": "h3:9", "start": "2023-01-01", "end": "2024-01-01"}
@@ -18,16 +18,16 @@ H3_YEAR = {"unit": "h3:9", "start": "2023-01-01", "end": "2024-01-01"}
 
 @pytest.fixture
 def client(sample_store: Store) -> Iterator[TestClient]:
-    release.clear()
+    tables.clear()
     with TestClient(create_app(ServerSettings(store=sample_store.root))) as c:
         yield c
-    release.clear()
+    tables.clear()
 
 
 def test_years_without_records_evict_nothing(client: TestClient) -> None:
     real = client.get("/v1/aggregate", params=H3_YEAR)
     assert real.status_code == 200
-    kept = set(release._blocks.keys())
+    kept = set(tables._blocks.keys())
     for year in range(1900, 1966):
         started = time.perf_counter()
         response = client.get("/v1/timeseries", params={"start": f"{year}-01-01",
@@ -35,16 +35,16 @@ def test_years_without_records_evict_nothing(client: TestClient) -> None:
         assert response.status_code == 200, response.text
         assert time.perf_counter() - started < 2
         assert all(p["count"] is None for p in response.json()["rows"])
-    assert kept <= set(release._blocks.keys())  # the real tables are all still there
-    assert release._blocks.currsize < 1 << 30
+    assert kept <= set(tables._blocks.keys())  # the real tables are all still there
+    assert tables._blocks.currsize < 1 << 30
 
 
 def test_a_large_table_is_built_off_the_request(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inline = client.get("/v1/aggregate", params=H3_YEAR).json()
-    release.clear()
-    monkeypatch.setattr(release, "INLINE_COUNTS", 10)
+    tables.clear()
+    monkeypatch.setattr(tables, "INLINE_COUNTS", 10)
     started = time.perf_counter()
     first = client.get("/v1/aggregate", params=H3_YEAR)
     assert first.status_code == 503, first.text
@@ -66,17 +66,17 @@ def test_a_large_table_is_built_off_the_request(
 def test_a_build_under_way_ends_with_the_server(
     sample_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    release.clear()
-    monkeypatch.setattr(release, "INLINE_COUNTS", 10)
+    tables.clear()
+    monkeypatch.setattr(tables, "INLINE_COUNTS", 10)
     settings = ServerSettings(store=sample_store.root, warm_release=False)
     with TestClient(create_app(settings)) as client:
         assert client.get("/v1/aggregate", params=H3_YEAR).status_code == 503
-        assert release._worker is not None
-        processes = list(release._worker._processes.values())  # type: ignore[attr-defined]
+        assert tables._worker is not None
+        processes = list(tables._worker._processes.values())  # type: ignore[attr-defined]
         assert processes and all(p.is_alive() for p in processes)
     # The app's shutdown ended the build: no process is left building for no one.
     for process in processes:
         process.join(timeout=2)
         assert not process.is_alive()
-    assert release._worker is None and not release._pending
-    release.clear()
+    assert tables._worker is None and not tables._pending
+    tables.clear()

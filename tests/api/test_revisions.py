@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api import release
 from api.main import create_app
 from api.settings import ServerSettings
 from ingest.pipeline import ingest
 from ingest.profiles import load_profile
+from publication import tables
 from store import Store
 from tests.api.test_privacy import FAMILY
 from tests.conftest import SAMPLE_CSV
@@ -62,14 +62,14 @@ def test_a_late_report_changes_nothing_public(
     shutil.copytree(sample_store.root, root)
     store = Store(root)
     old = store.require_manifest().snapshot
-    release.clear()
+    tables.clear()
     key = {"X-API-Key": analyst_key}
     with TestClient(create_app(ServerSettings(store=root))) as client:
         public_before = answers(client)
         exact_before = answers(client, key)
     report = ingest(store, [str(late_report(tmp_path))], load_profile("fgj-cdmx"))
     assert report.accepted == 1
-    release.clear()
+    tables.clear()
     with TestClient(create_app(ServerSettings(store=root))) as client:
         exact_after = answers(client, key)
         assert exact_after != exact_before  # the analyst sees the late report ...
@@ -84,7 +84,7 @@ def test_each_month_is_read_from_its_publication_snapshot(sample_store: Store, d
     manifest = sample_store.require_manifest()
     from datetime import date
 
-    froms = release.sources(sample_store, manifest, 2023, date(2024, 1, 1), delay)
+    froms = tables.sources(sample_store, manifest, 2023, date(2024, 1, 1), delay)
     assert len(froms) == 12
     # Every month of 2023 was published before this store existed: read from the first
     # snapshot that holds records of it (the ingest), not from later ones.

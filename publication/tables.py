@@ -1,4 +1,4 @@
-"""The public release as a server keeps it: tables built once, cached, warmed ahead.
+"""The published tables as a server keeps them: built once, cached, warmed ahead.
 
 The tables themselves are :mod:`disclosure.table` (what is published, what is withheld
 and the attacker's audit); this module feeds them the store's monthly counts, keeps
@@ -18,7 +18,6 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
-import duckdb
 import numpy as np
 from cachetools import LRUCache
 
@@ -30,12 +29,13 @@ from disclosure.rules import PublicRules
 from disclosure.table import TOTAL, Counts, Family, Nesting, build_table
 from disclosure.table import PublishedTable as Block
 from store.aggregate import Unit
+from store.engine import Cursor, open_engine
 from store.monthly import monthly_counts, nesting
 from store.query import offense_triples
 from store.snapshots import Manifest
 from store.store import Store
 
-log = logging.getLogger("cuadra.api")
+log = logging.getLogger("cuadra.publication")
 
 __all__ = [
     "TOTAL",
@@ -106,7 +106,7 @@ def _counts(
     fam: str,
     year: int,
     rules: PublicRules,
-    con: duckdb.DuckDBPyConnection,
+    con: Cursor,
     months_from: tuple[int, ...],
 ) -> Counts:
     """The store's counts of a family's published months, each from its own snapshot."""
@@ -143,7 +143,7 @@ def _table(
     fam: str,
     year: int,
     rules: PublicRules,
-    con: duckdb.DuckDBPyConnection,
+    con: Cursor,
     until: date,
     counts: Counts,
 ) -> Block:
@@ -178,7 +178,7 @@ def _parent_layer(root: str, snapshot: int, fam: str) -> tuple[str, dict[str, st
     size = manifest.layers[fam].features
     coarser = sorted((manifest.layers[name].features, name) for name in manifest.boundary_layers
                      if name != fam and manifest.layers[name].features < size)  # fmt: skip
-    con = duckdb.connect(config={"threads": 1})
+    con = open_engine(threads=1)
     try:
         for _, name in reversed(coarser):  # the finest coarser layer it nests in
             of = nesting(store, manifest, fam, name, con)
@@ -253,7 +253,7 @@ def block(
     fam: str,
     year: int,
     rules: PublicRules,
-    con: duckdb.DuckDBPyConnection,
+    con: Cursor,
     until: date,
     wait: bool = False,
 ) -> Block:
@@ -365,7 +365,7 @@ def _build_elsewhere(
 ) -> Block:
     """In the worker process: open the store and build one table."""
     store = Store(root)
-    con = duckdb.connect(config={"threads": 1})
+    con = open_engine(threads=1)
     try:
         return block(store, store.require_manifest(snapshot), fam, year, rules, con, until,
                      wait=True)  # fmt: skip
@@ -395,7 +395,7 @@ def warm(store: Any, rules: PublicRules, today: date) -> None:
     families = [TOTAL, *manifest.boundary_layers, "h3"]
     if manifest.street_layer:
         families.append("street")
-    con = duckdb.connect(config={"threads": 1})
+    con = open_engine(threads=1)
     try:
         for year in sorted(years, key=lambda y: y != first):
             for fam in families:
@@ -443,7 +443,7 @@ def default_period(manifest: Manifest, until: date) -> Period:
 
 
 def published_names(
-    store: Any, manifest: Manifest, rules: PublicRules, con: duckdb.DuckDBPyConnection,
+    store: Any, manifest: Manifest, rules: PublicRules, con: Cursor,
     until: date,
 ) -> tuple[set[str], set[str]]:  # fmt: skip
     """Offenses and categories with a published whole-area count in some published period.

@@ -10,17 +10,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import shapely
 
-from api import release
-from api.privacy import coarse, refusal
-from api.release import Period
+from disclosure.periods import Period
 from disclosure.rules import NotPublished, PublicRules
 from geo.cells import cells_to_latlng, hex_to_cells
+from publication import tables
 from store.aggregate import Unit, aggregate, unit_attributes
+from store.engine import Cursor
 from store.filters import FilterError, Filters
 from store.snapshots import Manifest
 
@@ -49,6 +48,18 @@ class PublicView:
 def today() -> date:
     """Today (UTC), the reference of the publication delay."""
     return datetime.now(UTC).date()
+
+
+def coarse(rules: PublicRules, unit: Unit | None) -> bool:
+    """Whether sensitive offenses may be shown on this unit (None: the whole area)."""
+    if unit is None:
+        return rules.coarse(None)
+    return rules.coarse(unit.kind, unit.layer, unit.res)
+
+
+def refusal(exc: NotPublished) -> FilterError:
+    """The 400 a public request gets for a figure the release does not hold."""
+    return FilterError(exc.parameter, exc.value, exc.message)
 
 
 def check_public_filters(flt: Filters) -> None:
@@ -83,7 +94,7 @@ def public_view(
         if (flt.start is None) != (flt.end is None):
             missing = "end" if flt.end is None else "start"
             raise FilterError(missing, None, "public figures need both start and end (or neither)")
-    until = release.cutoff(rules, today())
+    until = tables.cutoff(rules, today())
     if period is None:
         if flt.start is not None and flt.end is not None:
             try:
@@ -91,12 +102,12 @@ def public_view(
             except NotPublished as exc:
                 raise refusal(exc) from None
         else:
-            period = release.default_period(manifest, until)
+            period = tables.default_period(manifest, until)
     if period.end > until:
         raise FilterError("end", period.end.isoformat(),
                           f"public figures end before {until.isoformat()} ({rules.delay_days}-day "
                           "delay, whole months)")  # fmt: skip
-    tree = release.forest(store, manifest)
+    tree = tables.forest(store, manifest)
     try:
         node, excluded = tree.node(flt.offenses, flt.categories)
     except NotPublished as exc:
@@ -126,7 +137,7 @@ def published_counts(
     flt: Filters,
     pub: PublicView | None,
     rules: PublicRules,
-    cursor: duckdb.DuckDBPyConnection,
+    cursor: Cursor,
 ) -> Published:
     """What /v1/aggregate shows of the counts per unit.
 
@@ -153,7 +164,7 @@ def _cells(
 ) -> tuple[list[str], Any, bool]:
     if pub.node < 0:
         return [], np.zeros(0, np.int64), True
-    blk = release.block(store, manifest, release.family(unit), pub.period.year, rules, cursor,
+    blk = tables.block(store, manifest, tables.family(unit), pub.period.year, rules, cursor,
                         pub.published_until)  # fmt: skip
     ids, values, withheld, _ = blk.shown(
         pub.period.code, pub.node, (unit.res or 0) if unit.kind == "h3" else 0
@@ -168,7 +179,7 @@ def _outside(
         return 0  # every record has a cell
     if pub.node < 0:
         return None
-    blk = release.block(store, manifest, release.family(unit), pub.period.year, rules, cursor,
+    blk = tables.block(store, manifest, tables.family(unit), pub.period.year, rules, cursor,
                         pub.published_until)  # fmt: skip
     return blk.value_of(None, pub.period.code, pub.node)
 
@@ -179,7 +190,7 @@ def total(
     """The whole area's published count of the view's period and offense set."""
     if pub.node < 0:
         return None
-    blk = release.block(store, manifest, release.TOTAL, pub.period.year, rules, cursor,
+    blk = tables.block(store, manifest, tables.TOTAL, pub.period.year, rules, cursor,
                         pub.published_until)  # fmt: skip
     return blk.value_of("", pub.period.code, pub.node)
 
@@ -197,16 +208,16 @@ def series(
     """Published monthly counts of one unit (or the whole area); None where withheld."""
     if pub.node < 0:
         return [None] * len(months)
-    fam = release.family(unit) if unit_id is not None else release.TOTAL
+    fam = tables.family(unit) if unit_id is not None else tables.TOTAL
     res = unit.res if unit is not None and unit.kind == "h3" and unit_id is not None else 0
     out: list[int | None] = []
-    tables = {
-        year: release.block(store, manifest, fam, year, rules, cursor, pub.published_until)
+    by_year = {
+        year: tables.block(store, manifest, fam, year, rules, cursor, pub.published_until)
         for year in sorted({m.year for m in months})
     }  # one table a year, not one lookup a month
     for month in months:
-        blk = tables[month.year]
-        key = unit_id if fam != release.TOTAL else ""
+        blk = by_year[month.year]
+        key = unit_id if fam != tables.TOTAL else ""
         out.append(blk.value_of(key, Period.month(month).code, pub.node, res or 0))
     return out
 
