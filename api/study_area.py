@@ -60,6 +60,16 @@ class StudyArea:
         np.add.at(y, at[inside], np.asarray(counts, dtype=np.float64)[inside])
         return y, inside
 
+    def cube(
+        self, ids: list[str], step: npt.ArrayLike, counts: npt.ArrayLike, steps: int
+    ) -> npt.NDArray[np.float64]:
+        """Counts per (unit, time step) laid out on the area's units × ``steps``."""
+        at, inside = self.positions(ids)
+        out = np.zeros((self.n, steps))
+        np.add.at(out, (at[inside], np.asarray(step, np.int64)[inside]),
+                  np.asarray(counts, np.float64)[inside])  # fmt: skip
+        return out
+
 
 def study_area(
     store: Store, manifest: Manifest, unit: Unit, area: str | None, k: int = 1

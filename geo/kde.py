@@ -14,10 +14,15 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import KDTree
 
-from geo.errors import GeoError
+from geo.crs import WGS84, transform_xy, utm_crs_for
+from geo.errors import GeoError, ParameterError
 from geo.types import Floats
 
 MAX_CELLS = 4_000_000
+# Incident × cell pairs within the bandwidth (n · π h² / cell²): a few seconds of kernel sums.
+MAX_KERNEL_PAIRS = 20_000_000
+MIN_CELL = 10.0
+CELLS_ACROSS = 250  # default cell: the shorter side of the extent over this (as ArcGIS)
 _CHUNK = 4096
 
 
@@ -97,3 +102,59 @@ def quartic_density(
             k = np.where(u > 0, scale * u * u, 0.0) * w[sl][near.row]
             out += np.bincount(near.col, weights=k, minlength=gx.size)
     return out.reshape(grid.rows, grid.cols)
+
+
+@dataclass(frozen=True)
+class Surface:
+    """A density surface: its grid in a metric CRS and the cells above zero."""
+
+    kernel: str
+    crs: str | None  # None: no incident
+    bandwidth: float | None  # metres
+    bandwidth_rule: str  # "given", "silverman" or "none"
+    cell_size: float | None  # metres
+    origin: list[float] | None  # x, y of the centre of cell (0, 0) in ``crs``
+    rows: int
+    cols: int
+    events: int
+    units: str
+    cells: list[list[float]]  # [row, col, lon, lat, density per km²]
+
+
+def density_surface(lon: Floats, lat: Floats, h: float | None, cell: float | None) -> Surface:
+    """Quartic KDE of points in the UTM zone of their centre, per km².
+
+    ``h`` None: Silverman's rule; ``cell`` None: the extent's shorter side over 250 cells.
+    ParameterError names ``bandwidth`` or ``cell_size`` when the sums would be too many.
+    """
+    if lon.size == 0:  # an empty surface, not an error: a dashboard's filter can match nothing
+        return Surface("quartic", None, h, "given" if h else "none", cell, None, 0, 0, 0,
+                       "incidents per km²", [])  # fmt: skip
+    crs = utm_crs_for(float(np.median(lon)), float(np.median(lat)))
+    x, y = transform_xy(lon, lat, WGS84, crs)
+    rule = "given" if h is not None else "silverman"
+    radius = h if h is not None else bandwidth(x, y)
+    if cell is None:
+        shorter = min(float(np.ptp(x)), float(np.ptp(y))) or radius
+        cell = max(MIN_CELL, shorter / CELLS_ACROSS)
+    pairs = lon.size * np.pi * (radius / cell) ** 2
+    if pairs > MAX_KERNEL_PAIRS:
+        least = radius * float(np.sqrt(np.pi * lon.size / MAX_KERNEL_PAIRS))
+        name, value = ("bandwidth", h) if h is not None else ("cell_size", cell)
+        raise ParameterError(name, value,
+                             f"{lon.size:,} incidents × ~{np.pi * (radius / cell) ** 2:,.0f} cells each "
+                             f"within {radius:,.0f} m is more than {MAX_KERNEL_PAIRS:,} kernel sums: "
+                             f"use cells of at least {least:,.0f} m, a smaller bandwidth, or fewer incidents")  # fmt: skip
+    try:
+        grid = Grid.covering(x, y, cell, radius)
+    except GeoError as exc:  # too many cells for this cell size
+        raise ParameterError("cell_size", cell, str(exc)) from None
+    surface = quartic_density(x, y, grid, radius) * 1e6  # per km²
+    r, c = np.nonzero(surface > 0)
+    cx = (grid.x0 + c * grid.size).astype(np.float64)
+    cy = (grid.y0 + r * grid.size).astype(np.float64)
+    clon, clat = transform_xy(cx, cy, crs, WGS84)
+    values = surface[r, c]
+    cells = np.column_stack([r, c, np.round(clon, 6), np.round(clat, 6), values]).tolist()
+    return Surface("quartic", crs, radius, rule, cell, [grid.x0, grid.y0], grid.rows, grid.cols,
+                   int(lon.size), "incidents per km²", cells)  # fmt: skip

@@ -21,7 +21,7 @@ import numpy.typing as npt
 import pyarrow as pa
 from cachetools import LRUCache
 
-from geo.arrays import ranges
+from geo.arrays import group_sum, ranges
 from store.cubes import H3_FAMILY, h3_parent
 from store.filters import Filters
 from store.snapshots import Manifest
@@ -178,9 +178,7 @@ def counts(
         values.append(n)
     unit = np.concatenate(keys) if keys else np.zeros(0, np.int64)
     n = np.concatenate(values) if values else np.zeros(0, np.int64)
-    distinct, inverse = np.unique(unit, return_inverse=True)
-    total = np.bincount(inverse, weights=n, minlength=distinct.size)
-    return distinct, np.rint(total).astype(np.int64)
+    return group_sum(unit, n)
 
 
 def clear() -> None:

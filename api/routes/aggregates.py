@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
@@ -18,7 +18,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import Principal, PrincipalDep
+from api.auth import PrincipalDep
+from api.context import answering, echo
 from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
 from api.errors import ERROR_RESPONSES
 from api.responses import csv_safe, json_response
@@ -127,7 +128,7 @@ def get_aggregate(
     `/v1/aggregate?unit=colonia&start=2023-01-01&end=2024-01-01&offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA&hour_from=22&hour_to=6`.
     """
     parsed = Unit.parse(unit, manifest)
-    flt, pub = view(request, principal, manifest, filters.to_filters(), parsed)
+    flt, pub = answering(request, principal, manifest, filters.to_filters(), parsed)
     shown = published_counts(store, manifest, parsed, flt, pub, request.app.state.rules, cursor)
     table, total, unassigned = shown.table, shown.total, shown.unassigned
     privacy = pub.describe(shown.withheld) if pub is not None else None
@@ -155,27 +156,13 @@ def get_aggregate(
     payload = {
         "snapshot": manifest.snapshot,
         "unit": unit,
-        "filters": _echo(flt),
+        "filters": echo(flt),
         "total": total,
         "unassigned": unassigned,
         "privacy": privacy,
         "rows": rows,
     }
     return json_response(payload, headers)
-
-
-def view(
-    request: Request,
-    principal: Principal,
-    manifest: Manifest,
-    flt: Filters,
-    unit: Unit | None,
-) -> tuple[Filters, PublicView | None]:
-    """The filters a request is answered with: a key's source scope, or the public view."""
-    if principal.public:
-        pub = public_view(request.app.state.store, manifest, request.app.state.rules, flt, unit)
-        return pub.filters, pub
-    return (replace(flt, sources=principal.scopes) if principal.scopes else flt), None
 
 
 def _public_months(
@@ -216,14 +203,6 @@ def _public_months(
 
 
 MAX_PUBLIC_MONTHS = 240
-
-
-def _echo(flt: Filters) -> dict[str, Any]:
-    out = {k: v for k, v in asdict(flt).items() if v not in (None, ())}
-    return {
-        k: str(v) if isinstance(v, date) else list(v) if isinstance(v, tuple) else v
-        for k, v in out.items()
-    }
 
 
 def _rows(
@@ -351,7 +330,7 @@ def get_timeseries(
         rows = [{"period": m.isoformat(), "count": c} for m, c in zip(months, counts, strict=True)]
         privacy = pub.describe(any(c is None for c in counts))
     else:
-        flt, _ = view(request, principal, manifest, filters.to_filters(), parsed)
+        flt, _ = answering(request, principal, manifest, filters.to_filters(), parsed)
         table = timeseries(store, manifest, interval.value, flt, parsed, id, cursor)
         periods = table.column("period").to_pylist()
         rows = [
@@ -363,7 +342,7 @@ def get_timeseries(
     if format is TableFormat.csv:
         return _table_csv(["period", "count"], rows, headers)
     payload = {"snapshot": manifest.snapshot, "interval": interval.value, "unit": unit, "id": id,
-               "filters": _echo(flt), "privacy": privacy, "rows": rows}  # fmt: skip
+               "filters": echo(flt), "privacy": privacy, "rows": rows}  # fmt: skip
     return json_response(payload, headers)
 
 
@@ -511,7 +490,7 @@ def get_compare(
         return _table_csv(list(CompareRow.model_fields), rows, headers)
     payload = CompareResponse(
         snapshot=manifest.snapshot, unit=unit, a=[a_start.isoformat(), a_end.isoformat()],
-        b=[b_start.isoformat(), b_end.isoformat()], rank=rank, filters=_echo(flt),
+        b=[b_start.isoformat(), b_end.isoformat()], rank=rank, filters=echo(flt),
         privacy=privacy, rows=[CompareRow(**r) for r in rows],
     )  # fmt: skip
     return JSONResponse(payload.model_dump(mode="json"), headers=headers)

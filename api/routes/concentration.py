@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import PrincipalDep
+from api.context import answering, echo
 from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
-from api.routes.aggregates import UNIT_DESCRIPTION, UNIT_PATTERN, _echo, view
+from api.routes.aggregates import UNIT_DESCRIPTION, UNIT_PATTERN
 from geo.cells import hex_to_cells
 from geo.concentration import concentration, top_share
 from store.aggregate import Unit, aggregate
@@ -76,7 +77,7 @@ def get_concentration(
     """
     principal.require_key("concentration statistics need an analyst or admin API key for now")
     parsed = Unit.parse(unit, manifest)
-    flt, _ = view(request, principal, manifest, filters.to_filters(), parsed)
+    flt, _ = answering(request, principal, manifest, filters.to_filters(), parsed)
     counts = aggregate(store, manifest, parsed, flt, db)
     values = counts.table.column("count").to_numpy()
     if parsed.kind == "h3":
@@ -104,5 +105,5 @@ def get_concentration(
             "gini": c.gini, "top": top, "top_share": top_share(y, top),
             "units_for_half": c.units_for_half,
             "share_of_units_for_half": c.units_for_half / n if n else 0.0,
-            "lorenz": lorenz, "filters": _echo(flt)}  # fmt: skip
+            "lorenz": lorenz, "filters": echo(flt)}  # fmt: skip
     return json_response(body, {"X-Cuadra-Snapshot": str(manifest.snapshot)})

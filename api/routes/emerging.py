@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import PrincipalDep
+from api.context import answering, echo
 from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
-from api.routes.aggregates import _echo, view
 from api.routes.hotspots import AREA_UNITS
 from api.study_area import study_area
 from geo.emerging import LABELS, emerging
@@ -118,7 +118,7 @@ def get_emerging(
     principal.require_key("hotspot statistics need an analyst or admin API key for now")
     parsed = Unit.parse(unit, manifest)
     sa = study_area(store, manifest, parsed, area, k)
-    flt, _ = view(request, principal, manifest, filters.to_filters(), parsed)
+    flt, _ = answering(request, principal, manifest, filters.to_filters(), parsed)
     series = unit_series(store, manifest, parsed, interval, flt, db)
     steps = len(series.periods)
     if steps < MIN_STEPS:
@@ -131,10 +131,7 @@ def get_emerging(
                           f"{steps} steps × {sa.weights.nnz:,} neighbour pairs × {window + 1} "
                           f"look-back steps is more than {MAX_WORK:,}: use coarser units, a "
                           "smaller k or window, or a shorter period")  # fmt: skip
-    cube = np.zeros((sa.n, steps))
-    at, inside = sa.positions(series.unit_ids)
-    np.add.at(cube, (at[inside], np.asarray(series.period_index, np.int64)[inside]),
-              np.asarray(series.counts, np.float64)[inside])  # fmt: skip
+    cube = sa.cube(series.unit_ids, series.period_index, series.counts, steps)
     result = emerging(cube, sa.weights, window, alpha)
     significant = result.p_fdr <= alpha
     hot = (significant & (result.z > 0)).sum(axis=1)
@@ -155,6 +152,6 @@ def get_emerging(
             "window": window, "neighbours": sa.neighbours, "k": k, "area": sa.area, "n": sa.n,
             "alpha": alpha, "fdr": True,
             "summary": dict(sorted(Counter(str(c) for c in result.labels).items())),
-            "categories": list(LABELS), "warnings": warnings, "filters": _echo(flt),
+            "categories": list(LABELS), "warnings": warnings, "filters": echo(flt),
             "rows": rows}  # fmt: skip
     return json_response(body, {"X-Cuadra-Snapshot": str(manifest.snapshot)})

@@ -9,15 +9,14 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import PrincipalDep
+from api.context import answering, echo
 from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
-from api.routes.aggregates import _echo, view
 from api.study_area import StudyArea, study_area
-from geo.crs import WGS84, transform_xy, utm_crs_for
-from geo.errors import GeoError
+from geo.errors import ParameterError
 from geo.hotspots import classify, fdr, gistar, gistar_permutations
-from geo.kde import Grid, bandwidth, quartic_density
+from geo.kde import MIN_CELL, density_surface
 from store.aggregate import Unit, aggregate
 from store.filters import FilterError
 from store.records import points
@@ -27,10 +26,6 @@ MIN_UNITS = 30
 SPARSE_SHARE = 0.9
 MAX_POINTS = 500_000  # kernel density reads points: bounded memory and time
 MAX_DRAWS = 50_000_000  # permutations × units: a few seconds
-# Incident × cell pairs within the bandwidth (n · π h² / cell²): a few seconds of kernel sums.
-MAX_KERNEL_PAIRS = 20_000_000
-MIN_CELL = 10.0
-CELLS_ACROSS = 250  # default cell: the shorter side of the extent over this (as ArcGIS)
 AREA_UNITS = r"^(h3:([5-9]|10)|[a-z][a-z0-9_]*)$"
 
 
@@ -177,11 +172,15 @@ def get_hotspots(
     """
     principal.require_key("hotspot statistics need an analyst or admin API key for now")
     if method == "kde":
-        flt, _ = view(request, principal, manifest, filters.to_filters(), None)
+        flt, _ = answering(request, principal, manifest, filters.to_filters(), None)
         table = points(store, manifest, flt, db, MAX_POINTS)
-        body = density(table.column("lon").to_numpy(), table.column("lat").to_numpy(),
-                       bandwidth_m, cell_size)  # fmt: skip
-        body = {"snapshot": manifest.snapshot, "method": method, **body, "filters": _echo(flt)}
+        try:
+            surface = density_surface(table.column("lon").to_numpy(),
+                                      table.column("lat").to_numpy(), bandwidth_m, cell_size)  # fmt: skip
+        except ParameterError as exc:
+            raise FilterError(exc.parameter, exc.value, str(exc)) from None
+        body = {"snapshot": manifest.snapshot, "method": method, **vars(surface),
+                "filters": echo(flt)}  # fmt: skip
         return json_response(body, {"X-Cuadra-Snapshot": str(manifest.snapshot)})
     if unit is None:
         raise FilterError("unit", None, "Gi* needs a unit: h3:5 … h3:10 or a boundary layer")
@@ -189,7 +188,7 @@ def get_hotspots(
         raise FilterError("permutations", permutations, "use 0 (analytic) or at least 99")
     parsed = Unit.parse(unit, manifest)
     sa = study_area(store, manifest, parsed, area, k)
-    flt, _ = view(request, principal, manifest, filters.to_filters(), parsed)
+    flt, _ = answering(request, principal, manifest, filters.to_filters(), parsed)
     counts = aggregate(store, manifest, parsed, flt, db)
     values = counts.table.column("count").to_numpy()
     y, inside = sa.place(counts.table.column("unit_id").to_pylist(), values)
@@ -211,7 +210,7 @@ def get_hotspots(
             "significant": int((p_fdr <= alpha).sum()), "fdr": True,
             "inference": "permutation" if permutations else "analytic",
             "permutations": permutations, "seed": seed if permutations else None,
-            "warnings": warnings(sa, y), "filters": _echo(flt), "rows": rows}  # fmt: skip
+            "warnings": warnings(sa, y), "filters": echo(flt), "rows": rows}  # fmt: skip
     return json_response(body, {"X-Cuadra-Snapshot": str(manifest.snapshot)})
 
 
@@ -226,44 +225,3 @@ def warnings(sa: StudyArea, y: np.ndarray) -> list[str]:
             f"{empty:.0%} of units have no incident: too sparse for the normal approximation; use coarser units, a longer period or permutations"
         )
     return out
-
-
-def density(
-    lon: np.ndarray, lat: np.ndarray, h: float | None, cell: float | None
-) -> dict[str, Any]:
-    """Quartic KDE of points in the UTM zone of their centre: the response's fields."""
-    if lon.size == 0:  # an empty surface, not an error: a dashboard's filter can match nothing
-        return {"kernel": "quartic", "crs": None, "bandwidth": h,
-                "bandwidth_rule": "given" if h else "none", "cell_size": cell, "origin": None,
-                "rows": 0, "cols": 0, "events": 0, "units": "incidents per km²",
-                "cells": []}  # fmt: skip
-    crs = utm_crs_for(float(np.median(lon)), float(np.median(lat)))
-    x, y = transform_xy(lon, lat, WGS84, crs)
-    rule = "given" if h is not None else "silverman"
-    radius = h if h is not None else bandwidth(x, y)
-    if cell is None:
-        shorter = min(float(np.ptp(x)), float(np.ptp(y))) or radius
-        cell = max(MIN_CELL, shorter / CELLS_ACROSS)
-    pairs = lon.size * np.pi * (radius / cell) ** 2
-    if pairs > MAX_KERNEL_PAIRS:
-        least = radius * float(np.sqrt(np.pi * lon.size / MAX_KERNEL_PAIRS))
-        name, value = ("bandwidth", h) if h is not None else ("cell_size", cell)
-        raise FilterError(name, value,
-                          f"{lon.size:,} incidents × ~{np.pi * (radius / cell) ** 2:,.0f} cells each "
-                          f"within {radius:,.0f} m is more than {MAX_KERNEL_PAIRS:,} kernel sums: "
-                          f"use cells of at least {least:,.0f} m, a smaller bandwidth, or fewer incidents")  # fmt: skip
-    try:
-        grid = Grid.covering(x, y, cell, radius)
-    except GeoError as exc:  # too many cells for this cell size
-        raise FilterError("cell_size", cell, str(exc)) from None
-    surface = quartic_density(x, y, grid, radius) * 1e6  # per km²
-    r, c = np.nonzero(surface > 0)
-    cx = (grid.x0 + c * grid.size).astype(np.float64)
-    cy = (grid.y0 + r * grid.size).astype(np.float64)
-    clon, clat = transform_xy(cx, cy, crs, WGS84)
-    values = surface[r, c]
-    cells = np.column_stack([r, c, np.round(clon, 6), np.round(clat, 6), values]).tolist()
-    return {"kernel": "quartic", "crs": crs, "bandwidth": radius, "bandwidth_rule": rule,
-            "cell_size": cell, "origin": [grid.x0, grid.y0], "rows": grid.rows,
-            "cols": grid.cols, "events": int(lon.size), "units": "incidents per km²",
-            "cells": cells}  # fmt: skip

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import PrincipalDep
+from api.context import answering, echo
 from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
-from api.routes.aggregates import _echo, view
 from geo.crs import WGS84, transform_xy, utm_crs_for
 from geo.errors import GeoError
 from geo.nearrepeat import knox
@@ -113,7 +113,7 @@ def get_near_repeat(
     principal.require_key("near-repeat analysis reads points: it needs an analyst or admin key")
     d_edges = _bands("distance_bands", distance_bands, MAX_DISTANCE)
     t_edges = _bands("time_bands", time_bands, MAX_DAYS)
-    flt, _ = view(request, principal, manifest, filters.to_filters(), None)
+    flt, _ = answering(request, principal, manifest, filters.to_filters(), None)
     table = points(store, manifest, flt, db, MAX_EVENTS)
     lon, lat = table.column("lon").to_numpy(), table.column("lat").to_numpy()
     crs = utm_crs_for(float(np.median(lon)), float(np.median(lat))) if lon.size else None
@@ -134,5 +134,5 @@ def get_near_repeat(
     body = {"snapshot": manifest.snapshot, "method": "knox", "intervals": "[from, to)",
             "distance_bands": d_edges, "time_bands": t_edges, "crs": crs,
             "events": result.events, "pairs": result.pairs, "permutations": permutations,
-            "seed": seed, "filters": _echo(flt), "table": cells}  # fmt: skip
+            "seed": seed, "filters": echo(flt), "table": cells}  # fmt: skip
     return json_response(body, {"X-Cuadra-Snapshot": str(manifest.snapshot)})

@@ -14,10 +14,10 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from api.auth import Principal, PrincipalDep
+from api.context import answering
 from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
 from api.errors import ERROR_RESPONSES
 from api.responses import json_response
-from api.routes.aggregates import view
 from api.tile_data import CellLayer, area_bounds, cell_layer
 from store.aggregate import Unit
 from store.filters import FilterError
@@ -81,7 +81,7 @@ def _heat_layer(
     db: Any,
 ) -> CellLayer:  # fmt: skip
     res = HEAT_RES if not principal.public else request.app.state.settings.tiles_public_res
-    flt, pub = view(request, principal, manifest, filters.to_filters(), Unit("h3", res=res))
+    flt, pub = answering(request, principal, manifest, filters.to_filters(), Unit("h3", res=res))
     return cell_layer(store, manifest, res, flt, pub, request.app.state.rules, db)
 
 
@@ -153,7 +153,7 @@ def get_hex(
     res = hex_res(z)
     if principal.public:
         res = min(res, request.app.state.rules.finest_h3)
-    flt, pub = view(request, principal, manifest, filters.to_filters(), Unit("h3", res=res))
+    flt, pub = answering(request, principal, manifest, filters.to_filters(), Unit("h3", res=res))
     layer = cell_layer(store, manifest, res, flt, pub, request.app.state.rules, db)
     etag = _etag(layer, "hex", z, x, y)
 

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from geo.crs import WGS84, transform_xy
-from geo.errors import GeoError
-from geo.kde import Grid, bandwidth, quartic_density
+from geo.errors import GeoError, ParameterError
+from geo.kde import Grid, bandwidth, density_surface, quartic_density
 from geo.nearrepeat import knox
 from tests.conftest import POINTS
 
@@ -109,3 +109,25 @@ def test_bandwidth_is_silvermans_rule_for_points() -> None:
     assert bandwidth(x, y) == pytest.approx(expected, rel=1e-12)
     with pytest.raises(GeoError):
         bandwidth(np.zeros(3), np.zeros(3))
+
+
+def test_density_surface_of_one_point_holds_one_event() -> None:
+    # The Zócalo: one incident, a 200 m search radius on 10 m cells.
+    surface = density_surface(np.array([-99.1332]), np.array([19.4326]), 200.0, 10.0)
+    assert surface.crs == "EPSG:32614" and surface.events == 1  # UTM zone 14N
+    cells = np.array(surface.cells)
+    assert cells[:, 4].sum() * (10 / 1000) ** 2 == pytest.approx(1, rel=0.02)  # per km²
+    peak = cells[np.argmax(cells[:, 4])]
+    assert peak[2] == pytest.approx(-99.1332, abs=1e-4) and peak[3] == pytest.approx(
+        19.4326, abs=1e-4
+    )
+    assert peak[4] == pytest.approx(3 / (np.pi * 200**2) * 1e6, rel=0.01)  # K(0) = 3 / (π h²)
+
+
+def test_density_surface_names_the_parameter_that_asks_too_much() -> None:
+    lon, lat = np.full(1000, -99.1332), np.full(1000, 19.4326)
+    with pytest.raises(ParameterError) as refused:
+        density_surface(lon, lat, 5_000.0, None)
+    assert refused.value.parameter == "bandwidth" and refused.value.value == 5_000.0
+    empty = density_surface(np.zeros(0), np.zeros(0), None, None)
+    assert empty.events == 0 and empty.cells == [] and empty.bandwidth_rule == "none"
