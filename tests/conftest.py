@@ -41,6 +41,17 @@ def add_cdmx_layers(store: Store) -> None:
     add_street_file(store, "calles", STREETS, name_field="name", id_field="id")
 
 
+def sample_head(path: Path, rows: int) -> Path:
+    """The first ``rows`` records of the 50k sample, as a gzip CSV at ``path`` (an earlier release)."""
+    import gzip
+
+    with gzip.open(SAMPLE_CSV, "rt", encoding="utf-8", newline="") as src:
+        lines = [next(src) for _ in range(rows + 1)]  # the header too
+    with gzip.open(path, "wt", encoding="utf-8", newline="") as out:
+        out.writelines(lines)
+    return path
+
+
 @pytest.fixture(scope="session")
 def layers_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store holding the CDMX layers and no incidents (built once per session)."""

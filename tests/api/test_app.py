@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -10,20 +12,22 @@ from ingest.pipeline import ingest
 from ingest.profiles import load_profile
 from store import Store
 from store.keys import KeyRing, Role
-from tests.conftest import SAMPLE_CSV
+from tests.conftest import SAMPLE_CSV, sample_head
 
 
-def test_health_and_meta(empty_store: Store) -> None:
+def test_health_and_meta(empty_store: Store, tmp_path: Path) -> None:
     with TestClient(create_app(ServerSettings(store=empty_store.root))) as client:
         health = client.get("/health").json()
         assert health["status"] == "ok" and health["snapshot"] is None
         empty = client.get("/v1/meta")
         assert empty.status_code == 404 and empty.json()["error"] == "not_found"
+    ingest(empty_store, [str(sample_head(tmp_path / "head.csv.gz", 20_000))],
+           load_profile("fgj-cdmx"))  # fmt: skip
     ingest(empty_store, [str(SAMPLE_CSV)], load_profile("fgj-cdmx"))
     _, key = KeyRing(empty_store.root).create(Role.analyst)
     with TestClient(create_app(ServerSettings(store=empty_store.root))) as client:
         meta = client.get("/v1/meta", headers={"X-API-Key": key}).json()
-        assert meta["snapshot"] == 1 and meta["records"] == 50_000
+        assert meta["snapshot"] == 2 and meta["records"] == 50_000
         assert meta["sources"] == ["fgj-cdmx"]
         assert sum(meta["categories"].values()) == 50_000
         assert "h3:8" in meta["units"]
@@ -32,8 +36,8 @@ def test_health_and_meta(empty_store: Store) -> None:
         # Only offenses the release publishes are named (issue #20; test_limits checks which).
         assert public["records"] is None and set(public["offenses"]) < set(meta["offenses"])
         assert all(v is None for v in public["categories"].values())
-        old = client.get("/v1/meta", params={"as_of": 1}).json()
-        assert old["snapshot"] == 1
+        old = client.get("/v1/meta", params={"as_of": 1}, headers={"X-API-Key": key}).json()
+        assert old["snapshot"] == 1 and old["records"] == 20_000
         missing = client.get("/v1/meta", params={"as_of": 9})
         assert missing.status_code == 404 and "no snapshot 9" in missing.json()["message"]
         bad = client.get("/v1/meta", params={"as_of": "x"})

@@ -18,7 +18,7 @@ from ingest.pipeline import ingest
 from ingest.profiles import load_profile
 from store import SnapshotConflict, Store
 from store.snapshots import publish
-from tests.conftest import SAMPLE_CSV
+from tests.conftest import SAMPLE_CSV, sample_head
 
 
 def test_publishing_a_taken_number_is_a_conflict(empty_store: Store) -> None:
@@ -29,23 +29,29 @@ def test_publishing_a_taken_number_is_a_conflict(empty_store: Store) -> None:
 
 
 def test_reingest_adds_nothing_and_as_of_reads_old(empty_store: Store, tmp_path: Path) -> None:
-    first = ingest(empty_store, [str(SAMPLE_CSV)], load_profile("fgj-cdmx"))
+    head = sample_head(tmp_path / "head.csv.gz", 20_000)
+    first = ingest(empty_store, [str(head)], load_profile("fgj-cdmx"))
+    assert first.snapshot == 1 and first.accepted == 20_000
+    second = ingest(empty_store, [str(SAMPLE_CSV)], load_profile("fgj-cdmx"))
+    # The head's records come again in the whole file: duplicates by incident id.
+    assert second.snapshot == 2 and second.duplicates == 20_000 and second.accepted == 30_000
     again = ingest(empty_store, [str(SAMPLE_CSV)], load_profile("fgj-cdmx"))
     assert again.status == "already_ingested"
     assert again.accepted == 0 and again.duplicates == again.input_rows == 50_000
-    assert empty_store.snapshots() == [1]
-    # The same rows in another file (another batch) are duplicates by incident id.
+    assert empty_store.snapshots() == [1, 2]
+    # The same bytes under another name are the same batch.
     copy = tmp_path / "copy.csv.gz"
     shutil.copy(SAMPLE_CSV, copy)
-    with open(copy, "ab") as fh:
-        fh.write(b"")  # same bytes: same batch
     assert ingest(empty_store, [str(copy)], load_profile("fgj-cdmx")).status == "already_ingested"
-    assert first.snapshot == 1
+    # Snapshot 1 still reads as it was: the head's records, no more.
+    old, now = _store_rows(empty_store.root, 1), _store_rows(empty_store.root)
+    assert old is not None and now is not None
+    assert len(old) == 20_000 and len(now) == 50_000 and old < now
 
 
-def _store_rows(root: Path) -> set[str] | None:
+def _store_rows(root: Path, as_of: int | None = None) -> set[str] | None:
     store = Store(root)
-    manifest = store.manifest()
+    manifest = store.manifest(as_of)
     if manifest is None:
         return None
     ids: set[str] = set()
