@@ -24,9 +24,10 @@ from store.cubes import (
     year_aligned,
 )
 from store.errors import StoreError
-from store.filters import FilterError, Filters, quote
+from store.filters import FilterError, Filters
 from store.layers import read_layer_columns
 from store.snapshots import DataFile, Manifest
+from store.sql import h3_parent, quote
 from store.store import Store
 
 H3_MIN, H3_MAX = 5, 12
@@ -75,15 +76,8 @@ class Unit:
         """SQL expression of a record's (or a cube row's) unit id, text, null for none."""
         if self.kind == "h3":
             assert self.res is not None
-            # The parent of the record's res-15 cell (or of the cube's coarser cell), by
-            # the bits of the H3 index (= h3.cell_to_parent).
-            r = int(self.res)
-            unused = (1 << (3 * (15 - r))) - 1
-            column = "cell" if cube else "h3"
-            return (
-                f"lower(hex(({column} & ~(15::UBIGINT << 52)) | ({r}::UBIGINT << 52) "
-                f"| {unused}::UBIGINT))"
-            )
+            # The parent of the record's res-15 cell (or of the cube's coarser cell).
+            return f"lower(hex({h3_parent('cell' if cube else 'h3', self.res)}))"
         if cube:
             return "unit"  # the unit's position in its layer
         if self.kind == "street":

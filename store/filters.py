@@ -14,6 +14,7 @@ from typing import Any
 from geo.types import BBox
 from store.cubes import month_aligned
 from store.errors import StoreError
+from store.sql import quote
 
 MAX_LIST = 50
 # A state is a few square degrees; a bbox much larger than that is a scan, not a question.
@@ -181,10 +182,3 @@ class Filters:
                 parts.append(f"{quote(layer)} = ?")
                 params.append(ident)
         return (" AND ".join(parts) or "TRUE"), params
-
-
-def quote(identifier: str) -> str:
-    """Quote an identifier that was already checked against an allow-list."""
-    if not identifier.replace("_", "").isalnum():
-        raise StoreError(f"refusing identifier {identifier!r}")
-    return f'"{identifier}"'

@@ -11,8 +11,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from store.filters import quote
 from store.snapshots import Manifest
+from store.sql import h3_parent, quote
 from store.store import Store
 
 WHOLE_AREA = "total"
@@ -35,9 +35,7 @@ def _unit_sql(family: str, h3_res: int) -> str:
     if family == WHOLE_AREA:
         return "''"
     if family == H3_FAMILY:
-        # The cell's parent at h3_res, by its bits (the store's cells are at 15).
-        unused = (1 << (3 * (15 - h3_res))) - 1
-        return f"(h3 & ~(15::UBIGINT << 52)) | ({int(h3_res)}::UBIGINT << 52) | {unused}::UBIGINT"
+        return h3_parent("h3", h3_res)  # the store's cells are at 15
     if family == STREET_FAMILY:
         return "street_id"
     return quote(family)

@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from store.errors import StoreError
-from store.filters import FilterError, Filters, quote
+from store.filters import FilterError, Filters
 from store.snapshots import Manifest
+from store.sql import quote
 from store.store import Store
 
 BASE_COLUMNS = [

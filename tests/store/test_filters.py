@@ -7,7 +7,8 @@ from datetime import date
 import pytest
 
 from geo.types import BBox
-from store.filters import FilterError, Filters, quote
+from store.filters import FilterError, Filters
+from store.sql import quote
 
 
 def test_every_value_is_a_parameter() -> None:
