@@ -58,7 +58,8 @@ class RateLimit:
         item, who = self._identify(scope)
         if path.startswith(TILE_PREFIX):
             item, who = self.tiles, f"tiles:{who}"
-        if who.startswith("addr:"):
+        capped = who.startswith("addr:")  # keys and tiles are not capped
+        if capped:
             if self.flying.get(who, 0) >= self.in_flight:
                 await _refuse(send, 1, f"more than {self.in_flight} requests at once from one "
                               "address; retry in 1 s")  # fmt: skip
@@ -69,7 +70,7 @@ class RateLimit:
                 await self.app(scope, receive, send)
                 return
         finally:
-            if who.startswith("addr:"):
+            if capped:
                 self.flying[who] -= 1
                 if not self.flying[who]:
                     del self.flying[who]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import date, timedelta
 from importlib.metadata import version
 from typing import Annotated, Any
 
@@ -113,7 +113,7 @@ def meta(
     with _answers_lock:
         body = _answers.get(key)
     if body is None:
-        body = orjson.dumps(_meta(request, principal, store, manifest).model_dump())
+        body = orjson.dumps(_meta(request, principal, store, manifest, until).model_dump())
         with _answers_lock:
             _answers[key] = body
     return Response(body, media_type="application/json")
@@ -123,14 +123,15 @@ _answers: LRUCache[tuple[Any, ...], bytes] = LRUCache(maxsize=256)
 _answers_lock = threading.Lock()
 
 
-def _meta(request: Request, principal: Principal, store: Store, manifest: Manifest) -> Meta:
+def _meta(
+    request: Request, principal: Principal, store: Store, manifest: Manifest, until: date
+) -> Meta:
     summary = snapshot_summary(store, manifest, principal.scopes)
     records: int | None = sum(summary.offenses.values())
     date_max = summary.date_max
     categories: dict[str, int | None] = dict(summary.categories)
     offenses: dict[str, int | None] = dict(summary.offenses)
-    rules = request.app.state.rules
-    until = tables.cutoff(rules, today())
+    rules = request.app.state.rules  # ``until`` comes with the cache key: one day, one answer
     if principal.public:
         # Names for building filters; no counts (they would include the recent days and
         # rare offenses), and no date inside the publication delay.
