@@ -330,11 +330,12 @@ def info(
 
     st = _store(store)
     try:
-        manifest = st.require_manifest(as_of)
+        snap = st.snapshot(as_of)
     except StoreError as exc:
         _fail(exc)
         return
-    summary = snapshot_summary(st, manifest)
+    manifest = snap.manifest
+    summary = snapshot_summary(snap)
     data: dict[str, Any] = {
         "store": str(st.root),
         "snapshot": manifest.snapshot,

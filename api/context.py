@@ -12,13 +12,13 @@ from api.auth import Principal
 from publication.figures import PublicView, public_view
 from store.aggregate import Unit
 from store.filters import Filters
-from store.snapshots import Manifest
+from store.snapshot import Snapshot
 
 
 def answering(
     request: Request,
     principal: Principal,
-    manifest: Manifest,
+    snap: Snapshot,
     flt: Filters,
     unit: Unit | None,
 ) -> tuple[Filters, PublicView | None]:
@@ -28,7 +28,7 @@ def answering(
     offense set, and its filters are what the figures count.
     """
     if principal.public:
-        pub = public_view(request.app.state.store, manifest, request.app.state.rules, flt, unit)
+        pub = public_view(snap, request.app.state.rules, flt, unit)
         return pub.filters, pub
     return (replace(flt, sources=principal.scopes) if principal.scopes else flt), None
 

@@ -1,4 +1,4 @@
-"""Shared request dependencies: the store snapshot, and the common filters."""
+"""Shared request dependencies: the snapshot read, a query cursor, and the common filters."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from geo.types import BBox
 from store import Store
 from store.engine import Cursor
 from store.filters import FilterError, Filters
-from store.snapshots import Manifest
+from store.snapshot import Snapshot
 
 
 async def get_cursor(request: Request) -> AsyncIterator[Cursor]:
@@ -40,27 +40,19 @@ async def get_cursor(request: Request) -> AsyncIterator[Cursor]:
 CursorDep = Annotated[Cursor, Depends(get_cursor)]
 
 
-async def get_store(request: Request) -> Store:
-    """The store the app serves."""
-    store: Store = request.app.state.store
-    return store
-
-
-StoreDep = Annotated[Store, Depends(get_store)]
-
-
-async def get_manifest(
-    store: StoreDep,
+async def get_snapshot(
+    request: Request,
     as_of: Annotated[
         int | None,
         Query(ge=1, le=10**8, description="Read an older snapshot by its id.", examples=[1]),
     ] = None,
-) -> Manifest:
-    """The current snapshot, or ``as_of``."""
-    return store.require_manifest(as_of)
+) -> Snapshot:
+    """The snapshot a request reads: the current one, or ``as_of``."""
+    store: Store = request.app.state.store
+    return store.snapshot(as_of)
 
 
-ManifestDep = Annotated[Manifest, Depends(get_manifest)]
+SnapshotDep = Annotated[Snapshot, Depends(get_snapshot)]
 
 
 # An offense or category name as published (the longest in Mexico City's file is ~110).

@@ -1,13 +1,12 @@
 """The study area of a spatial statistic: every unit of it (zeros included) and its neighbours.
 
 H3 units take the cells covering a boundary layer; a boundary layer unit takes all of its
-polygons. Both are immutable per layer version, so their weights are built once per process.
+polygons. Their weights are built once per snapshot (kept in the snapshot's memo).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +19,16 @@ from geo.hotspots import GiWeights, h3_weights, queen_weights
 from store.aggregate import Unit
 from store.filters import FilterError
 from store.layers import layer_cells, read_layer_columns
-from store.snapshots import Manifest
-from store.store import Store
+from store.snapshot import Kind, Snapshot
 
 _Parts = tuple[list[str], dict[str, int], sp.csr_matrix, GiWeights]
 MAX_RES = 10  # finer study areas have hundreds of thousands of cells
 # Neighbour pairs of an H3 study area (cells × k-ring size): building and using more takes
 # several seconds a request (h3:10 over Mexico City with k = 4: 3.3 M pairs, 7 s).
 MAX_PAIRS = 1_200_000
+# Study areas of a snapshot: ids, weights and Gi* preparation (tens of MB at h3:10).
+STUDY_AREAS = Kind("study areas", items=8)
+CELL_COUNTS = Kind("study area cell counts", items=32)
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,7 @@ class StudyArea:
         return out
 
 
-def study_area(
-    store: Store, manifest: Manifest, unit: Unit, area: str | None, k: int = 1
-) -> StudyArea:
+def study_area(snap: Snapshot, unit: Unit, area: str | None, k: int = 1) -> StudyArea:
     """The study area of ``unit`` and its neighbours.
 
     H3 cells covering ``area`` (default: the first boundary layer) with k-ring
@@ -87,43 +86,36 @@ def study_area(
             raise FilterError("k", k, "polygons have queen neighbours; k applies to H3 cells")
         if area not in (None, unit.layer):
             raise FilterError("area", area, f"a {unit.layer} unit is its own study area")
-        path = store.root / manifest.layers[unit.layer].path
-        parts = _polygon_area(str(path), path.stat().st_mtime_ns)
+        path = snap.path(snap.layer(unit.layer).path)
+        parts = snap.memo(STUDY_AREAS, (unit.layer,), lambda: _polygon_area(path))
         return StudyArea(*parts, unit.layer, "queen")
-    layers = manifest.boundary_layers
+    layers = snap.boundary_layers
     layer = area or (layers[0] if layers else None)
     if layer is None or layer not in layers:
         raise FilterError("area", area, f"no boundary layer to take the study area from (have: {', '.join(layers) or 'none'})")  # fmt: skip
     assert unit.res is not None
     if unit.res > MAX_RES:
         raise FilterError("unit", f"h3:{unit.res}", f"study areas go down to h3:{MAX_RES}")
-    cells_path = store.root / str(manifest.layers[layer].cells_path)
-    pairs = _cell_count(str(cells_path), cells_path.stat().st_mtime_ns, unit.res) * (
-        3 * k * (k + 1) + 1
-    )
+    res = unit.res
+    cells_path = snap.path(str(snap.layer(layer).cells_path))
+    cells = snap.memo(CELL_COUNTS, (layer, res), lambda: int(layer_cells(cells_path, res).size))
+    pairs = cells * (3 * k * (k + 1) + 1)
     if pairs > MAX_PAIRS:
         raise FilterError("k" if k > 1 else "unit", k if k > 1 else f"h3:{unit.res}",
                           f"h3:{unit.res} cells over {layer} with k = {k} make {pairs:,} neighbour "
                           f"pairs, more than {MAX_PAIRS:,}: use a smaller k or coarser cells")  # fmt: skip
-    parts = _cell_area(str(cells_path), cells_path.stat().st_mtime_ns, unit.res, k)
+    parts = snap.memo(STUDY_AREAS, (layer, res, k), lambda: _cell_area(cells_path, res, k))
     return StudyArea(*parts, layer, f"{k}-ring")
 
 
-@lru_cache(maxsize=32)
-def _cell_count(cells_path: str, mtime_ns: int, res: int) -> int:
-    return int(layer_cells(Path(cells_path), res).size)
-
-
-@lru_cache(maxsize=8)
-def _cell_area(cells_path: str, mtime_ns: int, res: int, k: int) -> _Parts:
-    cells = layer_cells(Path(cells_path), res)
+def _cell_area(cells_path: Path, res: int, k: int) -> _Parts:
+    cells = layer_cells(cells_path, res)
     ids, weights = cells_to_hex(cells), h3_weights(cells, k)
     return ids, {u: i for i, u in enumerate(ids)}, weights, GiWeights.of(weights)
 
 
-@lru_cache(maxsize=8)
-def _polygon_area(path: str, mtime_ns: int) -> _Parts:
-    table = read_layer_columns(Path(path), ("id", "geometry"))
+def _polygon_area(path: Path) -> _Parts:
+    table = read_layer_columns(path, ("id", "geometry"))
     geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
     ids, weights = [str(i) for i in table.column("id").to_pylist()], queen_weights(geoms)
     return ids, {u: i for i, u in enumerate(ids)}, weights, GiWeights.of(weights)

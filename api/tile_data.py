@@ -11,15 +11,11 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-from typing import Any
 
 import h3
 import numpy as np
 import numpy.typing as npt
 import shapely
-from cachetools import LRUCache
 from scipy.spatial import KDTree
 
 from disclosure.rules import PublicRules
@@ -30,7 +26,7 @@ from store.aggregate import Unit
 from store.engine import Cursor
 from store.filters import Filters
 from store.layers import read_layer_columns
-from store.snapshots import Manifest
+from store.snapshot import Kind, Snapshot
 from tiles.grid import EARTH_RADIUS, TILE_SIZE, Bounds, stretch
 
 MERCATOR = "EPSG:3857"
@@ -100,13 +96,13 @@ class CellLayer:
             return best
 
 
-_layers: LRUCache[tuple[Any, ...], CellLayer] = LRUCache(maxsize=16)
-_layers_lock = threading.Lock()
+# Published cells per (filters, role, resolution) of a snapshot: what tiles are cut from.
+CELL_LAYERS = Kind("tile cell layers", items=16)
+AREA_BOUNDS = Kind("study area bounds", items=4)
 
 
 def cell_layer(
-    store: Any,
-    manifest: Manifest,
+    snap: Snapshot,
     res: int,
     flt: Filters,
     pub: PublicView | None,
@@ -114,41 +110,31 @@ def cell_layer(
     cursor: Cursor,
 ) -> CellLayer:
     """The published counts at ``res`` under the filters (a request's view of them)."""
-    key = (str(store.root), manifest.snapshot, res, flt, pub, rules if pub is not None else None)
-    with _layers_lock:
-        hit = _layers.get(key)
-    if hit is not None:
-        return hit
-    shown = published_counts(store, manifest, Unit("h3", res=res), flt, pub, rules, cursor)
-    cells = hex_to_cells(shown.table.column("unit_id").to_pylist())
-    counts = shown.table.column("count").to_numpy().astype(np.float64)
-    lat, lon = cells_to_latlng(cells)
-    x, y = transform_xy(lon, lat, WGS84, MERCATOR)
-    order = np.argsort(x, kind="stable")
-    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:24]
-    layer = CellLayer(res, cells[order], counts[order], x[order], y[order], digest)
-    with _layers_lock:
-        _layers[key] = layer
-    return layer
+    key = (str(snap.root), snap.id, res, flt, pub, rules if pub is not None else None)
+
+    def build() -> CellLayer:
+        shown = published_counts(snap, Unit("h3", res=res), flt, pub, rules, cursor)
+        cells = hex_to_cells(shown.table.column("unit_id").to_pylist())
+        counts = shown.table.column("count").to_numpy().astype(np.float64)
+        lat, lon = cells_to_latlng(cells)
+        x, y = transform_xy(lon, lat, WGS84, MERCATOR)
+        order = np.argsort(x, kind="stable")
+        digest = hashlib.sha256(repr(key).encode()).hexdigest()[:24]
+        return CellLayer(res, cells[order], counts[order], x[order], y[order], digest)
+
+    return snap.memo(CELL_LAYERS, key, build)
 
 
-def clear() -> None:
-    """Forget every cached layer (tests; a store rebuilt in place)."""
-    with _layers_lock:
-        _layers.clear()
-
-
-@lru_cache(maxsize=8)
-def _layer_bounds(path: str, mtime_ns: int) -> tuple[float, float, float, float]:
-    table = read_layer_columns(Path(path), ("geometry",))
-    geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
-    west, south, east, north = shapely.total_bounds(geoms)
-    return float(west), float(south), float(east), float(north)
-
-
-def area_bounds(store: Any, manifest: Manifest) -> tuple[float, float, float, float] | None:
+def area_bounds(snap: Snapshot) -> tuple[float, float, float, float] | None:
     """Longitude/latitude bounds of the first boundary layer (None without one)."""
-    if not manifest.boundary_layers:
+    if not snap.boundary_layers:
         return None
-    path = store.root / manifest.layers[manifest.boundary_layers[0]].path
-    return _layer_bounds(str(path), path.stat().st_mtime_ns)
+    path = snap.path(snap.layer(snap.boundary_layers[0]).path)
+
+    def bounds() -> tuple[float, float, float, float]:
+        table = read_layer_columns(path, ("geometry",))
+        geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+        west, south, east, north = shapely.total_bounds(geoms)
+        return float(west), float(south), float(east), float(north)
+
+    return snap.memo(AREA_BOUNDS, (), bounds)

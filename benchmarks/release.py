@@ -32,7 +32,8 @@ def main() -> int:
     parser.add_argument("--year", type=int, default=2024)
     args = parser.parse_args()
     store = Store(args.store)
-    manifest = store.require_manifest()
+    snap = store.snapshot()
+    manifest = snap.manifest
     con = duckdb.connect()
     until = date(args.year + 1, 2, 1)
     families = [tables.TOTAL, *manifest.boundary_layers, "street", "h3"]
@@ -40,8 +41,7 @@ def main() -> int:
           f"{'provable':>9} {'seconds':>8}")  # fmt: skip
     for fam in families:
         started = time.perf_counter()
-        table = tables.block(store, manifest, fam, args.year, PublicRules(), con, until,
-                              wait=True)  # fmt: skip
+        table = tables.block(snap, fam, args.year, PublicRules(), con, until, wait=True)
         seconds = time.perf_counter() - started
         a = table.checked
         assert a is not None

@@ -21,7 +21,7 @@ from publication import tables
 from store.aggregate import Unit, aggregate, unit_attributes
 from store.engine import Cursor
 from store.filters import FilterError, Filters
-from store.snapshots import Manifest
+from store.snapshot import Kind, Snapshot
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,7 @@ def check_public_filters(flt: Filters) -> None:
 
 
 def public_view(
-    store: Any,
-    manifest: Manifest,
+    snap: Snapshot,
     rules: PublicRules,
     flt: Filters,
     unit: Unit | None,
@@ -85,7 +84,7 @@ def public_view(
     The period is ``period``, else ``[start, end)`` which must be one calendar year,
     quarter or month, else the snapshot's last whole year.
     """
-    flt.check(manifest.boundary_layers)
+    flt.check(snap.boundary_layers)
     check_public_filters(flt)
     if unit is not None and unit.kind == "h3" and (unit.res or 0) > rules.finest_h3:
         raise FilterError("unit", f"h3:{unit.res}",
@@ -102,12 +101,12 @@ def public_view(
             except NotPublished as exc:
                 raise refusal(exc) from None
         else:
-            period = tables.default_period(manifest, until)
+            period = tables.default_period(snap.manifest, until)
     if period.end > until:
         raise FilterError("end", period.end.isoformat(),
                           f"public figures end before {until.isoformat()} ({rules.delay_days}-day "
                           "delay, whole months)")  # fmt: skip
-    tree = tables.forest(store, manifest)
+    tree = tables.forest(snap)
     try:
         node, excluded = tree.node(flt.offenses, flt.categories)
     except NotPublished as exc:
@@ -131,8 +130,7 @@ class Published:
 
 
 def published_counts(
-    store: Any,
-    manifest: Manifest,
+    snap: Snapshot,
     unit: Unit,
     flt: Filters,
     pub: PublicView | None,
@@ -145,26 +143,24 @@ def published_counts(
     family (tiles publish exactly these).
     """
     if pub is None:
-        counts = aggregate(store, manifest, unit, flt, cursor)
+        counts = aggregate(snap, unit, flt, cursor)
         return Published(counts.table, counts.total, counts.unassigned, False)
-    ids, values, withheld = _cells(store, manifest, unit, pub, rules, cursor)
-    outside = _outside(store, manifest, unit, pub, rules, cursor)
+    ids, values, withheld = _cells(snap, unit, pub, rules, cursor)
+    outside = _outside(snap, unit, pub, rules, cursor)
     table = pa.table({"unit_id": pa.array(ids, pa.string()), "count": pa.array(values, pa.int64())})
     if pub.filters.bbox is not None or pub.filters.within is not None:
-        table = table.filter(
-            pa.array(_selected(store, manifest, unit, ids, pub.filters), pa.bool_())
-        )
+        table = table.filter(pa.array(_selected(snap, unit, ids, pub.filters), pa.bool_()))
     order = np.lexsort((np.arange(table.num_rows), -table.column("count").to_numpy()))
-    return Published(table.take(pa.array(order)), total(store, manifest, pub, rules, cursor),
+    return Published(table.take(pa.array(order)), total(snap, pub, rules, cursor),
                      outside, withheld)  # fmt: skip
 
 
 def _cells(
-    store: Any, manifest: Manifest, unit: Unit, pub: PublicView, rules: PublicRules, cursor: Any
+    snap: Snapshot, unit: Unit, pub: PublicView, rules: PublicRules, cursor: Any
 ) -> tuple[list[str], Any, bool]:
     if pub.node < 0:
         return [], np.zeros(0, np.int64), True
-    blk = tables.block(store, manifest, tables.family(unit), pub.period.year, rules, cursor,
+    blk = tables.block(snap, tables.family(unit), pub.period.year, rules, cursor,
                         pub.published_until)  # fmt: skip
     ids, values, withheld, _ = blk.shown(
         pub.period.code, pub.node, (unit.res or 0) if unit.kind == "h3" else 0
@@ -173,31 +169,28 @@ def _cells(
 
 
 def _outside(
-    store: Any, manifest: Manifest, unit: Unit, pub: PublicView, rules: PublicRules, cursor: Any
+    snap: Snapshot, unit: Unit, pub: PublicView, rules: PublicRules, cursor: Any
 ) -> int | None:
     if unit.kind == "h3":
         return 0  # every record has a cell
     if pub.node < 0:
         return None
-    blk = tables.block(store, manifest, tables.family(unit), pub.period.year, rules, cursor,
+    blk = tables.block(snap, tables.family(unit), pub.period.year, rules, cursor,
                         pub.published_until)  # fmt: skip
     return blk.value_of(None, pub.period.code, pub.node)
 
 
-def total(
-    store: Any, manifest: Manifest, pub: PublicView, rules: PublicRules, cursor: Any
-) -> int | None:
+def total(snap: Snapshot, pub: PublicView, rules: PublicRules, cursor: Any) -> int | None:
     """The whole area's published count of the view's period and offense set."""
     if pub.node < 0:
         return None
-    blk = tables.block(store, manifest, tables.TOTAL, pub.period.year, rules, cursor,
+    blk = tables.block(snap, tables.TOTAL, pub.period.year, rules, cursor,
                         pub.published_until)  # fmt: skip
     return blk.value_of("", pub.period.code, pub.node)
 
 
 def series(
-    store: Any,
-    manifest: Manifest,
+    snap: Snapshot,
     pub: PublicView,
     rules: PublicRules,
     unit: Unit | None,
@@ -212,7 +205,7 @@ def series(
     res = unit.res if unit is not None and unit.kind == "h3" and unit_id is not None else 0
     out: list[int | None] = []
     by_year = {
-        year: tables.block(store, manifest, fam, year, rules, cursor, pub.published_until)
+        year: tables.block(snap, fam, year, rules, cursor, pub.published_until)
         for year in sorted({m.year for m in months})
     }  # one table a year, not one lookup a month
     for month in months:
@@ -222,9 +215,7 @@ def series(
     return out
 
 
-def _selected(
-    store: Any, manifest: Manifest, unit: Unit, ids: list[str], flt: Filters
-) -> list[bool]:
+def _selected(snap: Snapshot, unit: Unit, ids: list[str], flt: Filters) -> list[bool]:
     """Units whose representative point lies in the bbox and the ``within`` polygon.
 
     Public figures are whole units: a bbox or a polygon picks units, never points (a
@@ -237,7 +228,7 @@ def _selected(
         points = shapely.points(lon, lat)
     else:
         assert unit.layer is not None
-        index, _, surface = _shapes(store, manifest, unit)
+        index, _, surface = _shapes(snap, unit)
         points = surface[[index[i] for i in ids]]
     keep = np.ones(len(ids), dtype=bool)
     if flt.bbox is not None:
@@ -245,27 +236,25 @@ def _selected(
         keep &= shapely.intersects(points, shapely.box(b.minlon, b.minlat, b.maxlon, b.maxlat))
     if flt.within is not None:
         layer, ident = flt.within
-        index, shapes, _ = _shapes(store, manifest, Unit("layer", layer=layer))
+        index, shapes, _ = _shapes(snap, Unit("layer", layer=layer))
         if ident not in index:
             return [False] * len(ids)
         keep &= shapely.intersects(points, shapes[index[ident]])
     return keep.tolist()
 
 
-def _shapes(store: Any, manifest: Manifest, unit: Unit) -> tuple[dict[str, int], Any, Any]:
+def _shapes(snap: Snapshot, unit: Unit) -> tuple[dict[str, int], Any, Any]:
     """A layer's ids (to positions), geometries and representative points, once per version."""
     assert unit.layer is not None
-    path = store.root / manifest.layers[unit.layer].path
-    key = (str(path), path.stat().st_mtime_ns)
-    hit = _shape_cache.get(key)
-    if hit is None:
-        attrs = unit_attributes(store, manifest, unit, geometry=True)
+
+    def parse() -> tuple[dict[str, int], Any, Any]:
+        attrs = unit_attributes(snap, unit, geometry=True)
         shapes = shapely.from_wkb(attrs.column("geometry").to_numpy(zero_copy_only=False))
         index = {str(u): i for i, u in enumerate(attrs.column("unit_id").to_pylist())}
-        hit = (index, shapes, shapely.point_on_surface(shapes))
-        _shape_cache[key] = hit
-    return hit
+        return index, shapes, shapely.point_on_surface(shapes)
+
+    return snap.memo(SHAPES, unit.layer, parse)
 
 
-# Layer versions are immutable: their shapes are parsed once per process (a few layers).
-_shape_cache: dict[tuple[str, int], tuple[dict[str, int], Any, Any]] = {}
+# A layer's shapes, parsed once per snapshot (a few layers; colonias are ~10 MB).
+SHAPES = Kind("layer shapes", items=8)

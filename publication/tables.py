@@ -32,6 +32,7 @@ from store.aggregate import Unit
 from store.engine import Cursor, open_engine
 from store.monthly import monthly_counts, nesting
 from store.query import offense_triples
+from store.snapshot import Kind, Snapshot
 from store.snapshots import Manifest
 from store.store import Store
 
@@ -50,9 +51,16 @@ __all__ = [
 ]
 
 
-def forest(store: Any, manifest: Manifest) -> Forest:
+# What the release derives from a snapshot's manifests and files (small; kept per snapshot).
+FORESTS = Kind("offense forests", items=8)
+SOURCES = Kind("published months' snapshots", items=256)
+NESTINGS = Kind("layer nestings", items=32)
+YEAR_ROWS = Kind("records per year", items=256)
+
+
+def forest(snap: Snapshot) -> Forest:
     """The offense forest of a snapshot (its offenses read once per snapshot)."""
-    return offense_forest(offense_triples(store, manifest))
+    return snap.memo(FORESTS, (), lambda: offense_forest(offense_triples(snap)))
 
 
 def family(unit: Unit | None) -> str:
@@ -65,9 +73,7 @@ def family(unit: Unit | None) -> str:
     return "street" if unit.kind == "street" else unit.layer
 
 
-def sources(
-    store: Any, manifest: Manifest, year: int, until: date, delay_days: int
-) -> tuple[int, ...]:
+def sources(snap: Snapshot, year: int, until: date, delay_days: int) -> tuple[int, ...]:
     """For each published month of a year, the snapshot its public figures are read from.
 
     A month is published once, from the store as it stood on its publication day (the
@@ -75,13 +81,13 @@ def sources(
     snapshot that brought them. Later ingests (late reports, revisions) change nothing
     public, so two releases never differ by a handful of records (docs/privacy.md).
     """
-    return _sources(str(store.root), manifest.snapshot, year,
-                    periods.months_published(year, until), delay_days)  # fmt: skip
+    months = periods.months_published(year, until)
+    key = (year, months, delay_days)
+    return snap.memo(SOURCES, key, lambda: _sources(snap, year, months, delay_days))
 
 
-@lru_cache(maxsize=1024)
-def _sources(root: str, snapshot: int, year: int, months: int, delay_days: int) -> tuple[int, ...]:
-    store = Store(root)
+def _sources(snap: Snapshot, year: int, months: int, delay_days: int) -> tuple[int, ...]:
+    store, snapshot = snap.store, snap.id
     history = [m for s in store.snapshots() if s <= snapshot and (m := store.manifest(s))]
     out = []
     for month in range(1, months + 1):
@@ -102,7 +108,7 @@ def _sources(root: str, snapshot: int, year: int, months: int, delay_days: int) 
 
 
 def _counts(
-    store: Any,
+    snap: Snapshot,
     fam: str,
     year: int,
     rules: PublicRules,
@@ -113,8 +119,8 @@ def _counts(
     parts = []
     for snapshot in sorted(set(months_from)):
         months = tuple(m + 1 for m, s in enumerate(months_from) if s == snapshot)
-        m = store.require_manifest(snapshot)
-        parts.append(monthly_counts(store, m, fam, year, months, rules.finest_h3, con))
+        older = snap if snapshot == snap.id else snap.store.snapshot(snapshot)
+        parts.append(monthly_counts(older, fam, year, months, rules.finest_h3, con))
     if not parts:
         none = np.zeros(0, np.int64)
         empty: list[str | None] = []
@@ -138,8 +144,7 @@ def _counts(
 
 
 def _table(
-    store: Any,
-    manifest: Manifest,
+    snap: Snapshot,
     fam: str,
     year: int,
     rules: PublicRules,
@@ -150,29 +155,27 @@ def _table(
     """The published table of one family and year: the store's counts, the core's decision."""
     whole = None
     if fam != TOTAL:
-        whole = block(store, manifest, TOTAL, year, rules, con, until, wait=True)
+        whole = block(snap, TOTAL, year, rules, con, until, wait=True)
     coarse = fam == TOTAL or fam in rules.coarse_layers
     parent = None
-    found = _parent_layer(str(store.root), manifest.snapshot, fam)
+    found = snap.memo(NESTINGS, fam, lambda: _parent_layer(snap, fam))
     if found is not None:
         layer, of = found
-        table = block(store, manifest, layer, year, rules, con, until, wait=True)
+        table = block(snap, layer, year, rules, con, until, wait=True)
         parent = Nesting(table, of)
     return build_table(
         counts,
-        forest(store, manifest),
+        forest(snap),
         rules,
-        Family(fam, _family_size(manifest, fam), coarse, parent),
+        Family(fam, _family_size(snap.manifest, fam), coarse, parent),
         periods.months_published(year, until),
         whole,
     )
 
 
-@lru_cache(maxsize=64)
-def _parent_layer(root: str, snapshot: int, fam: str) -> tuple[str, dict[str, str]] | None:
+def _parent_layer(snap: Snapshot, fam: str) -> tuple[str, dict[str, str]] | None:
     """The coarser boundary layer a layer nests in (colonias in alcaldías), if any."""
-    store = Store(root)
-    manifest = store.require_manifest(snapshot)
+    manifest = snap.manifest
     if fam not in manifest.boundary_layers:
         return None
     size = manifest.layers[fam].features
@@ -181,7 +184,7 @@ def _parent_layer(root: str, snapshot: int, fam: str) -> tuple[str, dict[str, st
     con = open_engine(threads=1)
     try:
         for _, name in reversed(coarser):  # the finest coarser layer it nests in
-            of = nesting(store, manifest, fam, name, con)
+            of = nesting(snap, fam, name, con)
             if of is not None:
                 return name, of
     finally:
@@ -190,28 +193,26 @@ def _parent_layer(root: str, snapshot: int, fam: str) -> tuple[str, dict[str, st
 
 
 def _size_bound(
-    store: Any, manifest: Manifest, fam: str, year: int, months_from: tuple[int, ...], tree: Forest
+    snap: Snapshot, fam: str, year: int, months_from: tuple[int, ...], tree: Forest
 ) -> int:
     """At most this many (unit, month, offense) counts feed a family's table of a year.
 
     The records of the year in the snapshots its months come from, and, for a family of
     known size, units × months × offenses.
     """
-    rows = sum(_year_rows(str(store.root), snapshot, year) for snapshot in set(months_from))
-    size = _family_size(manifest, fam)
+    rows = sum(_year_rows(snap.store.snapshot(s), year) for s in set(months_from))
+    size = _family_size(snap.manifest, fam)
     if size is not None:
         offenses = sum(1 for name in tree.names if name.startswith("o:"))
         rows = min(rows, size * len(months_from) * offenses)
     return rows
 
 
-@lru_cache(maxsize=1024)
-def _year_rows(root: str, snapshot: int, year: int) -> int:
-    store = Store(root)
-    manifest = store.require_manifest(snapshot)
-    return sum(
-        f.rows for f in store.files_between(manifest, date(year, 1, 1), date(year + 1, 1, 1))
-    )
+def _year_rows(snap: Snapshot, year: int) -> int:
+    def count() -> int:
+        return sum(f.rows for f in snap.files_between(date(year, 1, 1), date(year + 1, 1, 1)))
+
+    return snap.memo(YEAR_ROWS, year, count)
 
 
 def _family_size(manifest: Manifest, fam: str) -> int | None:
@@ -248,8 +249,7 @@ _worker: ProcessPoolExecutor | None = None
 
 
 def block(
-    store: Any,
-    manifest: Manifest,
+    snap: Snapshot,
     fam: str,
     year: int,
     rules: PublicRules,
@@ -263,12 +263,12 @@ def block(
     :class:`NotReady` is raised until it is there (``wait``: build it here, for warm-up).
     A year without records is an empty table, cached at a nominal size.
     """
-    months_from = sources(store, manifest, year, until, rules.delay_days)
-    tree = forest(store, manifest)
+    months_from = sources(snap, year, until, rules.delay_days)
+    tree = forest(snap)
     # Keyed by the snapshots the months are read from, not the current one: a table
     # outlives ingests that change none of its months.
-    key = (str(store.root), months_from, fam, year, rules, tree.names,
-           _family_size(manifest, fam))  # fmt: skip
+    key = (str(snap.root), months_from, fam, year, rules, tree.names,
+           _family_size(snap.manifest, fam))  # fmt: skip
     with _lock:
         hit = _blocks.get(key)
         pending = _pending.get(key)
@@ -276,23 +276,23 @@ def block(
         return hit
     if pending is not None and not wait:
         raise NotReady(_retry_after(pending), pending)
-    bound = _size_bound(store, manifest, fam, year, months_from, tree)
+    bound = _size_bound(snap, fam, year, months_from, tree)
     if bound > INLINE_COUNTS and not wait:
         # Decided from the manifests alone: a request never scans the records of a
         # table it will not build (45 concurrent requests would scan them 45 times).
         with _lock:
             pending = _pending.get(key)
             if pending is None and key not in _blocks:
-                pending = _submit(key, store, manifest, fam, year, rules, until)
+                pending = _submit(key, snap, fam, year, rules, until)
         raise NotReady(max(5, min(bound, 10**6) // 20_000), pending)
-    counts = _counts(store, fam, year, rules, con, months_from)
+    counts = _counts(snap, fam, year, rules, con, months_from)
     with _lock:
         building = _building.setdefault(key, threading.Lock())
     with building:  # one build per key; requests for other tables go on meanwhile
         with _lock:
             hit = _blocks.get(key)
         if hit is None:
-            hit = _table(store, manifest, fam, year, rules, con, until, counts)
+            hit = _table(snap, fam, year, rules, con, until, counts)
             with _lock:
                 _blocks[key] = hit
                 _building.pop(key, None)
@@ -303,8 +303,9 @@ def _retry_after(pending: Future[Block]) -> int:
     return 5 if pending.running() else 30
 
 
-def _submit(key: tuple[Any, ...], store: Any, manifest: Manifest, fam: str, year: int,
-            rules: PublicRules, until: date) -> Future[Block]:  # fmt: skip
+def _submit(
+    key: tuple[Any, ...], snap: Snapshot, fam: str, year: int, rules: PublicRules, until: date
+) -> Future[Block]:
     """Build a large table in the release's worker process; cache it when it comes back."""
     global _worker
     if _worker is None:
@@ -313,8 +314,7 @@ def _submit(key: tuple[Any, ...], store: Any, manifest: Manifest, fam: str, year
         _worker = ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_behind
         )
-    future = _worker.submit(_build_elsewhere, str(store.root), manifest.snapshot, fam, year,
-                            rules, until)  # fmt: skip
+    future = _worker.submit(_build_elsewhere, str(snap.root), snap.id, fam, year, rules, until)
     _pending[key] = future
 
     def done(f: Future[Block]) -> None:
@@ -358,25 +358,34 @@ def shutdown() -> None:
     worker.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.terminate()
+    for process in processes:
+        # A process still starting (importing under load) may outlast SIGTERM's delivery.
+        process.join(timeout=2)
+        if process.is_alive():
+            process.kill()
 
 
 def _build_elsewhere(
     root: str, snapshot: int, fam: str, year: int, rules: PublicRules, until: date
 ) -> Block:
     """In the worker process: open the store and build one table."""
-    store = Store(root)
     con = open_engine(threads=1)
     try:
-        return block(store, store.require_manifest(snapshot), fam, year, rules, con, until,
-                     wait=True)  # fmt: skip
+        return block(_opened(root).snapshot(snapshot), fam, year, rules, con, until, wait=True)
     finally:
         con.close()
+
+
+@lru_cache(maxsize=4)
+def _opened(root: str) -> Store:
+    """The worker's store objects: what one build derives (offense forest, nestings) serves the next."""
+    return Store(root)
 
 
 _warm: dict[str, str] = {}  # store root -> "warming" | "ready" | "failed"
 
 
-def warm(store: Any, rules: PublicRules, today: date) -> None:
+def warm(store: Store, rules: PublicRules, today: date) -> None:
     """Build every published year's blocks of every family, the default year first.
 
     A server's first public answers would otherwise wait for them (a minute for H3 cells
@@ -384,9 +393,10 @@ def warm(store: Any, rules: PublicRules, today: date) -> None:
     process, one at a time, so that warming takes no interpreter time from requests.
     ``status`` tells how far it got.
     """
-    manifest = store.manifest()
-    if manifest is None:
+    if store.manifest() is None:
         return
+    snap = store.snapshot()
+    manifest = snap.manifest
     root = str(store.root)
     _warm[root] = "warming"
     until = cutoff(rules, today)
@@ -401,7 +411,7 @@ def warm(store: Any, rules: PublicRules, today: date) -> None:
             for fam in families:
                 while True:
                     try:
-                        block(store, manifest, fam, year, rules, con, until)
+                        block(snap, fam, year, rules, con, until)
                         break
                     except NotReady as building:
                         if building.pending is not None:
@@ -423,9 +433,7 @@ def clear() -> None:
     """Forget every cached block (tests; a store rebuilt in place)."""
     with _lock:
         _blocks.clear()
-    _sources.cache_clear()
-    _parent_layer.cache_clear()
-    _year_rows.cache_clear()
+    _opened.cache_clear()
 
 
 def cutoff(rules: PublicRules, today: date) -> date:
@@ -443,18 +451,17 @@ def default_period(manifest: Manifest, until: date) -> Period:
 
 
 def published_names(
-    store: Any, manifest: Manifest, rules: PublicRules, con: Cursor,
-    until: date,
-) -> tuple[set[str], set[str]]:  # fmt: skip
+    snap: Snapshot, rules: PublicRules, con: Cursor, until: date
+) -> tuple[set[str], set[str]]:
     """Offenses and categories with a published whole-area count in some published period.
 
     An offense whose every record is withheld (one case in a year) is not named to the
     public: its name alone would say that it happened.
     """
-    tree = forest(store, manifest)
+    tree = forest(snap)
     shown: set[str] = set()
-    for year in sorted({f.year for f in manifest.files if date(f.year, 1, 1) < until}):
-        table = block(store, manifest, TOTAL, year, rules, con, until, wait=True)
+    for year in sorted({f.year for f in snap.manifest.files if date(f.year, 1, 1) < until}):
+        table = block(snap, TOTAL, year, rules, con, until, wait=True)
         nodes = np.unique(table.node[~table.hidden])
         shown.update(tree.names[int(n)] for n in nodes)
     offenses = {n[2:] for n in shown if n.startswith("o:")}

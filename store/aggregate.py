@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from store import hotcube
+from store import year_cubes
 from store.cubes import (
     CUBE_H3_RES,
     H3_FAMILY,
@@ -26,9 +26,9 @@ from store.cubes import (
 from store.errors import StoreError
 from store.filters import FilterError, Filters
 from store.layers import read_layer_columns
+from store.snapshot import Snapshot
 from store.snapshots import DataFile, Manifest
 from store.sql import h3_parent, quote
-from store.store import Store
 
 H3_MIN, H3_MAX = 5, 12
 _H3_UNIT = re.compile(r"^h3:(\d{1,2})$")
@@ -143,8 +143,7 @@ def _position(ids: pa.Array, unit_id: str) -> int:
 
 
 def _plan(
-    store: Store,
-    manifest: Manifest,
+    snap: Snapshot,
     unit: Unit | None,
     filters: Filters,
     window: tuple[date | None, date | None],
@@ -158,7 +157,8 @@ def _plan(
     month grain in its answer), which lets year-aligned windows read the year rollup.
     Without a unit any family will do: every record has an H3 cell.
     """
-    data = store.files_between(manifest, *window)
+    manifest = snap.manifest
+    data = snap.files_between(*window)
     # Bounds past the whole snapshot, not just past these files: a rollup holds them all.
     filters = _clip(filters, manifest.files)
     family = unit.cube_family if unit is not None else H3_FAMILY
@@ -169,7 +169,7 @@ def _plan(
         and filters.fits_cube(layer)
         and all(family in f.cubes for f in data)
     ):
-        ids = store.layer_ids(manifest, unit.layer) if unit and unit.layer else None
+        ids = snap.store.layer_ids(manifest, unit.layer) if unit and unit.layer else None
         where, params = filters.where(
             manifest.boundary_layers,
             cube=True,
@@ -180,12 +180,12 @@ def _plan(
         if years and yearly in manifest.rollups and whole_years:
             # Whole years: one file however many batches and parts hold them; its zone
             # maps prune to the offenses and years asked.
-            cubes = [str(store.root / manifest.rollups[yearly])]
+            cubes = [str(snap.path(manifest.rollups[yearly]))]
         else:
-            cubes = [str(store.root / f.cubes[family]) for f in data]
+            cubes = [str(snap.path(f.cubes[family])) for f in data]
         return _Plan(data, cubes, True, where, params, ids)
     where, params = filters.where(manifest.boundary_layers)
-    return _Plan(data, [str(store.root / f.path) for f in data], False, where, params)
+    return _Plan(data, [str(snap.path(f.path)) for f in data], False, where, params)
 
 
 def _clip(filters: Filters, data: list[DataFile]) -> Filters:
@@ -215,8 +215,7 @@ class Counts:
 
 
 def aggregate(
-    store: Store,
-    manifest: Manifest,
+    snap: Snapshot,
     unit: Unit,
     filters: Filters,
     con: duckdb.DuckDBPyConnection | None = None,
@@ -225,7 +224,7 @@ def aggregate(
 
     Parameters
     ----------
-    store, manifest
+    snap
         The snapshot to read (exactly its files).
     unit
         The spatial unit.
@@ -234,10 +233,10 @@ def aggregate(
     con
         A DuckDB connection or cursor (one per request in the API); a new one by default.
     """
-    plan = _plan(store, manifest, unit, filters, (filters.start, filters.end), years=True)
+    plan = _plan(snap, unit, filters, (filters.start, filters.end), years=True)
     with _cursor(con) as cur:
         if plan.cube:
-            hot = _hot(store, manifest, unit, filters, plan, cur)
+            hot = _hot(snap, unit, filters, plan, cur)
             if hot is not None:
                 return hot
         if not plan.files:
@@ -269,21 +268,20 @@ def aggregate(
 
 
 def _hot(
-    store: Store,
-    manifest: Manifest,
+    snap: Snapshot,
     unit: Unit,
     filters: Filters,
     plan: _Plan,
     cur: duckdb.DuckDBPyConnection,
 ) -> Counts | None:
-    """The counts from year cubes in memory (store/hotcube.py), None where they do not apply."""
+    """The counts from year cubes in memory (store/year_cubes.py), None where they do not apply."""
     family = unit.cube_family
     assert family is not None
     within = None
     if filters.within is not None:
         assert plan.ids is not None  # within on a cube is the unit's own layer
         within = _position(plan.ids, filters.within[1])
-    got = hotcube.counts(store, manifest, family, unit.res, filters, within, cur)
+    got = year_cubes.counts(snap, family, unit.res, filters, within, cur)
     if got is None:
         return None
     keys, n = got
@@ -300,16 +298,14 @@ def _hot(
     return Counts(table, int(n.sum()), unassigned)
 
 
-def unit_attributes(
-    store: Store, manifest: Manifest, unit: Unit, geometry: bool = False
-) -> pa.Table:
+def unit_attributes(snap: Snapshot, unit: Unit, geometry: bool = False) -> pa.Table:
     """unit_id, name, population (null where unknown) and, on request, WKB geometry.
 
     Layer versions are immutable, so their attributes are read once per process.
     """
     if unit.kind == "h3" or unit.layer is None:
         raise StoreError("H3 cells have no stored attributes")
-    path = store.root / manifest.layers[unit.layer].path
+    path = snap.path(snap.layer(unit.layer).path)
     extra = ("geometry",) if geometry else ()
     if unit.kind == "street":
         t = read_layer_columns(path, ("street_id", "name", *extra))
@@ -323,8 +319,7 @@ INTERVALS = {"day": "day", "week": "week", "month": "month"}
 
 
 def timeseries(
-    store: Store,
-    manifest: Manifest,
+    snap: Snapshot,
     interval: str,
     filters: Filters,
     unit: Unit | None = None,
@@ -342,7 +337,7 @@ def timeseries(
     if unit is not None and unit_id is None:
         raise FilterError("id", None, "give the unit's id with unit")
     empty = pa.table({"period": pa.array([], pa.date32()), "count": pa.array([], pa.int64())})
-    plan = _plan(store, manifest, unit, filters, (filters.start, filters.end), interval == "month")
+    plan = _plan(snap, unit, filters, (filters.start, filters.end), interval == "month")
     where, params = plan.where, plan.params
     if unit is not None:
         where = f"({where}) AND {plan.key(unit)} = ?"
@@ -395,8 +390,7 @@ class UnitSeries:
 
 
 def unit_series(
-    store: Store,
-    manifest: Manifest,
+    snap: Snapshot,
     unit: Unit,
     interval: str,
     filters: Filters,
@@ -408,7 +402,7 @@ def unit_series(
     """
     if interval not in INTERVALS:
         raise FilterError("interval", interval, "use day, week or month")
-    plan = _plan(store, manifest, unit, filters, (filters.start, filters.end), interval == "month")
+    plan = _plan(snap, unit, filters, (filters.start, filters.end), interval == "month")
     span = _span(plan, filters)
     if span is None:
         return UnitSeries([], [], [], [])
@@ -433,8 +427,7 @@ def unit_series(
 
 
 def compare_periods(
-    store: Store,
-    manifest: Manifest,
+    snap: Snapshot,
     unit: Unit,
     filters: Filters,
     period_a: tuple[date, date],
@@ -454,7 +447,7 @@ def compare_periods(
     lo, hi = min(period_a[0], period_b[0]), max(period_a[1], period_b[1])
     aligned = all(month_aligned(d) for d in (*period_a, *period_b))
     whole = all(year_aligned(d) for d in (*period_a, *period_b))
-    plan = _plan(store, manifest, unit, filters, (lo, hi), aligned, years=whole)
+    plan = _plan(snap, unit, filters, (lo, hi), aligned, years=whole)
     if not plan.files:
         return pa.table({"unit_id": pa.array([], pa.string()), "a": pa.array([], pa.int64()),
                          "b": pa.array([], pa.int64())})  # fmt: skip

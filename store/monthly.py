@@ -11,9 +11,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from store.snapshots import Manifest
+from store.snapshot import Snapshot
 from store.sql import h3_parent, quote
-from store.store import Store
 
 WHOLE_AREA = "total"
 H3_FAMILY = "h3"
@@ -42,8 +41,7 @@ def _unit_sql(family: str, h3_res: int) -> str:
 
 
 def monthly_counts(
-    store: Store,
-    manifest: Manifest,
+    snap: Snapshot,
     family: str,
     year: int,
     months: tuple[int, ...],
@@ -55,11 +53,10 @@ def monthly_counts(
     ``family`` is a boundary layer's name, ``street``, ``h3`` (cells at ``h3_res``) or
     ``total`` (the whole area).
     """
-    if family not in (WHOLE_AREA, H3_FAMILY, STREET_FAMILY, *manifest.boundary_layers):
+    if family not in (WHOLE_AREA, H3_FAMILY, STREET_FAMILY, *snap.boundary_layers):
         raise ValueError(f"unknown unit family {family!r}")
     files = [
-        str(store.root / f.path)
-        for f in store.files_between(manifest, date(year, 1, 1), date(year + 1, 1, 1))
+        str(snap.path(f.path)) for f in snap.files_between(date(year, 1, 1), date(year + 1, 1, 1))
     ]
     if not files or not months:
         empty: list[str | None] = []
@@ -90,7 +87,7 @@ def monthly_counts(
 
 
 def nesting(
-    store: Store, manifest: Manifest, child: str, parent: str, con: duckdb.DuckDBPyConnection
+    snap: Snapshot, child: str, parent: str, con: duckdb.DuckDBPyConnection
 ) -> dict[str, str] | None:
     """Each ``child`` unit's ``parent`` unit, where the records say the layers nest.
 
@@ -98,10 +95,10 @@ def nesting(
     left out, and so is every parent it touches (their sums are not exact). None unless 99 % of children lie in one parent and no record is in a child but
     outside every parent or the other way round.
     """
-    layers = manifest.boundary_layers
-    if child not in layers or parent not in layers or not manifest.files:
+    layers = snap.boundary_layers
+    if child not in layers or parent not in layers or not snap.manifest.files:
         return None
-    files = [str(store.root / f.path) for f in manifest.files]
+    files = [str(snap.path(f.path)) for f in snap.manifest.files]
     rows = con.sql(
         f"SELECT {quote(child)}, {quote(parent)} FROM read_parquet(?) GROUP BY ALL",
         params=[files],

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import duckdb
 
-from store.snapshots import Manifest
-from store.store import Store
+from store.snapshot import Kind, Snapshot
+
+# Figures about a snapshot and its offenses: one entry per snapshot and source scope.
+SUMMARIES = Kind("summaries", items=64)
+OFFENSES = Kind("offense triples", items=8)
 
 
 @dataclass(frozen=True)
@@ -22,10 +24,10 @@ class Summary:
     offenses: dict[str, int]
 
 
-def connect(store: Store, manifest: Manifest) -> duckdb.DuckDBPyConnection:
+def connect(snap: Snapshot) -> duckdb.DuckDBPyConnection:
     """A connection with an ``incidents`` view over the snapshot's files."""
     con = duckdb.connect()
-    files = [str(p) for p in store.data_files(manifest)]
+    files = [str(p) for p in snap.store.data_files(snap.manifest)]
     if files:
         # File paths are bound as a parameter list, never spliced into the SQL text.
         rel = con.read_parquet(files)
@@ -33,26 +35,23 @@ def connect(store: Store, manifest: Manifest) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def snapshot_summary(store: Store, manifest: Manifest, sources: tuple[str, ...] = ()) -> Summary:
+def snapshot_summary(snap: Snapshot, sources: tuple[str, ...] = ()) -> Summary:
     """Date range, sources, and counts per category and offense (of ``sources`` only).
 
     Snapshots never change, so each one is read once per process (/v1/meta is the page's
     first call and must stay fast under load).
     """
-    return _summary(str(store.root), manifest.snapshot, tuple(sources))
+    return snap.memo(SUMMARIES, tuple(sources), lambda: _summary(snap, tuple(sources)))
 
 
-@lru_cache(maxsize=64)
-def _summary(root: str, snapshot: int, sources: tuple[str, ...]) -> Summary:
-    store = Store(root)
-    manifest = store.require_manifest(snapshot)
-    if not manifest.files:
+def _summary(snap: Snapshot, sources: tuple[str, ...]) -> Summary:
+    if not snap.manifest.files:
         return Summary(None, None, [], {}, {})
     where, params = "TRUE", []
     if sources:
         where = f"source IN ({', '.join('?' * len(sources))})"
         params = list(sources)
-    con = connect(store, manifest)
+    con = connect(snap)
     try:
         lo, hi = con.execute(
             f"SELECT min(local_date), max(local_date) FROM incidents WHERE {where}", params
@@ -80,15 +79,13 @@ def _summary(root: str, snapshot: int, sources: tuple[str, ...]) -> Summary:
     return Summary(str(lo) if lo else None, str(hi) if hi else None, found, cats, offs)
 
 
-def offense_triples(store: Store, manifest: Manifest) -> tuple[tuple[str, str, bool], ...]:
+def offense_triples(snap: Snapshot) -> tuple[tuple[str, str, bool], ...]:
     """The snapshot's distinct (offense, category, sensitive) triples, read once per snapshot."""
-    return _triples(
-        str(store.root), manifest.snapshot, tuple(str(p) for p in store.data_files(manifest))
-    )
+    files = tuple(str(p) for p in snap.store.data_files(snap.manifest))
+    return snap.memo(OFFENSES, (), lambda: _triples(files))
 
 
-@lru_cache(maxsize=8)
-def _triples(root: str, snapshot: int, files: tuple[str, ...]) -> tuple[tuple[str, str, bool], ...]:
+def _triples(files: tuple[str, ...]) -> tuple[tuple[str, str, bool], ...]:
     if not files:
         return ()
     con = duckdb.connect()

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 
 from store.errors import StoreError
 from store.filters import FilterError, Filters
+from store.snapshot import Snapshot
 from store.snapshots import Manifest
 from store.sql import quote
-from store.store import Store
 
 BASE_COLUMNS = [
     "source", "incident_id", "occurred_at", "local_date", "local_hour", "time_imputed",
@@ -51,15 +51,12 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     return source, incident_id
 
 
-def _files(store: Store, manifest: Manifest, filters: Filters) -> list[str]:
-    return [
-        str(store.root / f.path) for f in store.files_between(manifest, filters.start, filters.end)
-    ]
+def _files(snap: Snapshot, filters: Filters) -> list[str]:
+    return [str(snap.path(f.path)) for f in snap.files_between(filters.start, filters.end)]
 
 
 def page(
-    store: Store,
-    manifest: Manifest,
+    snap: Snapshot,
     filters: Filters,
     limit: int,
     after: tuple[str, str] | None,
@@ -71,15 +68,15 @@ def page(
     """
     if not 1 <= limit <= MAX_PAGE:
         raise FilterError("limit", limit, f"must be 1..{MAX_PAGE}")
-    files = _files(store, manifest, filters)
+    files = _files(snap, filters)
     if not files:
         return [], None
-    where, params = filters.where(manifest.boundary_layers)
+    where, params = filters.where(snap.boundary_layers)
     if after is not None:
         where = f"({where}) AND (source > ? OR (source = ? AND incident_id > ?))"
         params = [*params, after[0], after[0], after[1]]
     sql = (
-        f"SELECT {_select(manifest)} FROM read_parquet(?) WHERE {where} "
+        f"SELECT {_select(snap.manifest)} FROM read_parquet(?) WHERE {where} "
         "ORDER BY source, incident_id LIMIT ?"
     )
     result = con.execute(sql, [files, *params, limit + 1])
@@ -91,18 +88,17 @@ def page(
 
 
 def batches(
-    store: Store,
-    manifest: Manifest,
+    snap: Snapshot,
     filters: Filters,
     con: duckdb.DuckDBPyConnection,
     rows_per_batch: int = 10_000,
 ) -> Iterator[pa.RecordBatch]:
     """Every matching record, in batches: memory stays bounded however many there are."""
-    files = _files(store, manifest, filters)
+    files = _files(snap, filters)
     if not files:
         return
-    where, params = filters.where(manifest.boundary_layers)
-    sql = f"SELECT {_select(manifest)} FROM read_parquet(?) WHERE {where} ORDER BY source, incident_id"
+    where, params = filters.where(snap.boundary_layers)
+    sql = f"SELECT {_select(snap.manifest)} FROM read_parquet(?) WHERE {where} ORDER BY source, incident_id"
     reader = con.sql(sql, params=[files, *params]).to_arrow_reader(rows_per_batch)
     try:
         yield from reader
@@ -111,15 +107,15 @@ def batches(
 
 
 def export_parquet(
-    store: Store, manifest: Manifest, filters: Filters, path: str, con: duckdb.DuckDBPyConnection
+    snap: Snapshot, filters: Filters, path: str, con: duckdb.DuckDBPyConnection
 ) -> int:
     """Write every matching record to a Parquet file (DuckDB streams it); the row count."""
-    files = _files(store, manifest, filters)
+    files = _files(snap, filters)
     if not files:
         raise StoreError("no records in the snapshot for these dates")
-    where, params = filters.where(manifest.boundary_layers)
+    where, params = filters.where(snap.boundary_layers)
     sql = (
-        f"COPY (SELECT {_select(manifest)} FROM read_parquet(?) WHERE {where} "
+        f"COPY (SELECT {_select(snap.manifest)} FROM read_parquet(?) WHERE {where} "
         "ORDER BY source, incident_id) TO ? (FORMAT parquet, COMPRESSION zstd)"
     )
     con.sql(sql, params=[files, *params, path])
@@ -127,18 +123,18 @@ def export_parquet(
 
 
 def points(
-    store: Store, manifest: Manifest, filters: Filters, con: duckdb.DuckDBPyConnection, limit: int
+    snap: Snapshot, filters: Filters, con: duckdb.DuckDBPyConnection, limit: int
 ) -> pa.Table:
     """lon, lat and local_date of every matching record (at most ``limit``).
 
     For statistics over points (kernel density, near repeats); StoreError when more than
     ``limit`` records match, so that memory stays bounded: narrow the filters.
     """
-    files = _files(store, manifest, filters)
+    files = _files(snap, filters)
     if not files:
         return pa.table({"lon": pa.array([], pa.float64()), "lat": pa.array([], pa.float64()),
                          "local_date": pa.array([], pa.date32())})  # fmt: skip
-    where, params = filters.where(manifest.boundary_layers)
+    where, params = filters.where(snap.boundary_layers)
     sql = f"SELECT lon, lat, local_date FROM read_parquet(?) WHERE {where} LIMIT ?"
     table: pa.Table = con.sql(sql, params=[files, *params, limit + 1]).to_arrow_table()
     if table.num_rows > limit:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ from store.layers import (
 )
 from store.parquet import read_parquet
 from store.schema import RESERVED
+from store.snapshot import Memo, Snapshot
 from store.snapshots import (
     MANIFESTS,
     Batch,
@@ -53,6 +55,8 @@ DEFAULT_STREET_DISTANCE = 50.0
 ROLLUP_MIN_FILES = 16
 # Street grids are stored for this reach; a larger snapping distance rebuilds the grid.
 STREET_REACH = DEFAULT_STREET_DISTANCE
+# Snapshot objects a store keeps (the current one and a few older ones read with as_of).
+KEPT_SNAPSHOTS = 8
 
 Enricher = Callable[[pa.Table, Manifest], pa.Table]
 
@@ -66,8 +70,27 @@ class Store:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
+        self.memo = Memo()  # what readers derive from snapshots, bounded per kind
+        self._snapshots: dict[tuple[int, str], Snapshot] = {}
+        self._snapshots_lock = threading.Lock()
 
     # -- reading ---------------------------------------------------------------------
+
+    def snapshot(self, as_of: int | None = None) -> Snapshot:
+        """The current snapshot, or snapshot ``as_of``: one object per published snapshot.
+
+        Raises :class:`StoreError` on an empty store or an unknown ``as_of``.
+        """
+        manifest = self.require_manifest(as_of)
+        # created_at tells a snapshot from one of the same number in a store rebuilt in place.
+        key = (manifest.snapshot, manifest.created_at)
+        with self._snapshots_lock:
+            snap = self._snapshots.get(key)
+            if snap is None:
+                if len(self._snapshots) >= KEPT_SNAPSHOTS:
+                    self._snapshots.pop(next(iter(self._snapshots)))  # the oldest asked for
+                snap = self._snapshots[key] = Snapshot(self, manifest)
+        return snap
 
     def snapshots(self) -> list[int]:
         """Published snapshot numbers, ascending."""

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import PrincipalDep
 from api.context import answering, echo
-from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
+from api.deps import CursorDep, FiltersDep, SnapshotDep
 from api.errors import ERROR_RESPONSES
 from api.responses import csv_safe, json_response
 from disclosure.rules import NotPublished
@@ -31,7 +31,7 @@ from publication.tables import Period, cutoff
 from publication.tables import default_period as release_default
 from store.aggregate import Unit, compare_periods, timeseries, unit_attributes
 from store.filters import FilterError, Filters
-from store.snapshots import Manifest
+from store.snapshot import Snapshot
 
 router = APIRouter(prefix="/v1", tags=["aggregates"], responses=ERROR_RESPONSES)
 
@@ -108,8 +108,7 @@ def get_aggregate(
     request: Request,
     principal: PrincipalDep,
     cursor: CursorDep,
-    store: StoreDep,
-    manifest: ManifestDep,
+    snap: SnapshotDep,
     filters: FiltersDep,
     unit: Annotated[
         str,
@@ -127,13 +126,13 @@ def get_aggregate(
     Example: robberies of pedestrians with violence by colonia in 2023, at night —
     `/v1/aggregate?unit=colonia&start=2023-01-01&end=2024-01-01&offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA&hour_from=22&hour_to=6`.
     """
-    parsed = Unit.parse(unit, manifest)
-    flt, pub = answering(request, principal, manifest, filters.to_filters(), parsed)
-    shown = published_counts(store, manifest, parsed, flt, pub, request.app.state.rules, cursor)
+    parsed = Unit.parse(unit, snap.manifest)
+    flt, pub = answering(request, principal, snap, filters.to_filters(), parsed)
+    shown = published_counts(snap, parsed, flt, pub, request.app.state.rules, cursor)
     table, total, unassigned = shown.table, shown.total, shown.unassigned
     privacy = pub.describe(shown.withheld) if pub is not None else None
-    rows, geometries = _rows(store, manifest, parsed, table, with_geometry=format is Format.geojson)
-    headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
+    rows, geometries = _rows(snap, parsed, table, with_geometry=format is Format.geojson)
+    headers = {"X-Cuadra-Snapshot": str(snap.id)}
     if format is Format.csv:
         return _csv(rows, headers)
     if format is Format.geojson:
@@ -143,7 +142,7 @@ def get_aggregate(
         ]
         body = {
             "type": "FeatureCollection",
-            "snapshot": manifest.snapshot,
+            "snapshot": snap.id,
             "unit": unit,
             "total": total,
             "unassigned": unassigned,
@@ -154,7 +153,7 @@ def get_aggregate(
     # Built as plain data and encoded once: the schema is AggregateResponse's (tested by
     # the schema fuzz tests), without a model object per row on the hot path.
     payload = {
-        "snapshot": manifest.snapshot,
+        "snapshot": snap.id,
         "unit": unit,
         "filters": echo(flt),
         "total": total,
@@ -166,7 +165,7 @@ def get_aggregate(
 
 
 def _public_months(
-    request: Request, manifest: Manifest, flt: Filters, unit: Unit | None, interval: Interval
+    request: Request, snap: Snapshot, flt: Filters, unit: Unit | None, interval: Interval
 ) -> tuple[Filters, PublicView, list[date]]:
     """A public series: whole months, each a cell of the release, up to the delay."""
     if interval is not Interval.month:
@@ -180,14 +179,13 @@ def _public_months(
             )
     rules = request.app.state.rules
     until = cutoff(rules, today())
-    default = release_default(manifest, until)
+    default = release_default(snap.manifest, until)
     first = flt.start or default.start
     if flt.end is not None and flt.end <= first:
         raise FilterError("end", flt.end.isoformat(), f"must be after start {first}")
     if first >= until:
         raise FilterError("start", first.isoformat(), f"public figures end before {until}")
-    probe = public_view(request.app.state.store, manifest, rules,
-                        replace(flt, start=None, end=None), unit, Period.month(first))  # fmt: skip
+    probe = public_view(snap, rules, replace(flt, start=None, end=None), unit, Period.month(first))
     last = min(flt.end or (default.end if flt.start is None else until), until)
     months = []
     day = first
@@ -206,7 +204,7 @@ MAX_PUBLIC_MONTHS = 240
 
 
 def _rows(
-    store: Any, manifest: Any, unit: Unit, table: pa.Table, with_geometry: bool
+    snap: Snapshot, unit: Unit, table: pa.Table, with_geometry: bool
 ) -> tuple[list[dict[str, Any]], list[Any]]:
     """Rows with name and rate per 100k, joined by column (no Python loop over rows)."""
     ids = table.column("unit_id")
@@ -220,7 +218,7 @@ def _rows(
             polys = cells_to_polygons(hex_to_cells(ids.to_pylist()))
             geometries = [json.loads(g) for g in shapely.to_geojson(polys)]
     else:
-        attrs = unit_attributes(store, manifest, unit, geometry=with_geometry)
+        attrs = unit_attributes(snap, unit, geometry=with_geometry)
         pos = pc.index_in(ids, value_set=attrs.column("unit_id"))
         names = attrs.column("name").take(pos)
         population = attrs.column("population").take(pos)
@@ -290,8 +288,7 @@ def get_timeseries(
     request: Request,
     principal: PrincipalDep,
     cursor: CursorDep,
-    store: StoreDep,
-    manifest: ManifestDep,
+    snap: SnapshotDep,
     filters: FiltersDep,
     interval: Annotated[
         Interval, Query(description="day, week (ISO, from Monday) or month.")
@@ -319,29 +316,29 @@ def get_timeseries(
     Example: monthly counts of one colonia in 2023 —
     `/v1/timeseries?unit=colonia&id=15-017&interval=month&start=2023-01-01&end=2024-01-01`.
     """
-    parsed = Unit.parse(unit, manifest) if unit is not None else None
+    parsed = Unit.parse(unit, snap.manifest) if unit is not None else None
     if parsed is None and id is not None:
         raise FilterError("unit", None, "give unit together with id")
     rows: list[dict[str, Any]]
     if principal.public:
-        flt, pub, months = _public_months(request, manifest, filters.to_filters(), parsed, interval)
-        counts = series(store, manifest, pub, request.app.state.rules, parsed, id, months, cursor)
+        flt, pub, months = _public_months(request, snap, filters.to_filters(), parsed, interval)
+        counts = series(snap, pub, request.app.state.rules, parsed, id, months, cursor)
         # Withheld months are null, zeros too: a withheld month may hold anything below k.
         rows = [{"period": m.isoformat(), "count": c} for m, c in zip(months, counts, strict=True)]
         privacy = pub.describe(any(c is None for c in counts))
     else:
-        flt, _ = answering(request, principal, manifest, filters.to_filters(), parsed)
-        table = timeseries(store, manifest, interval.value, flt, parsed, id, cursor)
+        flt, _ = answering(request, principal, snap, filters.to_filters(), parsed)
+        table = timeseries(snap, interval.value, flt, parsed, id, cursor)
         periods = table.column("period").to_pylist()
         rows = [
             {"period": p.isoformat(), "count": c}
             for p, c in zip(periods, table.column("count").to_pylist(), strict=True)
         ]
         privacy = None
-    headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
+    headers = {"X-Cuadra-Snapshot": str(snap.id)}
     if format is TableFormat.csv:
         return _table_csv(["period", "count"], rows, headers)
-    payload = {"snapshot": manifest.snapshot, "interval": interval.value, "unit": unit, "id": id,
+    payload = {"snapshot": snap.id, "interval": interval.value, "unit": unit, "id": id,
                "filters": echo(flt), "privacy": privacy, "rows": rows}  # fmt: skip
     return json_response(payload, headers)
 
@@ -395,8 +392,7 @@ def get_compare(
     request: Request,
     principal: PrincipalDep,
     cursor: CursorDep,
-    store: StoreDep,
-    manifest: ManifestDep,
+    snap: SnapshotDep,
     filters: FiltersDep,
     unit: Annotated[
         str,
@@ -429,7 +425,7 @@ def get_compare(
     `/v1/compare?unit=cuadrante&a_start=2023-01-01&a_end=2024-01-01&b_start=2024-01-01&b_end=2025-01-01`
     then read the rows with `change > 0` and `p_value < 0.05`.
     """
-    parsed = Unit.parse(unit, manifest)
+    parsed = Unit.parse(unit, snap.manifest)
     flt = filters.to_filters()
     pub_a = pub_b = None
     rules = request.app.state.rules
@@ -441,32 +437,25 @@ def get_compare(
                 periods.append(Period.parse(lo, hi))
             except NotPublished as err:
                 raise FilterError(name, hi.isoformat(), err.message) from None
-        pub_a = public_view(
-            store, manifest, rules, replace(flt, start=None, end=None), parsed, periods[0]
-        )
-        pub_b = public_view(
-            store, manifest, rules, replace(flt, start=None, end=None), parsed, periods[1]
-        )
+        pub_a = public_view(snap, rules, replace(flt, start=None, end=None), parsed, periods[0])
+        pub_b = public_view(snap, rules, replace(flt, start=None, end=None), parsed, periods[1])
         flt = replace(pub_a.filters, start=None, end=None)
     elif principal.scopes:
         flt = replace(flt, sources=principal.scopes)
     if pub_a is not None and pub_b is not None:
-        shown_a = published_counts(store, manifest, parsed, flt, pub_a, rules, cursor)
-        shown_b = published_counts(store, manifest, parsed, flt, pub_b, rules, cursor)
+        shown_a = published_counts(snap, parsed, flt, pub_a, rules, cursor)
+        shown_b = published_counts(snap, parsed, flt, pub_b, rules, cursor)
         table = _both(shown_a, shown_b)
         withheld = shown_a.withheld or shown_b.withheld
     else:
-        table = compare_periods(
-            store, manifest, parsed, flt, (a_start, a_end), (b_start, b_end), cursor
-        )
+        table = compare_periods(snap, parsed, flt, (a_start, a_end), (b_start, b_end), cursor)
     days_a = (a_end - a_start).days
     days_b = (b_end - b_start).days
     a = np.asarray(table.column("a").to_pylist(), dtype=np.int64)
     b = np.asarray(table.column("b").to_pylist(), dtype=np.int64)
     p = poisson_rate_test(a, b, days_a, days_b)
     base_rows, _ = _rows(
-        store,
-        manifest,
+        snap,
         parsed,
         pa.table({"unit_id": table.column("unit_id"), "count": table.column("b")}),
         False,
@@ -485,11 +474,11 @@ def get_compare(
     else:
         rows.sort(key=lambda r: (-abs(r["change"]), r["p_value"], r["unit_id"]))
     privacy = pub_b.describe(withheld) if pub_b is not None else None
-    headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
+    headers = {"X-Cuadra-Snapshot": str(snap.id)}
     if format is TableFormat.csv:
         return _table_csv(list(CompareRow.model_fields), rows, headers)
     payload = CompareResponse(
-        snapshot=manifest.snapshot, unit=unit, a=[a_start.isoformat(), a_end.isoformat()],
+        snapshot=snap.id, unit=unit, a=[a_start.isoformat(), a_end.isoformat()],
         b=[b_start.isoformat(), b_end.isoformat()], rank=rank, filters=echo(flt),
         privacy=privacy, rows=[CompareRow(**r) for r in rows],
     )  # fmt: skip

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import PrincipalDep
 from api.context import answering, echo
-from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
+from api.deps import CursorDep, FiltersDep, SnapshotDep
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from api.routes.hotspots import AREA_UNITS
@@ -78,8 +78,7 @@ def get_emerging(
     request: Request,
     principal: PrincipalDep,
     db: CursorDep,
-    store: StoreDep,
-    manifest: ManifestDep,
+    snap: SnapshotDep,
     filters: FiltersDep,
     unit: Annotated[
         str,
@@ -116,10 +115,10 @@ def get_emerging(
     The rules are in docs/hotspots.md.
     """
     principal.require_key("hotspot statistics need an analyst or admin API key for now")
-    parsed = Unit.parse(unit, manifest)
-    sa = study_area(store, manifest, parsed, area, k)
-    flt, _ = answering(request, principal, manifest, filters.to_filters(), parsed)
-    series = unit_series(store, manifest, parsed, interval, flt, db)
+    parsed = Unit.parse(unit, snap.manifest)
+    sa = study_area(snap, parsed, area, k)
+    flt, _ = answering(request, principal, snap, filters.to_filters(), parsed)
+    series = unit_series(snap, parsed, interval, flt, db)
     steps = len(series.periods)
     if steps < MIN_STEPS:
         raise FilterError("interval", interval, f"{steps} time steps in the window: need at least {MIN_STEPS}")  # fmt: skip
@@ -147,11 +146,11 @@ def get_emerging(
         warnings.append(f"only {steps} time steps: trends need about {FEW_STEPS} to mean much")
     if (cube == 0).mean() > 0.9:
         warnings.append(f"{(cube == 0).mean():.0%} of bins are empty: use coarser units or steps")
-    body = {"snapshot": manifest.snapshot, "method": "emerging", "unit": unit,
+    body = {"snapshot": snap.id, "method": "emerging", "unit": unit,
             "interval": interval, "periods": [p.isoformat() for p in series.periods],
             "window": window, "neighbours": sa.neighbours, "k": k, "area": sa.area, "n": sa.n,
             "alpha": alpha, "fdr": True,
             "summary": dict(sorted(Counter(str(c) for c in result.labels).items())),
             "categories": list(LABELS), "warnings": warnings, "filters": echo(flt),
             "rows": rows}  # fmt: skip
-    return json_response(body, {"X-Cuadra-Snapshot": str(manifest.snapshot)})
+    return json_response(body, {"X-Cuadra-Snapshot": str(snap.id)})

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import PrincipalDep
 from api.context import answering, echo
-from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
+from api.deps import CursorDep, FiltersDep, SnapshotDep
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from api.study_area import StudyArea, study_area
@@ -104,8 +104,7 @@ def get_hotspots(
     request: Request,
     principal: PrincipalDep,
     db: CursorDep,
-    store: StoreDep,
-    manifest: ManifestDep,
+    snap: SnapshotDep,
     filters: FiltersDep,
     unit: Annotated[
         str | None,
@@ -172,24 +171,24 @@ def get_hotspots(
     """
     principal.require_key("hotspot statistics need an analyst or admin API key for now")
     if method == "kde":
-        flt, _ = answering(request, principal, manifest, filters.to_filters(), None)
-        table = points(store, manifest, flt, db, MAX_POINTS)
+        flt, _ = answering(request, principal, snap, filters.to_filters(), None)
+        table = points(snap, flt, db, MAX_POINTS)
         try:
             surface = density_surface(table.column("lon").to_numpy(),
                                       table.column("lat").to_numpy(), bandwidth_m, cell_size)  # fmt: skip
         except ParameterError as exc:
             raise FilterError(exc.parameter, exc.value, str(exc)) from None
-        body = {"snapshot": manifest.snapshot, "method": method, **vars(surface),
+        body = {"snapshot": snap.id, "method": method, **vars(surface),
                 "filters": echo(flt)}  # fmt: skip
-        return json_response(body, {"X-Cuadra-Snapshot": str(manifest.snapshot)})
+        return json_response(body, {"X-Cuadra-Snapshot": str(snap.id)})
     if unit is None:
         raise FilterError("unit", None, "Gi* needs a unit: h3:5 … h3:10 or a boundary layer")
     if 0 < permutations < 99:
         raise FilterError("permutations", permutations, "use 0 (analytic) or at least 99")
-    parsed = Unit.parse(unit, manifest)
-    sa = study_area(store, manifest, parsed, area, k)
-    flt, _ = answering(request, principal, manifest, filters.to_filters(), parsed)
-    counts = aggregate(store, manifest, parsed, flt, db)
+    parsed = Unit.parse(unit, snap.manifest)
+    sa = study_area(snap, parsed, area, k)
+    flt, _ = answering(request, principal, snap, filters.to_filters(), parsed)
+    counts = aggregate(snap, parsed, flt, db)
     values = counts.table.column("count").to_numpy()
     y, inside = sa.place(counts.table.column("unit_id").to_pylist(), values)
     if permutations * sa.n > MAX_DRAWS:
@@ -204,14 +203,14 @@ def get_hotspots(
     order = np.argsort(-z, kind="stable")
     rows = [{"unit_id": sa.unit_ids[i], "count": int(y[i]), "z": float(z[i]), "p": float(p[i]),
              "p_fdr": float(p_fdr[i]), "class": str(classes[i])} for i in order]  # fmt: skip
-    body = {"snapshot": manifest.snapshot, "method": method, "unit": unit,
+    body = {"snapshot": snap.id, "method": method, "unit": unit,
             "neighbours": sa.neighbours, "k": k, "area": sa.area, "n": sa.n,
             "total": int(y.sum()), "outside": int(values[~inside].sum()), "alpha": alpha,
             "significant": int((p_fdr <= alpha).sum()), "fdr": True,
             "inference": "permutation" if permutations else "analytic",
             "permutations": permutations, "seed": seed if permutations else None,
             "warnings": warnings(sa, y), "filters": echo(flt), "rows": rows}  # fmt: skip
-    return json_response(body, {"X-Cuadra-Snapshot": str(manifest.snapshot)})
+    return json_response(body, {"X-Cuadra-Snapshot": str(snap.id)})
 
 
 def warnings(sa: StudyArea, y: np.ndarray) -> list[str]:

@@ -22,12 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
 from api.auth import Principal, PrincipalDep
-from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
+from api.deps import CursorDep, FiltersDep, SnapshotDep
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import csv_safe, json_response
 from store import Store
+from store.engine import Cursor
+from store.filters import Filters
 from store.keys import ACCESS
 from store.records import MAX_PAGE, batches, columns, decode_cursor, export_parquet, page
+from store.snapshot import Snapshot
 
 router = APIRouter(prefix="/v1", tags=["incidents"], responses=ERROR_RESPONSES)
 AUDIT_LOG = "audit.log"
@@ -94,8 +97,7 @@ def get_incidents(
     request: Request,
     principal: PrincipalDep,
     db: CursorDep,
-    store: StoreDep,
-    manifest: ManifestDep,
+    snap: SnapshotDep,
     filters: FiltersDep,
     limit: Annotated[
         int, Query(ge=1, le=MAX_PAGE, description="Records per page (format=json).")
@@ -121,36 +123,36 @@ def get_incidents(
     if principal.scopes:
         flt = replace(flt, sources=principal.scopes)
     # Checked now: a stream that has started can no longer answer 400.
-    flt.check(manifest.boundary_layers)
-    _audit(store, principal, request, format.value)
-    headers = {"X-Cuadra-Snapshot": str(manifest.snapshot)}
+    flt.check(snap.boundary_layers)
+    _audit(snap.store, principal, request, format.value)
+    headers = {"X-Cuadra-Snapshot": str(snap.id)}
     if format is IncidentFormat.json:
         after = decode_cursor(cursor) if cursor else None
-        rows, next_cursor = page(store, manifest, flt, limit, after, db)
+        rows, next_cursor = page(snap, flt, limit, after, db)
         for r in rows:
             r["occurred_at"] = r["occurred_at"].astimezone(UTC).isoformat()
-        body = {"snapshot": manifest.snapshot, "next_cursor": next_cursor, "rows": rows}
+        body = {"snapshot": snap.id, "next_cursor": next_cursor, "rows": rows}
         return json_response(body, headers)
     if format is IncidentFormat.parquet:
         fd, path = tempfile.mkstemp(prefix="cuadra-export-", suffix=".parquet")
         os.close(fd)
-        export_parquet(store, manifest, flt, path, db)
+        export_parquet(snap, flt, path, db)
         return FileResponse(path, media_type="application/vnd.apache.parquet",
-                            filename=f"incidents-{manifest.snapshot}.parquet", headers=headers,
+                            filename=f"incidents-{snap.id}.parquet", headers=headers,
                             background=BackgroundTask(os.unlink, path))  # fmt: skip
     # Streams get a cursor of their own: the request's closes when the handler returns.
     stream = request.app.state.engine.cursor()
-    rows_iter = _stream(store, manifest, flt, stream)
+    rows_iter = _stream(snap, flt, stream)
     if format is IncidentFormat.csv:
-        return StreamingResponse(_csv_lines(columns(manifest), rows_iter),
+        return StreamingResponse(_csv_lines(columns(snap.manifest), rows_iter),
                                  media_type="text/csv; charset=utf-8", headers=headers)  # fmt: skip
-    return StreamingResponse(_geojson_chunks(rows_iter, manifest.snapshot),
+    return StreamingResponse(_geojson_chunks(rows_iter, snap.id),
                              media_type="application/geo+json", headers=headers)  # fmt: skip
 
 
-def _stream(store: Store, manifest: Any, flt: Any, con: Any) -> Iterator[pa.RecordBatch]:
+def _stream(snap: Snapshot, flt: Filters, con: Cursor) -> Iterator[pa.RecordBatch]:
     try:
-        yield from batches(store, manifest, flt, con)
+        yield from batches(snap, flt, con)
     finally:
         con.close()
 

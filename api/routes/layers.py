@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path as FilePath
 from typing import Annotated
 
@@ -11,18 +10,19 @@ import shapely
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
-from api.deps import ManifestDep, StoreDep
+from api.deps import SnapshotDep
 from api.errors import ERROR_RESPONSES
 from store.filters import FilterError
 from store.layers import read_layer_columns
+from store.snapshot import Kind
 
 router = APIRouter(prefix="/v1", tags=["meta"], responses=ERROR_RESPONSES)
 SIMPLIFY = 2e-5  # degrees, about 2 m: outlines for a map, not for measuring
+OUTLINES = Kind("layer outlines", items=8)  # encoded GeoJSON, a few MB each
 
 
-@lru_cache(maxsize=8)
-def _outlines(path: str, mtime_ns: int) -> bytes:
-    table = read_layer_columns(FilePath(path), ("id", "name", "population", "geometry"))
+def _outlines(path: FilePath) -> bytes:
+    table = read_layer_columns(path, ("id", "name", "population", "geometry"))
     geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
     shapes = shapely.to_geojson(shapely.simplify(geoms, SIMPLIFY, preserve_topology=True))
     features = [
@@ -41,8 +41,7 @@ def _outlines(path: str, mtime_ns: int) -> bytes:
     responses={200: {"content": {"application/geo+json": {}}}},
 )
 def get_layer(
-    store: StoreDep,
-    manifest: ManifestDep,
+    snap: SnapshotDep,
     name: Annotated[
         str,
         Path(
@@ -56,10 +55,10 @@ def get_layer(
 
     Public: the layers are published boundaries, not incident data. Example: `/v1/layers/cuadrante`.
     """
-    if name not in manifest.boundary_layers:
-        raise FilterError("name", name, f"no boundary layer of that name (have: {', '.join(manifest.boundary_layers) or 'none'})")  # fmt: skip
-    path = store.root / manifest.layers[name].path
-    body = _outlines(str(path), path.stat().st_mtime_ns)
+    if name not in snap.boundary_layers:
+        raise FilterError("name", name, f"no boundary layer of that name (have: {', '.join(snap.boundary_layers) or 'none'})")  # fmt: skip
+    path = snap.path(snap.layer(name).path)
+    body = snap.memo(OUTLINES, name, lambda: _outlines(path))
     return Response(body, media_type="application/geo+json",
                     headers={"Cache-Control": "public, max-age=3600",
-                             "X-Cuadra-Snapshot": str(manifest.snapshot)})  # fmt: skip
+                             "X-Cuadra-Snapshot": str(snap.id)})  # fmt: skip

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import date, timedelta
 from importlib.metadata import version
-from typing import Annotated, Any
 
 import orjson
-from cachetools import LRUCache
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Principal, PrincipalDep
+from api.deps import SnapshotDep
 from api.errors import ERROR_RESPONSES
 from publication import tables
 from publication.figures import today
 from store import Store
 from store.engine import version as engine_version
 from store.query import snapshot_summary
-from store.snapshots import Manifest
+from store.snapshot import Kind, Snapshot
 
 router = APIRouter(tags=["meta"], responses=ERROR_RESPONSES)
 
@@ -94,39 +92,27 @@ def health(request: Request) -> Health:
 
 
 @router.get("/v1/meta", response_model=Meta, summary="What the dataset holds")
-def meta(
-    request: Request,
-    principal: PrincipalDep,
-    as_of: Annotated[
-        int | None, Query(ge=1, description="Read an older snapshot by its id.", examples=[1])
-    ] = None,
-) -> Response:
+def meta(request: Request, principal: PrincipalDep, snap: SnapshotDep) -> Response:
     """Snapshot id, date range, record count, categories, offenses, layers and units."""
-    store = _store(request)
-    manifest = store.require_manifest(as_of)
     rules = request.app.state.rules
     until = tables.cutoff(rules, today())
     # The page's first call, and the one other clients make while a crowd is served: its
     # answer is encoded once per snapshot, role and publication day.
-    key = (str(store.root), manifest.snapshot, manifest.created_at, principal.public,
-           principal.scopes, rules, until)  # fmt: skip
-    with _answers_lock:
-        body = _answers.get(key)
-    if body is None:
-        body = orjson.dumps(_meta(request, principal, store, manifest, until).model_dump())
-        with _answers_lock:
-            _answers[key] = body
-    return Response(body, media_type="application/json")
+    key = (principal.public, principal.scopes, rules, until)
+    return Response(
+        snap.memo(
+            META, key, lambda: orjson.dumps(_meta(request, principal, snap, until).model_dump())
+        ),
+        media_type="application/json",
+    )
 
 
-_answers: LRUCache[tuple[Any, ...], bytes] = LRUCache(maxsize=256)
-_answers_lock = threading.Lock()
+META = Kind("/v1/meta bodies", items=64)
 
 
-def _meta(
-    request: Request, principal: Principal, store: Store, manifest: Manifest, until: date
-) -> Meta:
-    summary = snapshot_summary(store, manifest, principal.scopes)
+def _meta(request: Request, principal: Principal, snap: Snapshot, until: date) -> Meta:
+    manifest = snap.manifest
+    summary = snapshot_summary(snap, principal.scopes)
     records: int | None = sum(summary.offenses.values())
     date_max = summary.date_max
     categories: dict[str, int | None] = dict(summary.categories)
@@ -138,7 +124,7 @@ def _meta(
         records = None
         cursor = request.app.state.engine.cursor()
         try:
-            names, groups = tables.published_names(store, manifest, rules, cursor, until)
+            names, groups = tables.published_names(snap, rules, cursor, until)
         finally:
             cursor.close()
         # Only what the release publishes: a name alone can say that a rare case happened.

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import PrincipalDep
 from api.context import answering, echo
-from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
+from api.deps import CursorDep, FiltersDep, SnapshotDep
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from geo.crs import WGS84, transform_xy, utm_crs_for
@@ -78,8 +78,7 @@ def get_near_repeat(
     request: Request,
     principal: PrincipalDep,
     db: CursorDep,
-    store: StoreDep,
-    manifest: ManifestDep,
+    snap: SnapshotDep,
     filters: FiltersDep,
     distance_bands: Annotated[
         str,
@@ -113,8 +112,8 @@ def get_near_repeat(
     principal.require_key("near-repeat analysis reads points: it needs an analyst or admin key")
     d_edges = _bands("distance_bands", distance_bands, MAX_DISTANCE)
     t_edges = _bands("time_bands", time_bands, MAX_DAYS)
-    flt, _ = answering(request, principal, manifest, filters.to_filters(), None)
-    table = points(store, manifest, flt, db, MAX_EVENTS)
+    flt, _ = answering(request, principal, snap, filters.to_filters(), None)
+    table = points(snap, flt, db, MAX_EVENTS)
     lon, lat = table.column("lon").to_numpy(), table.column("lat").to_numpy()
     crs = utm_crs_for(float(np.median(lon)), float(np.median(lat))) if lon.size else None
     x, y = transform_xy(lon, lat, WGS84, crs) if crs else (lon, lat)
@@ -131,8 +130,8 @@ def get_near_repeat(
                           "days": [t_edges[c], t_edges[c + 1]], "observed": obs,
                           "expected": exp, "ratio": obs / exp if exp > 0 else None,
                           "p": float(result.p[r, c])})  # fmt: skip
-    body = {"snapshot": manifest.snapshot, "method": "knox", "intervals": "[from, to)",
+    body = {"snapshot": snap.id, "method": "knox", "intervals": "[from, to)",
             "distance_bands": d_edges, "time_bands": t_edges, "crs": crs,
             "events": result.events, "pairs": result.pairs, "permutations": permutations,
             "seed": seed, "filters": echo(flt), "table": cells}  # fmt: skip
-    return json_response(body, {"X-Cuadra-Snapshot": str(manifest.snapshot)})
+    return json_response(body, {"X-Cuadra-Snapshot": str(snap.id)})

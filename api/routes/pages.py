@@ -16,11 +16,12 @@ import folium
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.deps import FiltersDep, ManifestDep, StoreDep
+from api.deps import FiltersDep, SnapshotDep
 from api.errors import ERROR_RESPONSES
 from api.tile_data import area_bounds
 from ingest.taxonomy import TAXONOMY_DIR
 from store.filters import FilterError
+from store.snapshot import Snapshot
 from tiles.grid import MAX_ZOOM, MIN_ZOOM
 
 router = APIRouter(tags=["pages"], responses=ERROR_RESPONSES)
@@ -43,10 +44,10 @@ def _category_labels() -> dict[str, dict[str, str]]:
         }
 
 
-def _page(request: Request, store: Any, manifest: Any, embed: bool, lang: str,
+def _page(request: Request, snap: Snapshot, embed: bool, lang: str,
           layers: tuple[str, ...], metric: str) -> HTMLResponse:  # fmt: skip
     settings = request.app.state.settings
-    bounds = area_bounds(store, manifest) or (-99.37, 19.05, -98.94, 19.59)
+    bounds = area_bounds(snap) or (-99.37, 19.05, -98.94, 19.59)
     centre = [(bounds[1] + bounds[3]) / 2, (bounds[0] + bounds[2]) / 2]
     fmap = folium.Map(location=centre, zoom_start=11, tiles=None, min_zoom=MIN_ZOOM,
                       max_zoom=MAX_ZOOM, control_scale=not embed)  # fmt: skip
@@ -64,7 +65,7 @@ def _page(request: Request, store: Any, manifest: Any, embed: bool, lang: str,
         "layers": list(layers),
         "metric": metric,
         "filters": filters,
-        "boundaryLayers": manifest.boundary_layers,
+        "boundaryLayers": snap.boundary_layers,
         "categories": _category_labels(),
         "attribution": settings.attribution,
         "minZoom": MIN_ZOOM,
@@ -81,7 +82,7 @@ def _page(request: Request, store: Any, manifest: Any, embed: bool, lang: str,
         f'<script id="cuadra-config" type="application/json">{payload}</script>'
         '<script src="/static/map.js"></script>'))  # fmt: skip
     html = root.render().replace("<html>", f'<html lang="{lang}">', 1)
-    headers = {"Cache-Control": "no-cache", "X-Cuadra-Snapshot": str(manifest.snapshot)}
+    headers = {"Cache-Control": "no-cache", "X-Cuadra-Snapshot": str(snap.id)}
     if not embed:
         headers["X-Frame-Options"] = "SAMEORIGIN"  # the analyst map is not for framing
     return HTMLResponse(html, headers=headers)
@@ -111,7 +112,7 @@ Metric = Annotated[Literal["count", "rate"],
     summary="The analyst map (Leaflet, Spanish by default)",
 )
 def get_map(
-    request: Request, store: StoreDep, manifest: ManifestDep, filters: FiltersDep,
+    request: Request, snap: SnapshotDep, filters: FiltersDep,
     lang: Lang = "es", metric: Metric = "count",
 ) -> HTMLResponse:  # fmt: skip
     """The analyst map: choropleth, heatmap, hexagons, hot spots and outlines, with filters.
@@ -123,7 +124,7 @@ def get_map(
     The query string sets the first filters: `/map?offense=ROBO A NEGOCIO CON VIOLENCIA&lang=en`.
     """
     filters.to_filters()  # a bad filter is a 400 here, not a broken page
-    return _page(request, store, manifest, False, lang, ("heatmap", "colonias"), metric)
+    return _page(request, snap, False, lang, ("heatmap", "colonias"), metric)
 
 
 @router.get(
@@ -133,7 +134,7 @@ def get_map(
     summary="The map for iframes: minimal chrome",
 )
 def get_embed(
-    request: Request, store: StoreDep, manifest: ManifestDep, filters: FiltersDep,
+    request: Request, snap: SnapshotDep, filters: FiltersDep,
     lang: Lang = "es", metric: Metric = "count",
     layers: Annotated[str, Query(pattern=r"^[a-z]+(,[a-z]+)*$", max_length=100,
                                  description=f"Comma-separated, of: {', '.join(LAYERS)}.")] = "heatmap,colonias",
@@ -149,4 +150,4 @@ def get_embed(
         raise FilterError(
             "layers", layers, f"unknown layer {unknown[0]!r}; use {', '.join(LAYERS)}"
         )
-    return _page(request, store, manifest, True, lang, chosen, metric)
+    return _page(request, snap, True, lang, chosen, metric)

@@ -15,13 +15,13 @@ from fastapi.responses import Response
 
 from api.auth import Principal, PrincipalDep
 from api.context import answering
-from api.deps import CursorDep, FiltersDep, ManifestDep, StoreDep
+from api.deps import CursorDep, FiltersDep, SnapshotDep
 from api.errors import ERROR_RESPONSES
 from api.responses import json_response
 from api.tile_data import CellLayer, area_bounds, cell_layer
 from store.aggregate import Unit
 from store.filters import FilterError
-from store.snapshots import Manifest
+from store.snapshot import Snapshot
 from tiles import heatmap, hexagons
 from tiles.grid import MAX_ZOOM, MIN_ZOOM, TILE_SIZE, Bounds, hex_res, mercator_bounds, stretch
 
@@ -47,18 +47,18 @@ def _bounds(z: int, x: int, y: int) -> Bounds:
     return mercator_bounds(z, x, y)
 
 
-def _headers(principal: Principal, etag: str, manifest: Manifest) -> dict[str, str]:
+def _headers(principal: Principal, etag: str, snap: Snapshot) -> dict[str, str]:
     # Keyed tiles may hold what the public may not see: private caches only.
     scope = "public" if principal.public else "private"
     return {"ETag": etag, "Cache-Control": f"{scope}, max-age={MAX_AGE}",
-            "Vary": "Authorization, X-API-Key", "X-Cuadra-Snapshot": str(manifest.snapshot)}  # fmt: skip
+            "Vary": "Authorization, X-API-Key", "X-Cuadra-Snapshot": str(snap.id)}  # fmt: skip
 
 
 def _serve(
-    request: Request, principal: Principal, manifest: Manifest, etag: str, media: str,
+    request: Request, principal: Principal, snap: Snapshot, etag: str, media: str,
     render: Any,
 ) -> Response:  # fmt: skip
-    headers = _headers(principal, etag, manifest)
+    headers = _headers(principal, etag, snap)
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     with _tiles_lock:
@@ -77,12 +77,12 @@ def _etag(layer: CellLayer, *parts: object) -> str:
 
 
 def _heat_layer(
-    request: Request, principal: Principal, store: Any, manifest: Manifest, filters: Any,
+    request: Request, principal: Principal, snap: Snapshot, filters: Any,
     db: Any,
 ) -> CellLayer:  # fmt: skip
     res = HEAT_RES if not principal.public else request.app.state.settings.tiles_public_res
-    flt, pub = answering(request, principal, manifest, filters.to_filters(), Unit("h3", res=res))
-    return cell_layer(store, manifest, res, flt, pub, request.app.state.rules, db)
+    flt, pub = answering(request, principal, snap, filters.to_filters(), Unit("h3", res=res))
+    return cell_layer(snap, res, flt, pub, request.app.state.rules, db)
 
 
 def _heat(request: Request, layer: CellLayer, z: int, x: int, y: int, size: int) -> bytes:
@@ -103,13 +103,12 @@ def _heat(request: Request, layer: CellLayer, z: int, x: int, y: int, size: int)
     responses={200: {"content": {"image/png": {}}}, **TILE_RESPONSES},
 )
 def get_heatmap_2x(
-    request: Request, principal: PrincipalDep, db: CursorDep, store: StoreDep,
-    manifest: ManifestDep, filters: FiltersDep, z: Z, x: X, y: Y,
+    request: Request, principal: PrincipalDep, db: CursorDep, snap: SnapshotDep, filters: FiltersDep, z: Z, x: X, y: Y,
 ) -> Response:  # fmt: skip
     """The heatmap tile at twice the pixels (same area, same colours)."""
-    layer = _heat_layer(request, principal, store, manifest, filters, db)
+    layer = _heat_layer(request, principal, snap, filters, db)
     etag = _etag(layer, "heat", z, x, y, 2)
-    return _serve(request, principal, manifest, etag, "image/png",
+    return _serve(request, principal, snap, etag, "image/png",
                   lambda: _heat(request, layer, z, x, y, 2 * TILE_SIZE))  # fmt: skip
 
 
@@ -120,8 +119,7 @@ def get_heatmap_2x(
     responses={200: {"content": {"image/png": {}}}, **TILE_RESPONSES},
 )
 def get_heatmap(
-    request: Request, principal: PrincipalDep, db: CursorDep, store: StoreDep,
-    manifest: ManifestDep, filters: FiltersDep, z: Z, x: X, y: Y,
+    request: Request, principal: PrincipalDep, db: CursorDep, snap: SnapshotDep, filters: FiltersDep, z: Z, x: X, y: Y,
 ) -> Response:  # fmt: skip
     """Quartic kernel density of the matching incidents, from published H3 cell counts.
 
@@ -129,9 +127,9 @@ def get_heatmap(
     resolution 9 (suppression applied; never points). One colour scale per zoom and filter
     set. Example: `/v1/tiles/heatmap/13/1838/3666.png?offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA`.
     """
-    layer = _heat_layer(request, principal, store, manifest, filters, db)
+    layer = _heat_layer(request, principal, snap, filters, db)
     etag = _etag(layer, "heat", z, x, y, 1)
-    return _serve(request, principal, manifest, etag, "image/png",
+    return _serve(request, principal, snap, etag, "image/png",
                   lambda: _heat(request, layer, z, x, y, TILE_SIZE))  # fmt: skip
 
 
@@ -142,8 +140,7 @@ def get_heatmap(
     responses={200: {"content": {MVT: {}}}, **TILE_RESPONSES},
 )
 def get_hex(
-    request: Request, principal: PrincipalDep, db: CursorDep, store: StoreDep,
-    manifest: ManifestDep, filters: FiltersDep, z: Z, x: X, y: Y,
+    request: Request, principal: PrincipalDep, db: CursorDep, snap: SnapshotDep, filters: FiltersDep, z: Z, x: X, y: Y,
 ) -> Response:  # fmt: skip
     """Layer `hex`: one polygon per H3 cell with properties `h3` and `count`.
 
@@ -153,8 +150,8 @@ def get_hex(
     res = hex_res(z)
     if principal.public:
         res = min(res, request.app.state.rules.finest_h3)
-    flt, pub = answering(request, principal, manifest, filters.to_filters(), Unit("h3", res=res))
-    layer = cell_layer(store, manifest, res, flt, pub, request.app.state.rules, db)
+    flt, pub = answering(request, principal, snap, filters.to_filters(), Unit("h3", res=res))
+    layer = cell_layer(snap, res, flt, pub, request.app.state.rules, db)
     etag = _etag(layer, "hex", z, x, y)
 
     def render() -> bytes:
@@ -165,16 +162,14 @@ def get_hex(
         near = layer.near(bounds, margin)
         return hexagons.encode(layer.cells[near], layer.counts[near].astype(np.int64), bounds)
 
-    return _serve(request, principal, manifest, etag, MVT, render)
+    return _serve(request, principal, snap, etag, MVT, render)
 
 
-def _tilejson(
-    request: Request, store: Any, manifest: Manifest, kind: Literal["heatmap", "hex"]
-) -> dict[str, Any]:
+def _tilejson(request: Request, snap: Snapshot, kind: Literal["heatmap", "hex"]) -> dict[str, Any]:
     query = urlencode(list(request.query_params.multi_items()))
     suffix = "png" if kind == "heatmap" else "mvt"
     url = f"{str(request.base_url).rstrip('/')}/v1/tiles/{kind}/{{z}}/{{x}}/{{y}}.{suffix}"
-    bounds = area_bounds(store, manifest) or (-180.0, -85.0511, 180.0, 85.0511)
+    bounds = area_bounds(snap) or (-180.0, -85.0511, 180.0, 85.0511)
     centre = [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, 11]
     body: dict[str, Any] = {
         "tilejson": "3.0.0",
@@ -202,18 +197,14 @@ def _tilejson(
 
 
 @router.get("/heatmap.json", summary="TileJSON 3.0 of the heatmap tiles")
-def get_heatmap_tilejson(
-    request: Request, store: StoreDep, manifest: ManifestDep, filters: FiltersDep
-) -> Any:
+def get_heatmap_tilejson(request: Request, snap: SnapshotDep, filters: FiltersDep) -> Any:
     """TileJSON 3.0; the request's filters are carried into the tile URL template."""
     filters.to_filters()  # a bad filter fails here, not on every tile
-    return json_response(_tilejson(request, store, manifest, "heatmap"), {})
+    return json_response(_tilejson(request, snap, "heatmap"), {})
 
 
 @router.get("/hex.json", summary="TileJSON 3.0 of the hexagon tiles")
-def get_hex_tilejson(
-    request: Request, store: StoreDep, manifest: ManifestDep, filters: FiltersDep
-) -> Any:
+def get_hex_tilejson(request: Request, snap: SnapshotDep, filters: FiltersDep) -> Any:
     """TileJSON 3.0 with the `hex` vector layer; filters carried into the URL template."""
     filters.to_filters()
-    return json_response(_tilejson(request, store, manifest, "hex"), {})
+    return json_response(_tilejson(request, snap, "hex"), {})

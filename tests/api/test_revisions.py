@@ -16,6 +16,7 @@ from ingest.pipeline import ingest
 from ingest.profiles import load_profile
 from publication import tables
 from store import Store
+from store.snapshot import Snapshot
 from tests.api.test_privacy import FAMILY
 from tests.conftest import SAMPLE_CSV
 
@@ -84,7 +85,7 @@ def test_each_month_is_read_from_its_publication_snapshot(sample_store: Store, d
     manifest = sample_store.require_manifest()
     from datetime import date
 
-    froms = tables.sources(sample_store, manifest, 2023, date(2024, 1, 1), delay)
+    froms = tables.sources(Snapshot(sample_store, manifest), 2023, date(2024, 1, 1), delay)
     assert len(froms) == 12
     # Every month of 2023 was published before this store existed: read from the first
     # snapshot that holds records of it (the ingest), not from later ones.

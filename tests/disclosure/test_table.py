@@ -12,16 +12,19 @@ from disclosure.table import TOTAL, Counts, Family, _relations, build_table
 from store import Store
 from store.monthly import monthly_counts
 from store.query import offense_triples
+from store.snapshot import Snapshot
 
 
 def test_colonia_table_of_a_real_year(sample_store: Store) -> None:
     manifest = sample_store.require_manifest()
-    tree = forest(offense_triples(sample_store, manifest))
+    tree = forest(offense_triples(Snapshot(sample_store, manifest)))
     rules = PublicRules()
     con = duckdb.connect()
 
     def counts(family: str) -> Counts:
-        c = monthly_counts(sample_store, manifest, family, 2023, tuple(range(1, 13)), 9, con)
+        c = monthly_counts(
+            Snapshot(sample_store, manifest), family, 2023, tuple(range(1, 13)), 9, con
+        )
         return Counts(c.units, c.month, c.offense, c.offense_names, c.count)
 
     whole = build_table(counts(TOTAL), tree, rules, Family(TOTAL, 1, True))

@@ -24,6 +24,7 @@ from store import Store
 from store.aggregate import Unit, _plan, aggregate, compare_periods, timeseries
 from store.cubes import _count_dense, _count_sorted, _distinct, h3_parent
 from store.filters import Filters
+from store.snapshot import Snapshot
 from store.snapshots import Manifest
 from tests.conftest import CDMX, COLONIAS
 
@@ -109,18 +110,18 @@ def test_cubes_answer_exactly_what_the_incidents_answer(
     for flt in CUBE_FILTERS:
         if flt.within and unit.layer != flt.within[0]:
             continue
-        assert _plan(sample_store, manifest, unit, flt, (flt.start, flt.end)).cube
-        assert not _plan(sample_store, plain, unit, flt, (flt.start, flt.end)).cube
-        fast = aggregate(sample_store, manifest, unit, flt)
-        slow = aggregate(sample_store, plain, unit, flt)
+        assert _plan(Snapshot(sample_store, manifest), unit, flt, (flt.start, flt.end)).cube
+        assert not _plan(Snapshot(sample_store, plain), unit, flt, (flt.start, flt.end)).cube
+        fast = aggregate(Snapshot(sample_store, manifest), unit, flt)
+        slow = aggregate(Snapshot(sample_store, plain), unit, flt)
         assert fast.table.equals(slow.table)
         assert (fast.total, fast.unassigned) == (slow.total, slow.unassigned)
         assert fast.total > 0
-        months = timeseries(sample_store, manifest, "month", flt)
-        assert months.equals(timeseries(sample_store, plain, "month", flt))
+        months = timeseries(Snapshot(sample_store, manifest), "month", flt)
+        assert months.equals(timeseries(Snapshot(sample_store, plain), "month", flt))
     a, b = (date(2022, 1, 1), date(2023, 1, 1)), (date(2023, 1, 1), date(2024, 7, 1))
-    fast_cmp = compare_periods(sample_store, manifest, unit, Filters(), a, b)
-    slow_cmp = compare_periods(sample_store, plain, unit, Filters(), a, b)
+    fast_cmp = compare_periods(Snapshot(sample_store, manifest), unit, Filters(), a, b)
+    slow_cmp = compare_periods(Snapshot(sample_store, plain), unit, Filters(), a, b)
     assert fast_cmp.sort_by("unit_id").equals(slow_cmp.sort_by("unit_id"))
 
 
@@ -128,9 +129,9 @@ def test_cubes_answer_exactly_what_the_incidents_answer(
 def test_finer_questions_read_the_incidents(sample_store: Store, flt: Filters) -> None:
     manifest = sample_store.require_manifest()
     unit = Unit.parse("colonia", manifest)
-    assert not _plan(sample_store, manifest, unit, flt, (flt.start, flt.end)).cube
+    assert not _plan(Snapshot(sample_store, manifest), unit, flt, (flt.start, flt.end)).cube
     fine = Unit.parse("h3:9", manifest)  # finer than the H3 cube
-    assert not _plan(sample_store, manifest, fine, Filters(), (None, None)).cube
+    assert not _plan(Snapshot(sample_store, manifest), fine, Filters(), (None, None)).cube
 
 
 def test_a_new_layer_gets_cubes_and_batches_add_up(layers_store: Store, tmp_path: Path) -> None:
@@ -145,15 +146,15 @@ def test_a_new_layer_gets_cubes_and_batches_add_up(layers_store: Store, tmp_path
     assert len({f.year for f in manifest.files}) >= 9
     unit = Unit.parse("alcaldia", manifest)
     for flt in (Filters(), Filters(sources=("ssp-cdmx",)), Filters(start=date(2016, 1, 1))):
-        fast = aggregate(layers_store, manifest, unit, flt)
-        slow = aggregate(layers_store, without_cubes(manifest), unit, flt)
+        fast = aggregate(Snapshot(layers_store, manifest), unit, flt)
+        slow = aggregate(Snapshot(layers_store, without_cubes(manifest)), unit, flt)
         assert fast.table.equals(slow.table) and fast.total == slow.total > 0
     # vacuum keeps every cube a snapshot names, and drops cubes no snapshot names.
     stray = layers_store.root / "cubes" / "alcaldia" / "year=2019" / "part-dead.parquet"
     stray.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(layers_store.root / manifest.files[0].cubes["alcaldia"], stray)
     assert layers_store.vacuum() == [stray]
-    assert aggregate(layers_store, manifest, unit, Filters()).total == manifest.rows
+    assert aggregate(Snapshot(layers_store, manifest), unit, Filters()).total == manifest.rows
 
 
 @settings(max_examples=200, deadline=None)
@@ -182,14 +183,14 @@ def test_bounds_past_the_data_still_read_cubes(sample_store: Store) -> None:
     manifest = sample_store.require_manifest()
     unit = Unit("layer", layer="colonia")
     wide = Filters(start=date(1990, 3, 17), end=date(2031, 5, 17))
-    assert _plan(sample_store, manifest, unit, wide, (wide.start, wide.end)).cube
-    everything = aggregate(sample_store, manifest, unit, Filters())
-    assert aggregate(sample_store, manifest, unit, wide).table.equals(everything.table)
+    assert _plan(Snapshot(sample_store, manifest), unit, wide, (wide.start, wide.end)).cube
+    everything = aggregate(Snapshot(sample_store, manifest), unit, Filters())
+    assert aggregate(Snapshot(sample_store, manifest), unit, wide).table.equals(everything.table)
     # A mid-month bound inside the data still needs the records, and still counts right.
     inside = Filters(end=date(2023, 5, 17))
-    assert not _plan(sample_store, manifest, unit, inside, (None, inside.end)).cube
-    cut = aggregate(sample_store, without_cubes(manifest), unit, inside)
-    assert aggregate(sample_store, manifest, unit, inside).table.equals(cut.table)
+    assert not _plan(Snapshot(sample_store, manifest), unit, inside, (None, inside.end)).cube
+    cut = aggregate(Snapshot(sample_store, without_cubes(manifest)), unit, inside)
+    assert aggregate(Snapshot(sample_store, manifest), unit, inside).table.equals(cut.table)
 
 
 def test_rollups_count_what_the_files_cubes_count(
@@ -215,21 +216,30 @@ def test_rollups_count_what_the_files_cubes_count(
                     Filters(offenses=("ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA",)),
                     Filters(sources=("ssp-cdmx",))):  # fmt: skip
             family = unit.cube_family or ""
-            got = aggregate(layers_store, second, unit, flt)
-            assert got.table.equals(aggregate(layers_store, plain, unit, flt).table), (unit, flt)
+            got = aggregate(Snapshot(layers_store, second), unit, flt)
+            assert got.table.equals(aggregate(Snapshot(layers_store, plain), unit, flt).table), (
+                unit,
+                flt,
+            )
         # Whole years read the year rollup; monthly series still the month one.
         years = Filters(start=date(2016, 1, 1), end=date(2024, 1, 1))
-        plan = _plan(layers_store, second, unit, years, (years.start, years.end), years=True)
+        plan = _plan(
+            Snapshot(layers_store, second), unit, years, (years.start, years.end), years=True
+        )
         assert plan.files == [str(layers_store.root / second.rollups[family + "@year"])]
-        got = aggregate(layers_store, second, unit, years)
-        assert got.table.equals(aggregate(layers_store, plain, unit, years).table)
-    monthly = timeseries(layers_store, second, "month", Filters(start=date(2016, 1, 1)))
-    assert monthly.equals(timeseries(layers_store, plain, "month", Filters(start=date(2016, 1, 1))))
+        got = aggregate(Snapshot(layers_store, second), unit, years)
+        assert got.table.equals(aggregate(Snapshot(layers_store, plain), unit, years).table)
+    monthly = timeseries(Snapshot(layers_store, second), "month", Filters(start=date(2016, 1, 1)))
+    assert monthly.equals(
+        timeseries(Snapshot(layers_store, plain), "month", Filters(start=date(2016, 1, 1)))
+    )
     a, b = (date(2016, 1, 1), date(2017, 1, 1)), (date(2023, 1, 1), date(2024, 1, 1))
     for unit in (Unit("layer", layer="colonia"), Unit("h3", res=6)):
-        got_c = compare_periods(layers_store, second, unit, Filters(), a, b).sort_by("unit_id")
+        got_c = compare_periods(Snapshot(layers_store, second), unit, Filters(), a, b).sort_by(
+            "unit_id"
+        )
         assert got_c.equals(
-            compare_periods(layers_store, plain, unit, Filters(), a, b).sort_by("unit_id")
+            compare_periods(Snapshot(layers_store, plain), unit, Filters(), a, b).sort_by("unit_id")
         )
     kept = {layers_store.root / r for r in (*first.rollups.values(), *second.rollups.values())}
     assert not kept & set(layers_store.vacuum(dry_run=True))

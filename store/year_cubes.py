@@ -10,7 +10,6 @@ Longer windows, and filters a cube cannot answer, go to DuckDB as before.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -19,15 +18,15 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from cachetools import LRUCache
 
 from geo.arrays import group_sum, ranges
 from store.cubes import H3_FAMILY, h3_parent
 from store.filters import Filters
-from store.snapshots import Manifest
+from store.snapshot import Kind, Snapshot
 
 MAX_YEARS = 3  # longer windows read the rollups through DuckDB
-MAX_BYTES = 512 * 2**20  # memory for year cubes, per process
+# Memory for year cubes, per store a process serves; least recently used go first.
+YEAR_CUBES = Kind("year cubes", bytes=512 * 2**20)
 
 
 @dataclass(frozen=True)
@@ -73,12 +72,10 @@ class YearCube:
         return rows
 
 
-def _load(
-    store: Any, manifest: Manifest, family: str, year: int, con: duckdb.DuckDBPyConnection
-) -> YearCube:
+def _load(snap: Snapshot, family: str, year: int, con: duckdb.DuckDBPyConnection) -> YearCube:
     files = [
-        str(store.root / f.cubes[family])
-        for f in store.files_between(manifest, date(year, 1, 1), date(year + 1, 1, 1))
+        str(snap.path(f.cubes[family]))
+        for f in snap.files_between(date(year, 1, 1), date(year + 1, 1, 1))
     ]
     unit = "cell" if family == H3_FAMILY else "unit"
     empty = np.zeros(0, np.int64)
@@ -122,29 +119,13 @@ def _load(
     )
 
 
-_cubes: LRUCache[tuple[Any, ...], YearCube] = LRUCache(
-    maxsize=MAX_BYTES, getsizeof=lambda c: max(c.nbytes, 1)
-)
-_lock = threading.Lock()
-
-
-def year_cube(
-    store: Any, manifest: Manifest, family: str, year: int, con: duckdb.DuckDBPyConnection
-) -> YearCube:
-    """The year's cube of a family, read once per snapshot."""
-    key = (str(store.root), manifest.snapshot, family, year)
-    with _lock:
-        hit = _cubes.get(key)
-    if hit is None:
-        hit = _load(store, manifest, family, year, con)
-        with _lock:
-            _cubes[key] = hit
-    return hit
+def year_cube(snap: Snapshot, family: str, year: int, con: duckdb.DuckDBPyConnection) -> YearCube:
+    """The year's cube of a family, read once while the snapshot's values are kept."""
+    return snap.memo(YEAR_CUBES, (family, year), lambda: _load(snap, family, year, con))
 
 
 def counts(
-    store: Any,
-    manifest: Manifest,
+    snap: Snapshot,
     family: str,
     res: int | None,
     flt: Filters,
@@ -164,7 +145,7 @@ def counts(
     keys: list[npt.NDArray[Any]] = []
     values: list[npt.NDArray[np.int64]] = []
     for year in years:
-        cube = year_cube(store, manifest, family, year, con)
+        cube = year_cube(snap, family, year, con)
         rows = cube.rows(flt, year)
         unit = cube.unit[rows]
         n = cube.n[rows]
@@ -179,9 +160,3 @@ def counts(
     unit = np.concatenate(keys) if keys else np.zeros(0, np.int64)
     n = np.concatenate(values) if values else np.zeros(0, np.int64)
     return group_sum(unit, n)
-
-
-def clear() -> None:
-    """Forget every cached year cube."""
-    with _lock:
-        _cubes.clear()
