@@ -1,4 +1,9 @@
-"""Incidents per (unit, month, offense) of one unit family and year: the public release's input."""
+"""Incidents per (unit, month, offense) of one unit family and year: the public release's input.
+
+Boundary layers, streets and the whole area are read from the year cubes (colonia × month
+× offense rows the store keeps beside every incident file); H3 cells finer than the
+cubes' resolution, and files without a family's cube, are counted over the incident files.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,10 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from geo.arrays import group_sum
 from store.snapshot import Snapshot
 from store.sql import h3_parent, quote
+from store.year_cubes import year_cube
 
 WHOLE_AREA = "total"
 H3_FAMILY = "h3"
@@ -55,14 +62,16 @@ def monthly_counts(
     """
     if family not in (WHOLE_AREA, H3_FAMILY, STREET_FAMILY, *snap.boundary_layers):
         raise ValueError(f"unknown unit family {family!r}")
-    files = [
-        str(snap.path(f.path)) for f in snap.files_between(date(year, 1, 1), date(year + 1, 1, 1))
-    ]
-    if not files or not months:
+    data = snap.files_between(date(year, 1, 1), date(year + 1, 1, 1))
+    if not data or not months:
         empty: list[str | None] = []
         units = np.zeros(0, np.uint64) if family == H3_FAMILY else empty
         none = np.zeros(0, np.int64)
         return MonthlyCounts(units, none, none, [], none)
+    cube = _cube_family(family, snap.boundary_layers)
+    if cube is not None and all(cube in f.cubes for f in data):
+        return _from_cube(snap, family, cube, year, months, con)
+    files = [str(snap.path(f.path)) for f in data]
     table = con.sql(
         f"SELECT {_unit_sql(family, h3_res)} AS unit, month(local_date)::BIGINT AS m, "
         "offense AS o, count(*) AS n FROM read_parquet(?) "
@@ -84,6 +93,47 @@ def monthly_counts(
         [str(o) for o in offense.dictionary.to_pylist()],
         table.column("n").to_numpy().astype(np.int64),
     )
+
+
+def _cube_family(family: str, layers: list[str]) -> str | None:
+    """The cube family that holds a unit family's monthly counts, None where none does."""
+    if family == WHOLE_AREA:
+        return H3_FAMILY  # every record has a cell: the cells' counts sum to the whole area
+    if family == H3_FAMILY:
+        return None  # the release's cells are finer than the cubes' (h3:9 against h3:8)
+    return family if family == STREET_FAMILY or family in layers else None
+
+
+def _from_cube(
+    snap: Snapshot,
+    family: str,
+    cube_family: str,
+    year: int,
+    months: tuple[int, ...],
+    con: duckdb.DuckDBPyConnection,
+) -> MonthlyCounts:
+    """Counts per (unit, month, offense) summed over sources from the year's cube."""
+    cube = year_cube(snap, cube_family, year, con)
+    rows = np.flatnonzero(np.isin(cube.month, np.asarray(months, np.int8)))
+    offense = cube.key[rows] // 16  # the cube's offense code (key = code * 16 + month)
+    month = cube.month[rows].astype(np.int64)
+    whole = family == WHOLE_AREA
+    # Layer positions, -1 for records in no unit; the whole area is one unit.
+    unit = np.zeros(rows.size, np.int64) if whole else cube.unit[rows].astype(np.int64) + 1
+    n_offense = max(len(cube.offenses), 1)
+    keys, count = group_sum((unit * 13 + month) * n_offense + offense, cube.n[rows])
+    offense_out, rest = keys % n_offense, keys // n_offense
+    month_out, unit_out = rest % 13, rest // 13 - 1
+    names = sorted(cube.offenses, key=cube.offenses.__getitem__)
+    units: list[str | None]
+    if whole:
+        units = [""] * keys.size
+    else:
+        layer = snap.manifest.street_layer if family == STREET_FAMILY else family
+        assert layer is not None
+        ids = snap.store.layer_ids(snap.manifest, layer)
+        units = ids.take(pa.array(unit_out, mask=unit_out < 0)).cast(pa.string()).to_pylist()
+    return MonthlyCounts(units, month_out, offense_out, names, count)
 
 
 def nesting(
