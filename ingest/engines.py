@@ -2,14 +2,14 @@
 
 Both engines run the same three steps per part — prepare (validate, normalise, enrich),
 decide (drop what earlier parts or the store already hold, in input order, here in the
-driver), write (year files and cubes) — so they write the same files; only where the
-steps run differs. With Dask, prepared records wait in a staging folder of the store
-(a shared filesystem on a real cluster) between the first and the last step.
+driver), write (year files and cubes, through the store transaction's writer) — so they
+write the same files; only where the steps run differs. With Dask, prepared records wait
+in the transaction's staging folder (a shared filesystem on a real cluster) between the
+first and the last step.
 """
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -27,9 +27,7 @@ from ingest import heap
 from ingest.parts import PartResult, SeenIds, Written, decide, finalize
 from ingest.profiles import Profile
 from ingest.readers import SourceTable
-from store.cubes import CubeSpec
-
-STAGING = "staging"
+from store.transaction import IncidentWriter
 
 
 @dataclass(frozen=True)
@@ -41,15 +39,14 @@ class PartContext:
     profile: Profile
     now: datetime
     batch_id: str
-    layers: tuple[str, ...]
-    specs: tuple[CubeSpec, ...]
+    writer: IncidentWriter
 
 
 Prepare = Callable[[PartContext, SourceTable, int], tuple[PartResult, pa.Table]]
 
 
 def _write_part(ctx: PartContext, records: pa.Table, keep: npt.NDArray[np.bool_]) -> Written:
-    return finalize(Path(ctx.root), records, keep, ctx.batch_id, list(ctx.layers), list(ctx.specs))
+    return finalize(ctx.writer, records, keep, ctx.batch_id)
 
 
 def _settle(result: PartResult, written: Written) -> None:
@@ -102,6 +99,7 @@ def run_dask(
     ctx: PartContext,
     parts: Iterator[SourceTable],
     stored: object | None,
+    staging: Path,
     scheduler: str | None = None,
 ) -> list[PartResult]:
     """The parts as Dask tasks: on a LocalCluster, or on the scheduler at ``scheduler``.
@@ -117,8 +115,6 @@ def run_dask(
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                dashboard_address=None)  # fmt: skip
     client = Client(scheduler or cluster)
-    folder = Path(ctx.root) / STAGING / f"{ctx.batch_id[:16]}-{uuid.uuid4().hex[:6]}"
-    folder.mkdir(parents=True, exist_ok=True)
     try:
         workers = max(1, len(client.scheduler_info().get("workers", {})))
         staged: deque[Any] = deque()
@@ -135,7 +131,7 @@ def run_dask(
             results.append(result)
 
         for index, src in enumerate(parts):
-            staged.append(client.submit(stage_part, prepare, ctx, src, index, str(folder),
+            staged.append(client.submit(stage_part, prepare, ctx, src, index, str(staging),
                                         pure=False))  # fmt: skip
             del src
             while len(staged) >= 2 * workers:
@@ -149,4 +145,3 @@ def run_dask(
         client.close()
         if cluster is not None:
             cluster.close()
-        shutil.rmtree(folder, ignore_errors=True)

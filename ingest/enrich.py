@@ -6,6 +6,9 @@ lookups on sorted cells are cache-friendly); then a second worker assigns half o
 boundary layers, and the street worker the other half when it is done with streets.
 GEOS, numpy and h3ronpy release the GIL, so the three overlap; the caller goes on with
 ids and columns that need no layer while the workers finish.
+
+When a layer version changes, stored records are enriched again by the same functions
+(``relayer``): one column, for records already validated.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ import pyarrow as pa
 
 from geo.cells import points_to_cells
 from store import Store
-from store.snapshots import Manifest
-from store.store import DEFAULT_STREET_DISTANCE
+from store.snapshots import Layer, Manifest
+from store.store import DEFAULT_STREET_DISTANCE, Enricher
 
 Floats = npt.NDArray[np.float64]
 log = logging.getLogger(__name__)
@@ -88,10 +91,8 @@ class Enrichment:
         street = None
         started = time.perf_counter()
         if parent is not None:
-            streets = store.streets(parent)
-            if streets is not None:
-                street = streets.snap(lon, lat, DEFAULT_STREET_DISTANCE)
-                log.debug("streets: %.3f s", time.perf_counter() - started)
+            street = street_ids(store, parent, lon, lat)
+            log.debug("streets: %.3f s", time.perf_counter() - started)
         return street, _assign(store, parent, self._sorted.result(), names)
 
     def cells(self) -> npt.NDArray[np.uint64]:
@@ -151,8 +152,46 @@ def _assign(
     sorted_cells = pts.cells[pts.order]
     for name in names:
         started = time.perf_counter()
-        out[name] = (
-            store.boundary(parent, name).assign(pts.lon, pts.lat, sorted_cells).take(pts.back)
-        )
+        out[name] = boundary_ids(store, parent, name, pts.lon, pts.lat, sorted_cells).take(pts.back)
         log.debug("layer %s: %.3f s", name, time.perf_counter() - started)
     return out
+
+
+def boundary_ids(
+    store: Store,
+    manifest: Manifest,
+    name: str,
+    lon: Floats,
+    lat: Floats,
+    cells: npt.NDArray[np.uint64],
+) -> pa.Array:
+    """Each point's polygon id in boundary layer ``name`` (null outside every polygon).
+
+    Points sorted by cell are assigned fastest (the layer's cell table is read in order).
+    """
+    return store.boundary(manifest, name).assign(lon, lat, cells)
+
+
+def street_ids(store: Store, manifest: Manifest, lon: Floats, lat: Floats) -> pa.Array | None:
+    """Each point's nearest street segment within the snapping distance; None without streets."""
+    streets = store.streets(manifest)
+    return None if streets is None else streets.snap(lon, lat, DEFAULT_STREET_DISTANCE)
+
+
+def relayer(store: Store) -> Enricher:
+    """The enrich stage for stored records under a new layer version: that layer's column.
+
+    Stored files are sorted by cell, and their cells are stored: no indexing, no sort.
+    """
+
+    def enrich(table: pa.Table, manifest: Manifest, layer: Layer) -> pa.Array:
+        lon = table.column("lon").to_numpy()
+        lat = table.column("lat").to_numpy()
+        if layer.kind == "boundary":
+            cells = table.column("h3").to_numpy()
+            return boundary_ids(store, manifest, layer.name, lon, lat, cells)
+        snapped = street_ids(store, manifest, lon, lat)
+        assert snapped is not None  # the manifest names the new street layer
+        return snapped
+
+    return enrich

@@ -21,6 +21,7 @@ import shapely
 from pyproj import CRS
 
 from geo.crs import WGS84, transform_xy, utm_crs_for
+from ingest.enrich import relayer
 from ingest.errors import IngestError
 from store import Store
 from store.layers import BoundaryData, StreetData
@@ -259,7 +260,8 @@ def add_boundary_file(
     with store.writing() as parent:
         manifest = store.add_boundary(parent, name, data, id_field=id_field,
                                       name_field=name_field, population_field=population_field,
-                                      source_file=str(path), notes=notes)  # fmt: skip
+                                      source_file=str(path), notes=notes,
+                                      enrich=relayer(store))  # fmt: skip
     return manifest, notes
 
 
@@ -280,5 +282,6 @@ def add_street_file(
     say("indexing and snapping incidents")
     with store.writing() as parent:
         manifest = store.add_streets(parent, name, data, name_field=name_field,
-                                     source_file=str(path), notes=notes)  # fmt: skip
+                                     source_file=str(path), notes=notes,
+                                     enrich=relayer(store))  # fmt: skip
     return manifest, notes

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -20,9 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest.arrays import constant_dictionary
-from store.cubes import CubeSpec
-from store.incidents import conform, write_incidents
 from store.snapshots import DataFile
+from store.transaction import IncidentWriter
 
 U64 = npt.NDArray[np.uint64]
 
@@ -190,18 +188,17 @@ def decide(
 
 
 def finalize(
-    root: Path, records: pa.Table, keep: npt.NDArray[np.bool_], batch_id: str,
-    layers: list[str], specs: list[CubeSpec],
-) -> Written:  # fmt: skip
+    writer: IncidentWriter, records: pa.Table, keep: npt.NDArray[np.bool_], batch_id: str
+) -> Written:
     """Write a part's kept records as year files (and their cubes)."""
     if not keep.all():
         records = records.filter(pa.array(keep))
     n = records.num_rows
     assigned = Counter({name: n - records.column(name).null_count
-                        for name in (*layers, "street_id") if name in records.column_names})  # fmt: skip
+                        for name in (*writer.layers, "street_id") if name in records.column_names})  # fmt: skip
     imputed = int(pc.sum(records.column("time_imputed")).as_py() or 0) if n else 0
     if n == 0:
         return Written([], assigned, 0)
     records = records.append_column("batch", constant_dictionary(batch_id, n))
-    files = write_incidents(root, conform(records, layers), batch_id[:12], specs)
+    files = writer.write(records)
     return Written(files, assigned, imputed)

@@ -14,11 +14,9 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from geo.cells import points_to_cells
 from store.cubes import CUBES, CubeSpec, build_rollup, cube_specs, rollup_key
 from store.errors import StoreError
 from store.incidents import INCIDENTS, conform, read_incidents, write_incidents
@@ -46,6 +44,7 @@ from store.snapshots import (
     publish,
     read_manifest,
 )
+from store.transaction import Transaction
 
 LAYERS = "layers"
 REPORTS = "reports"
@@ -58,7 +57,8 @@ STREET_REACH = DEFAULT_STREET_DISTANCE
 # Snapshot objects a store keeps (the current one and a few older ones read with as_of).
 KEPT_SNAPSHOTS = 8
 
-Enricher = Callable[[pa.Table, Manifest], pa.Table]
+# The enrich stage for stored records: the new layer version's column (ingest supplies it).
+Enricher = Callable[[pa.Table, Manifest, Layer], pa.Array]
 
 
 class Store:
@@ -196,6 +196,23 @@ class Store:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    @contextmanager
+    def transaction(self, label: str) -> Iterator[Transaction]:
+        """Hold the writer lock for one change; what it wrote is removed unless committed.
+
+        ``label`` names its files (an ingest's batch id), for whoever lists the store.
+        """
+        with self.writing() as parent:
+            txn = Transaction(self, parent, label)
+            try:
+                yield txn
+            except BaseException:
+                if txn.committed is None:
+                    txn.abort()
+                raise
+            finally:
+                txn.close()
+
     def commit_files(
         self, parent: Manifest | None, files: list[DataFile], batch: Batch
     ) -> Manifest:
@@ -244,8 +261,9 @@ class Store:
         population_field: str | None,
         source_file: str,
         notes: dict[str, int],
+        enrich: Enricher,
     ) -> Manifest:
-        """Store a boundary layer version and re-assign stored incidents to it."""
+        """Store a boundary layer version and re-assign stored incidents to it (``enrich``)."""
         _check_layer_name(name, parent)
         version = _next_version(parent, name)
         folder = self.root / LAYERS / name / f"v{version}"
@@ -265,7 +283,7 @@ class Store:
             source_file=source_file,
             notes=notes,
         )
-        return self._relayer(parent, layer)
+        return self._relayer(parent, layer, enrich)
 
     def add_streets(
         self,
@@ -276,8 +294,9 @@ class Store:
         name_field: str | None,
         source_file: str,
         notes: dict[str, int],
+        enrich: Enricher,
     ) -> Manifest:
-        """Store a street network version and re-snap stored incidents to it."""
+        """Store a street network version and re-snap stored incidents to it (``enrich``)."""
         _check_layer_name(name, parent, street=True)
         version = _next_version(parent, name)
         folder = self.root / LAYERS / name / f"v{version}"
@@ -296,13 +315,13 @@ class Store:
             source_file=source_file,
             notes=notes,
         )
-        return self._relayer(parent, layer)
+        return self._relayer(parent, layer, enrich)
 
-    def _relayer(self, parent: Manifest | None, layer: Layer) -> Manifest:
+    def _relayer(self, parent: Manifest | None, layer: Layer, enrich: Enricher) -> Manifest:
         """Publish a snapshot with a new layer version.
 
         Incident files are rewritten from the store itself (never from the source files)
-        so that their layer columns follow the new version.
+        so that their layer columns follow the new version; ``enrich`` gives the column.
         """
         layers = dict(parent.layers) if parent else {}
         layers[layer.name] = layer
@@ -319,29 +338,14 @@ class Store:
             batches=dict(parent.batches) if parent else {},
             street_layer=street_layer,
         )
+        column = layer.name if layer.kind == "boundary" else "street_id"
         files = []
-        if parent and parent.files:
-            if layer.kind == "boundary":
-                loaded_b = self.boundary(draft, layer.name)
-
-                def enrich(t: pa.Table) -> pa.Table:
-                    return _set_column(t, layer.name, assign_boundary(loaded_b, t))
-            else:
-                loaded_s = self.streets(draft)
-                assert loaded_s is not None
-
-                def enrich(t: pa.Table) -> pa.Table:
-                    return _set_column(t, "street_id", assign_street(loaded_s, t))
-
-            specs = self.cube_specs(draft)
-            for f in parent.files:
-                table = read_parquet(self.root / f.path)
-                table = enrich(table)
-                files.extend(
-                    write_incidents(
-                        self.root, conform(table, draft.boundary_layers), "relayer", specs
-                    )
-                )
+        specs = self.cube_specs(draft) if parent and parent.files else []
+        for f in parent.files if parent else []:
+            table = read_parquet(self.root / f.path)
+            table = _set_column(table, column, enrich(table, draft, layer))
+            conformed = conform(table, draft.boundary_layers)
+            files.extend(write_incidents(self.root, conformed, "relayer", specs))
         manifest = replace(draft, files=files)
         publish(self.root, manifest)
         return manifest
@@ -375,23 +379,6 @@ class Store:
             for p in garbage:
                 p.unlink(missing_ok=True)
         return garbage
-
-
-def assign_boundary(loaded: LoadedBoundary, table: pa.Table) -> pa.Array:
-    """Polygon ids for the incidents of a table (null outside every polygon)."""
-    lon = table.column("lon").to_numpy()
-    lat = table.column("lat").to_numpy()
-    cells = (
-        table.column("h3").to_numpy() if "h3" in table.column_names else points_to_cells(lon, lat)
-    )
-    return loaded.assign(lon, lat, np.asarray(cells, np.uint64))
-
-
-def assign_street(
-    loaded: LoadedStreets, table: pa.Table, distance: float = DEFAULT_STREET_DISTANCE
-) -> pa.Array:
-    """Nearest street segment ids within ``distance`` metres (null beyond)."""
-    return loaded.snap(table.column("lon").to_numpy(), table.column("lat").to_numpy(), distance)
 
 
 def _set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:

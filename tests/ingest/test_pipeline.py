@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.layers import read_boundaries
-from ingest.pipeline import _first_occurrences, ingest
+from ingest.pipeline import ingest
+from ingest.prepare import _first_occurrences
 from ingest.profiles import load_profile
 from store import Store
 from tests.conftest import COLONIAS, POINTS, SAMPLE_CSV

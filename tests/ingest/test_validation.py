@@ -219,6 +219,8 @@ def test_truncated_file_is_caught_when_declared(empty_store: Store, tmp_path: Pa
     cut = write_csv(tmp_path / "cut.csv", header, rows[:25])  # cut on a line boundary
     with pytest.raises(IngestError, match="expected 30 data rows, the input has 25"):
         run(empty_store, cut, expect_rows=30)
+    # The parts were written before the count was known: the aborted transaction removed them.
+    assert not [p for p in empty_store.root.rglob("*") if p.is_file() and p.suffix != ".lock"]
     with pytest.raises(IngestError, match="SHA-256"):
         run(empty_store, cut, sha256=digest)
     assert empty_store.manifest() is None  # nothing was committed
