@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -141,16 +140,12 @@ def ingest(
     Inputs of any size are read in parts of --batch-rows rows and committed as one
     snapshot; --engine dask runs the parts on a Dask cluster and commits the same one.
     """
-    from api.entry import console_process
-    from ingest import heap
-    from ingest.arrays import arrow_without_pandas
+    from ingest import process
     from ingest.pipeline import ingest as run
     from ingest.profiles import load_profile
 
-    if engine.value == "local" and console_process():
-        # Process-wide settings, taken only when the process ends with the command.
-        arrow_without_pandas()  # this process never hands pyarrow a pandas object
-        heap.for_one_part()
+    if engine.value == "local":
+        process.for_console_ingest()  # only when the process ends with the command
     try:
         prof = load_profile(profile)
         with _stages(not as_json, "ingest") as say:
@@ -539,15 +534,9 @@ def main() -> None:
 
 
 def _leave(code: int) -> None:
-    """Exit without tearing down the heap: everything was written and fsync'd already.
+    from ingest import process
 
-    Freeing a million-row ingest's arrays one by one at interpreter exit takes a quarter
-    of a second; the operating system reclaims them at once.
-    """
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    process.leave(code)
 
 
 if __name__ == "__main__":

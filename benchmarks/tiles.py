@@ -44,11 +44,11 @@ from PIL import Image  # noqa: E402
 from results import replace_section  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from api.tile_data import CellLayer  # noqa: E402
 from geo.cells import cells_to_latlng, cells_to_parents, points_to_cells  # noqa: E402
 from geo.crs import WGS84, transform_xy  # noqa: E402
 from tiles import heatmap  # noqa: E402
 from tiles.grid import mercator_bounds  # noqa: E402
+from tiles.layer import CellLayer  # noqa: E402
 
 CENTRE = (-99.1332, 19.4326)
 

@@ -1,14 +1,24 @@
-"""H3 cells as uint64 arrays: points to cells and cells to parents.
+"""H3 cells as uint64 arrays: the one module that calls an H3 library.
 
-h3 and polars-h3 take ``lat, lng``; everything else in Cuadra is ``lon, lat``. The swap
-happens here and nowhere else.
+Points to cells, cells to parents, neighbours, outlines and the cells of a polygon
+(h3ronpy, vectorised; h3-py for the few scalar questions). H3 libraries take ``lat, lng``;
+everything else in Cuadra is ``lon, lat``. The swap happens here and nowhere else.
 """
 
 from __future__ import annotations
 
+import h3
+import h3ronpy
 import numpy as np
 import numpy.typing as npt
-from h3ronpy.vector import cells_to_coordinates, cells_to_wkb_polygons, coordinates_to_cells
+import pyarrow as pa
+from h3ronpy import ContainmentMode
+from h3ronpy.vector import (
+    cells_to_coordinates,
+    cells_to_wkb_polygons,
+    coordinates_to_cells,
+    geometry_to_cells,
+)
 
 from geo.errors import GeoError
 from geo.types import Cells, Floats, Resolution
@@ -44,9 +54,8 @@ def points_to_cells(lon: Floats, lat: Floats, res: Resolution = FINEST) -> Cells
     if lon.size == 0:
         return np.empty(0, dtype=np.uint64)
     # h3ronpy is vectorised (h3-py 4 only indexes scalars) and releases the GIL while it
-    # works: about 1.5 M points/s on one core here, less CPU than polars-h3 (which
-    # spreads over polars' threads) and no polars import on the way. It refuses
-    # non-finite coordinates, so those are left out (cell 0).
+    # works (benchmarks/RESULTS.md, "Ingest: where the time goes"). It refuses non-finite
+    # coordinates, so those are left out (cell 0).
     finite = np.isfinite(lon) & np.isfinite(lat)
     if finite.all():
         return _index(lat, lon, res)
@@ -116,7 +125,30 @@ def hex_to_cells(hexes: list[str]) -> Cells:
 
 def cells_are_pentagons(cells: Cells) -> npt.NDArray[np.bool_]:
     """Whether each cell is one of the twelve pentagons of its resolution (six children)."""
-    import h3
-
     return np.array([h3.is_pentagon(format(int(c), "x")) for c in np.asarray(cells, np.uint64)],
                     dtype=bool)  # fmt: skip
+
+
+def grid_disks(cells: Cells, k: int) -> tuple[npt.NDArray[np.intp], Cells]:
+    """Every cell within ``k`` steps of each cell (itself included), as pairs.
+
+    Returns the position in ``cells`` of each pair's centre cell and the cell near it.
+    """
+    cells = np.ascontiguousarray(cells, dtype=np.uint64)
+    if cells.size == 0:
+        return np.zeros(0, np.intp), np.zeros(0, np.uint64)
+    disks = pa.array(h3ronpy.grid_disk(cells, k, flatten=False))
+    offsets = disks.offsets.to_numpy()
+    near = disks.flatten().to_numpy().astype(np.uint64)
+    return np.repeat(np.arange(cells.size), np.diff(offsets)), near
+
+
+def edge_length_m(res: Resolution) -> float:
+    """The average edge length of a cell at ``res``, in metres on the ground."""
+    return float(h3.average_hexagon_edge_length(res, "m"))
+
+
+def polygon_cells(geom: object, res: Resolution, *, touching: bool) -> Cells:
+    """Cells of a (multi)polygon: those it contains whole, or (``touching``) all it touches."""
+    mode = ContainmentMode.IntersectsBoundary if touching else ContainmentMode.ContainsBoundary
+    return np.asarray(geometry_to_cells(geom, res, containment_mode=mode), dtype=np.uint64)

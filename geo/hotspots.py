@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import h3
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 import shapely
 from scipy import special, stats
 
+from geo.cells import grid_disks
 from geo.errors import GeoError
 from geo.types import Cells, Floats
 
@@ -33,16 +33,15 @@ def h3_weights(cells: Cells, k: int = 1) -> sp.csr_matrix:
     if k < 1:
         raise GeoError(f"k must be 1 or more, got {k}")
     position = {int(c): i for i, c in enumerate(np.asarray(cells, dtype=np.uint64))}
-    rows: list[int] = []
-    cols: list[int] = []
-    for i, cell in enumerate(position):
-        for other in h3.grid_disk(h3.int_to_str(cell), k):
-            j = position.get(h3.str_to_int(other))
-            if j is not None:
-                rows.append(i)
-                cols.append(j)
+    # One row per distinct cell, in the order first met (as the study area lists them).
+    distinct = np.fromiter(position, dtype=np.uint64, count=len(position))
+    owner, near = grid_disks(distinct, k)
+    order = np.argsort(distinct, kind="stable")
+    at = np.minimum(np.searchsorted(distinct, near, sorter=order), distinct.size - 1)
+    found = distinct[order[at]] == near
+    rows, cols = owner[found], order[at][found]
     n = len(position)
-    w = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    w = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
     w.sort_indices()
     return w
 

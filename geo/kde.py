@@ -80,6 +80,12 @@ class Grid:
         return gx.ravel(), gy.ravel()
 
 
+def quartic(d: Floats, h: float) -> Floats:
+    """The quartic kernel at distances ``d`` from a point, bandwidth ``h`` (integrates to 1)."""
+    u = 1.0 - (d / h) ** 2
+    return np.where(u > 0, 3.0 / (np.pi * h * h) * u * u, 0.0)
+
+
 def quartic_density(
     x: npt.ArrayLike, y: npt.ArrayLike, grid: Grid, h: float,
     weights: npt.ArrayLike | None = None,
@@ -93,13 +99,11 @@ def quartic_density(
     out = np.zeros(gx.size)
     if xs.size:
         cells = KDTree(np.column_stack([gx, gy]))
-        scale = 3.0 / (np.pi * h * h)
         for start in range(0, xs.size, _CHUNK):
             sl = slice(start, start + _CHUNK)
             pts = KDTree(np.column_stack([xs[sl], ys[sl]]))
             near = pts.sparse_distance_matrix(cells, h, output_type="coo_matrix")
-            u = 1.0 - (near.data / h) ** 2
-            k = np.where(u > 0, scale * u * u, 0.0) * w[sl][near.row]
+            k = quartic(near.data, h) * w[sl][near.row]
             out += np.bincount(near.col, weights=k, minlength=gx.size)
     return out.reshape(grid.rows, grid.cols)
 

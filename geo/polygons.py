@@ -21,20 +21,22 @@ out of its ancestor's outline, but never past the ring of neighbours around it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import shapely
-from h3ronpy import ContainmentMode
-from h3ronpy.vector import geometry_to_cells
 
-from geo.cells import cells_to_parents
+from geo.cells import cells_to_parents, grid_disks, polygon_cells
 from geo.errors import GeoError
 from geo.types import Cells, Floats, Indices
 
 TABLE_RESOLUTION = 11
 
 Geometries = npt.NDArray[np.object_]
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 @dataclass(frozen=True)
@@ -75,34 +77,28 @@ def polygons_to_cell_table(polygons: Geometries, res: int = TABLE_RESOLUTION) ->
     """
     # Here, not at the top: an ingest only looks cells up and need not import polars.
     import polars as pl
-    import polars_h3 as plh3
 
     inside_parts: list[pl.DataFrame] = []
     touch_parts: list[pl.DataFrame] = []
     for i, geom in enumerate(polygons):
         if geom is None or shapely.is_empty(geom):
             continue
-        inside = _cells(geom, res, ContainmentMode.ContainsBoundary)
-        touch = _cells(geom, res, ContainmentMode.IntersectsBoundary)
+        inside = polygon_cells(geom, res, touching=False)
+        touch = polygon_cells(geom, res, touching=True)
         inside_parts.append(pl.DataFrame({"cell": inside, "p": np.full(inside.size, i, np.int32)}))
         touch_parts.append(pl.DataFrame({"cell": touch, "p": np.full(touch.size, i, np.int32)}))
     empty = pl.DataFrame(schema={"cell": pl.UInt64, "p": pl.Int32})
     inside_all = pl.concat([empty, *inside_parts])
     # Every cell whose neighbourhood reaches a polygon is a candidate for it.
     touch_all = (
-        pl.concat([empty, *touch_parts])
-        .with_columns(plh3.grid_disk("cell", 1).alias("near"))
-        .explode("near")
-        .select(pl.col("near").cast(pl.UInt64).alias("cell"), "p")
-        .unique()
+        _ring(pl.concat([empty, *touch_parts])).select(pl.col("near").alias("cell"), "p").unique()
     )
     n_touching = touch_all.group_by("cell").agg(pl.len().alias("n"))
     alone = n_touching.filter(pl.col("n") == 1).select("cell")
     # Interior: the cell and its six neighbours are inside p, and no other polygon is near.
     candidates = inside_all.join(alone, on="cell", how="semi")
     interior = (
-        candidates.with_columns(plh3.grid_disk("cell", 1).alias("near"))
-        .explode("near")
+        _ring(candidates)
         .join(
             candidates.select(pl.col("cell").alias("near"), pl.col("p").alias("p_near")),
             on="near",
@@ -124,8 +120,12 @@ def polygons_to_cell_table(polygons: Geometries, res: int = TABLE_RESOLUTION) ->
     )
 
 
-def _cells(geom: object, res: int, mode: ContainmentMode) -> Cells:
-    return np.asarray(geometry_to_cells(geom, res, containment_mode=mode), dtype=np.uint64)
+def _ring(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame's rows, once for each cell of its cell's ring (itself included): ``near``."""
+    import polars as pl
+
+    owner, near = grid_disks(frame.get_column("cell").to_numpy().astype(np.uint64), 1)
+    return frame[owner].with_columns(pl.Series("near", near, pl.UInt64))
 
 
 @dataclass(frozen=True)

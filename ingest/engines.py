@@ -23,7 +23,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest import heap
+from ingest import process
 from ingest.parts import PartResult, SeenIds, Written, decide, finalize
 from ingest.profiles import Profile
 from ingest.readers import SourceTable
@@ -63,17 +63,17 @@ def run_local(
     results = []
     for index, src in enumerate(parts):
         if index == 1:
-            heap.for_many_parts()
+            process.for_many_parts()
         result, records = prepare(ctx, src, index)
         del src  # the part's source rows are no longer needed
         keep, result.across, result.stored = decide(records.column("incident_id"), seen, stored)
         result.accepted = int(keep.sum())
         _settle(result, _write_part(ctx, records, keep))
         del records, keep  # before the next part is read, not after
-        heap.release()
+        process.release()
         results.append(result)
     del seen
-    heap.release()  # the seen ids too, before the commit's rollups
+    process.release()  # the seen ids too, before the commit's rollups
     return results
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ingest.arrays import pandas_skipped
+from ingest import process
 from ingest.engines import PartContext, run_dask, run_local
 from ingest.errors import IngestError
 from ingest.parts import PartResult
@@ -186,7 +186,7 @@ class _Stages:
 
 def _check_inputs(paths: list[str], profile: Profile, sha256: str | None) -> str:
     """Check that every input exists (and its digest, if declared); the batch id."""
-    _warm_imports()
+    process.warm_pandas()
     for path in paths:
         _check_path(path)
     digests = [file_sha256(Path(p)) for p in paths]
@@ -282,20 +282,6 @@ def _batch(report: IngestReport) -> Batch:
         report="",
         rejects=report.rejects_file,
     )
-
-
-def _warm_imports() -> None:
-    """Import pandas on the side while the input is read (I/O, GIL released).
-
-    pyarrow imports pandas (when installed) at its first conversion from numpy, a third
-    of a second spent with the GIL held; done here it overlaps reading and hashing.
-    """
-    import importlib
-    import threading
-
-    if pandas_skipped():
-        return
-    threading.Thread(target=importlib.import_module, args=("pandas",), daemon=True).start()
 
 
 def _batch_id(profile: Profile, digests: list[str]) -> str:

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from PIL import Image
 from scipy import signal
 
+from geo.kde import quartic
 from tiles.grid import TILE_SIZE, Bounds
 
 STEP = 2  # pixels per density cell
@@ -46,8 +47,7 @@ def _kernel(radius: float) -> npt.NDArray[np.float64]:
     """
     r = int(np.ceil(radius))
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1].astype(np.float64)
-    d2 = (xx * xx + yy * yy) / (radius * radius)
-    k = np.where(d2 < 1, (1 - d2) ** 2, 0.0)
+    k = quartic(np.hypot(xx, yy), radius)
     return k / k.sum()
 
 

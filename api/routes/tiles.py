@@ -7,8 +7,6 @@ import threading
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-import h3
-import numpy as np
 from cachetools import LRUCache
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
@@ -18,12 +16,13 @@ from api.context import answering
 from api.deps import CursorDep, FiltersDep, SnapshotDep
 from api.errors import ERROR_RESPONSES
 from api.responses import json_response
-from api.tile_data import CellLayer, area_bounds, cell_layer
+from api.tile_data import area_bounds, cell_layer
 from store.aggregate import Unit
 from store.filters import FilterError
 from store.snapshot import Snapshot
-from tiles import heatmap, hexagons
-from tiles.grid import MAX_ZOOM, MIN_ZOOM, TILE_SIZE, Bounds, hex_res, mercator_bounds, stretch
+from tiles.grid import MAX_ZOOM, MIN_ZOOM, TILE_SIZE, Bounds, hex_res, mercator_bounds
+from tiles.layer import CellLayer
+from tiles.tilejson import tilejson
 
 router = APIRouter(prefix="/v1/tiles", tags=["tiles"], responses=ERROR_RESPONSES)
 HEAT_RES = 11  # analysts: the fine cells (about 25 m across)
@@ -85,17 +84,6 @@ def _heat_layer(
     return cell_layer(snap, res, flt, pub, request.app.state.rules, db)
 
 
-def _heat(request: Request, layer: CellLayer, z: int, x: int, y: int, size: int) -> bytes:
-    bounds = _bounds(z, x, y)
-    radius = layer.radius(z)
-    near = layer.near(bounds, radius)
-    if near.size == 0:
-        return b""
-    values = heatmap.density(layer.x[near], layer.y[near], layer.counts[near], bounds, radius, size)
-    index = heatmap.levels(values, layer.scale(z))
-    return heatmap.encode_png(index) if index.any() else b""
-
-
 @router.get(
     "/heatmap/{z}/{x}/{y}@2x.png",
     summary="Heatmap tile, 512 × 512 (high-density screens)",
@@ -109,7 +97,7 @@ def get_heatmap_2x(
     layer = _heat_layer(request, principal, snap, filters, db)
     etag = _etag(layer, "heat", z, x, y, 2)
     return _serve(request, principal, snap, etag, "image/png",
-                  lambda: _heat(request, layer, z, x, y, 2 * TILE_SIZE))  # fmt: skip
+                  lambda: layer.heatmap_png(_bounds(z, x, y), z, 2 * TILE_SIZE))  # fmt: skip
 
 
 @router.get(
@@ -130,7 +118,7 @@ def get_heatmap(
     layer = _heat_layer(request, principal, snap, filters, db)
     etag = _etag(layer, "heat", z, x, y, 1)
     return _serve(request, principal, snap, etag, "image/png",
-                  lambda: _heat(request, layer, z, x, y, TILE_SIZE))  # fmt: skip
+                  lambda: layer.heatmap_png(_bounds(z, x, y), z))  # fmt: skip
 
 
 @router.get(
@@ -154,46 +142,15 @@ def get_hex(
     layer = cell_layer(snap, res, flt, pub, request.app.state.rules, db)
     etag = _etag(layer, "hex", z, x, y)
 
-    def render() -> bytes:
-        bounds = _bounds(z, x, y)
-        # A cell whose centre is within a cell's width of the tile may reach into it.
-        edge = h3.average_hexagon_edge_length(res, "m")
-        margin = 2.5 * edge * stretch((bounds.south + bounds.north) / 2)
-        near = layer.near(bounds, margin)
-        return hexagons.encode(layer.cells[near], layer.counts[near].astype(np.int64), bounds)
-
-    return _serve(request, principal, snap, etag, MVT, render)
+    return _serve(request, principal, snap, etag, MVT, lambda: layer.hexagons_mvt(_bounds(z, x, y)))
 
 
 def _tilejson(request: Request, snap: Snapshot, kind: Literal["heatmap", "hex"]) -> dict[str, Any]:
     query = urlencode(list(request.query_params.multi_items()))
     suffix = "png" if kind == "heatmap" else "mvt"
     url = f"{str(request.base_url).rstrip('/')}/v1/tiles/{kind}/{{z}}/{{x}}/{{y}}.{suffix}"
-    bounds = area_bounds(snap) or (-180.0, -85.0511, 180.0, 85.0511)
-    centre = [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, 11]
-    body: dict[str, Any] = {
-        "tilejson": "3.0.0",
-        "name": f"cuadra-{kind}",
-        "description": (
-            "Kernel density of incidents"
-            if kind == "heatmap"
-            else "Incidents per H3 cell (resolution by zoom)"
-        ),  # fmt: skip
-        "version": "1.0.0",
-        "attribution": request.app.state.settings.attribution,
-        "scheme": "xyz",
-        "tiles": [url + (f"?{query}" if query else "")],
-        "minzoom": MIN_ZOOM,
-        "maxzoom": MAX_ZOOM,
-        "bounds": list(bounds),
-        "center": centre,
-        "vector_layers": [],
-    }
-    if kind == "hex":
-        body["vector_layers"] = [{"id": hexagons.LAYER, "fields": {"h3": "String", "count": "Number"},
-                                  "minzoom": MIN_ZOOM, "maxzoom": MAX_ZOOM,
-                                  "description": "One polygon per H3 cell"}]  # fmt: skip
-    return body
+    url += f"?{query}" if query else ""
+    return tilejson(kind, url, area_bounds(snap), request.app.state.settings.attribution)
 
 
 @router.get("/heatmap.json", summary="TileJSON 3.0 of the heatmap tiles")

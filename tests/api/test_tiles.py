@@ -19,11 +19,11 @@ from scipy.stats import spearmanr
 
 from api.main import create_app
 from api.settings import ServerSettings
-from api.tile_data import CellLayer
 from geo.cells import cells_to_latlng, hex_to_cells
 from geo.crs import WGS84, transform_xy
 from store import Store
 from tiles.grid import hex_res
+from tiles.layer import CellLayer
 
 YEAR = {"start": "2023-01-01", "end": "2024-01-01"}
 ZOCALO = (-99.1332, 19.4326)

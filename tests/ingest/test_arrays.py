@@ -21,7 +21,7 @@ PROBE = """
 import sys
 import numpy as np
 import pyarrow as pa
-from ingest.arrays import arrow_without_pandas
+from ingest.process import arrow_without_pandas
 assert arrow_without_pandas()
 table = pa.table({"n": pa.array(np.arange(3)), "s": ["a", "b", None]})
 assert table.column("n").to_pylist() == [0, 1, 2]
