@@ -1,18 +1,75 @@
-"""What every analysis route shares: the filters a request is answered with, and their echo."""
+"""What every analysis route shares: who asks, of which snapshot, with which filters.
+
+A route takes one :class:`Ask` (``AskDep``) instead of the request, the principal, a
+cursor, the snapshot and the common filters one by one; ``ask.answering(unit)`` gives the
+filters it is answered with (a key's source scope, or the public view), ``echo`` their
+JSON form.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 
-from api.auth import Principal
+from api.auth import Principal, PrincipalDep
+from api.deps import CommonFilters, CursorDep, FiltersDep, SnapshotDep
+from disclosure.rules import PublicRules
 from publication.figures import PublicView, public_view
 from store.aggregate import Unit
+from store.engine import Cursor
 from store.filters import Filters
 from store.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One analysis request: who asks, the snapshot read, its cursor and common filters."""
+
+    request: Request
+    principal: Principal
+    snap: Snapshot
+    cursor: Cursor
+    common: CommonFilters
+
+    @property
+    def rules(self) -> PublicRules:
+        """The server's public release rules."""
+        rules: PublicRules = self.request.app.state.rules
+        return rules
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers every answer carries (the snapshot it was read from)."""
+        return {"X-Cuadra-Snapshot": str(self.snap.id)}
+
+    def unit(self, text: str) -> Unit:
+        """The request's unit, checked against the snapshot's layers."""
+        return Unit.parse(text, self.snap.manifest)
+
+    def filters(self) -> Filters:
+        """The common filters as given (checked, not yet scoped or published)."""
+        return self.common.to_filters()
+
+    def answering(self, unit: Unit | None) -> tuple[Filters, PublicView | None]:
+        """The filters the request is answered with, and the public view (None for a key)."""
+        return answering(self.request, self.principal, self.snap, self.filters(), unit)
+
+
+async def get_ask(
+    request: Request,
+    principal: PrincipalDep,
+    snap: SnapshotDep,
+    cursor: CursorDep,
+    common: FiltersDep,
+) -> Ask:
+    """The request's :class:`Ask`."""
+    return Ask(request, principal, snap, cursor, common)
+
+
+AskDep = Annotated[Ask, Depends(get_ask)]
 
 
 def answering(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 from pydantic import StringConstraints
@@ -17,6 +17,8 @@ from store import Store
 from store.engine import Cursor
 from store.filters import FilterError, Filters
 from store.snapshot import Snapshot
+
+T = TypeVar("T")
 
 
 async def get_cursor(request: Request) -> AsyncIterator[Cursor]:
@@ -142,13 +144,20 @@ class CommonFilters:
         )
 
 
-async def common_filters(**params: Any) -> CommonFilters:
-    """The common filters of a request (FastAPI reads the parameters off CommonFilters)."""
-    return CommonFilters(**params)
+def query_group(cls: type[T]) -> Callable[..., Awaitable[T]]:
+    """A dependency that reads a dataclass's fields as query parameters (declared once).
+
+    A class dependency would be called in the thread pool (one more hop per request); this
+    coroutine takes the same parameters, read off the dataclass's signature.
+    """
+
+    async def dependency(**params: Any) -> T:
+        return cls(**params)
+
+    # Annotations resolved where the class is declared (they are strings under PEP 563).
+    dependency.__signature__ = inspect.signature(cls, eval_str=True)  # type: ignore[attr-defined]
+    dependency.__doc__ = f"The query parameters of {cls.__name__}."
+    return dependency
 
 
-# A class dependency would be called in the thread pool (one more hop per request); this
-# coroutine takes the same parameters, declared once on the dataclass.
-common_filters.__signature__ = inspect.signature(CommonFilters)  # type: ignore[attr-defined]
-
-FiltersDep = Annotated[CommonFilters, Depends(common_filters)]
+FiltersDep = Annotated[CommonFilters, Depends(query_group(CommonFilters))]

@@ -178,3 +178,29 @@ def classify(z: Floats, p: Floats) -> npt.NDArray[np.str_]:
         labels[significant & (z > 0)] = f"hot_{tag}"
         labels[significant & (z < 0)] = f"cold_{tag}"
     return labels
+
+
+@dataclass(frozen=True)
+class HotSpots:
+    """Gi* of every unit of a study area: z, p, FDR-adjusted p and class."""
+
+    z: Floats
+    p: Floats
+    p_fdr: Floats
+    classes: npt.NDArray[np.str_]
+    inference: str  # "analytic" or "permutation"
+
+    def significant(self, alpha: float) -> int:
+        """Units whose FDR-adjusted p is at most ``alpha``."""
+        return int((self.p_fdr <= alpha).sum())
+
+
+def hot_spots(
+    y: Floats, weights: sp.csr_matrix, prepared: GiWeights, permutations: int = 0, seed: int = 0
+) -> HotSpots:
+    """Gi* of counts ``y`` over a study area: analytic p, or conditional permutations."""
+    z, p = gistar(y, prepared)
+    if permutations:
+        p = gistar_permutations(y, weights, permutations, seed)
+    p_fdr = fdr(p)
+    return HotSpots(z, p, p_fdr, classify(z, p_fdr), "permutation" if permutations else "analytic")

@@ -18,9 +18,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import PrincipalDep
-from api.context import answering, echo
-from api.deps import CursorDep, FiltersDep, SnapshotDep
+from api.context import AskDep, echo
 from api.errors import ERROR_RESPONSES
 from api.responses import csv_safe, json_response
 from disclosure.rules import NotPublished
@@ -105,11 +103,7 @@ class AggregateResponse(BaseModel):
     },
 )
 def get_aggregate(
-    request: Request,
-    principal: PrincipalDep,
-    cursor: CursorDep,
-    snap: SnapshotDep,
-    filters: FiltersDep,
+    ask: AskDep,
     unit: Annotated[
         str,
         Query(
@@ -126,13 +120,13 @@ def get_aggregate(
     Example: robberies of pedestrians with violence by colonia in 2023, at night —
     `/v1/aggregate?unit=colonia&start=2023-01-01&end=2024-01-01&offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA&hour_from=22&hour_to=6`.
     """
-    parsed = Unit.parse(unit, snap.manifest)
-    flt, pub = answering(request, principal, snap, filters.to_filters(), parsed)
-    shown = published_counts(snap, parsed, flt, pub, request.app.state.rules, cursor)
+    parsed = ask.unit(unit)
+    flt, pub = ask.answering(parsed)
+    shown = published_counts(ask.snap, parsed, flt, pub, ask.rules, ask.cursor)
     table, total, unassigned = shown.table, shown.total, shown.unassigned
     privacy = pub.describe(shown.withheld) if pub is not None else None
-    rows, geometries = _rows(snap, parsed, table, with_geometry=format is Format.geojson)
-    headers = {"X-Cuadra-Snapshot": str(snap.id)}
+    rows, geometries = _rows(ask.snap, parsed, table, with_geometry=format is Format.geojson)
+    headers = ask.headers
     if format is Format.csv:
         return _csv(rows, headers)
     if format is Format.geojson:
@@ -142,7 +136,7 @@ def get_aggregate(
         ]
         body = {
             "type": "FeatureCollection",
-            "snapshot": snap.id,
+            "snapshot": ask.snap.id,
             "unit": unit,
             "total": total,
             "unassigned": unassigned,
@@ -153,7 +147,7 @@ def get_aggregate(
     # Built as plain data and encoded once: the schema is AggregateResponse's (tested by
     # the schema fuzz tests), without a model object per row on the hot path.
     payload = {
-        "snapshot": snap.id,
+        "snapshot": ask.snap.id,
         "unit": unit,
         "filters": echo(flt),
         "total": total,
@@ -285,11 +279,7 @@ class TimeseriesResponse(BaseModel):
     responses={200: {"content": {"text/csv": {"description": "format=csv"}}}},
 )
 def get_timeseries(
-    request: Request,
-    principal: PrincipalDep,
-    cursor: CursorDep,
-    snap: SnapshotDep,
-    filters: FiltersDep,
+    ask: AskDep,
     interval: Annotated[
         Interval, Query(description="day, week (ISO, from Monday) or month.")
     ] = Interval.month,
@@ -316,29 +306,29 @@ def get_timeseries(
     Example: monthly counts of one colonia in 2023 —
     `/v1/timeseries?unit=colonia&id=15-017&interval=month&start=2023-01-01&end=2024-01-01`.
     """
-    parsed = Unit.parse(unit, snap.manifest) if unit is not None else None
+    parsed = ask.unit(unit) if unit is not None else None
     if parsed is None and id is not None:
         raise FilterError("unit", None, "give unit together with id")
     rows: list[dict[str, Any]]
-    if principal.public:
-        flt, pub, months = _public_months(request, snap, filters.to_filters(), parsed, interval)
-        counts = series(snap, pub, request.app.state.rules, parsed, id, months, cursor)
+    if ask.principal.public:
+        flt, pub, months = _public_months(ask.request, ask.snap, ask.filters(), parsed, interval)
+        counts = series(ask.snap, pub, ask.rules, parsed, id, months, ask.cursor)
         # Withheld months are null, zeros too: a withheld month may hold anything below k.
         rows = [{"period": m.isoformat(), "count": c} for m, c in zip(months, counts, strict=True)]
         privacy = pub.describe(any(c is None for c in counts))
     else:
-        flt, _ = answering(request, principal, snap, filters.to_filters(), parsed)
-        table = timeseries(snap, interval.value, flt, parsed, id, cursor)
+        flt, _ = ask.answering(parsed)
+        table = timeseries(ask.snap, interval.value, flt, parsed, id, ask.cursor)
         periods = table.column("period").to_pylist()
         rows = [
             {"period": p.isoformat(), "count": c}
             for p, c in zip(periods, table.column("count").to_pylist(), strict=True)
         ]
         privacy = None
-    headers = {"X-Cuadra-Snapshot": str(snap.id)}
+    headers = ask.headers
     if format is TableFormat.csv:
         return _table_csv(["period", "count"], rows, headers)
-    payload = {"snapshot": snap.id, "interval": interval.value, "unit": unit, "id": id,
+    payload = {"snapshot": ask.snap.id, "interval": interval.value, "unit": unit, "id": id,
                "filters": echo(flt), "privacy": privacy, "rows": rows}  # fmt: skip
     return json_response(payload, headers)
 
@@ -389,11 +379,7 @@ class CompareResponse(BaseModel):
     responses={200: {"content": {"text/csv": {"description": "format=csv"}}}},
 )
 def get_compare(
-    request: Request,
-    principal: PrincipalDep,
-    cursor: CursorDep,
-    snap: SnapshotDep,
-    filters: FiltersDep,
+    ask: AskDep,
     unit: Annotated[
         str,
         Query(
@@ -425,11 +411,11 @@ def get_compare(
     `/v1/compare?unit=cuadrante&a_start=2023-01-01&a_end=2024-01-01&b_start=2024-01-01&b_end=2025-01-01`
     then read the rows with `change > 0` and `p_value < 0.05`.
     """
-    parsed = Unit.parse(unit, snap.manifest)
-    flt = filters.to_filters()
+    parsed = ask.unit(unit)
+    flt = ask.filters()
     pub_a = pub_b = None
-    rules = request.app.state.rules
-    if principal.public:
+    rules = ask.rules
+    if ask.principal.public:
         # Each period is a period of the release (a calendar year, quarter or month).
         periods = []
         for name, lo, hi in (("a_end", a_start, a_end), ("b_end", b_start, b_end)):
@@ -437,25 +423,27 @@ def get_compare(
                 periods.append(Period.parse(lo, hi))
             except NotPublished as err:
                 raise FilterError(name, hi.isoformat(), err.message) from None
-        pub_a = public_view(snap, rules, replace(flt, start=None, end=None), parsed, periods[0])
-        pub_b = public_view(snap, rules, replace(flt, start=None, end=None), parsed, periods[1])
+        pub_a = public_view(ask.snap, rules, replace(flt, start=None, end=None), parsed, periods[0])
+        pub_b = public_view(ask.snap, rules, replace(flt, start=None, end=None), parsed, periods[1])
         flt = replace(pub_a.filters, start=None, end=None)
-    elif principal.scopes:
-        flt = replace(flt, sources=principal.scopes)
+    elif ask.principal.scopes:
+        flt = replace(flt, sources=ask.principal.scopes)
     if pub_a is not None and pub_b is not None:
-        shown_a = published_counts(snap, parsed, flt, pub_a, rules, cursor)
-        shown_b = published_counts(snap, parsed, flt, pub_b, rules, cursor)
+        shown_a = published_counts(ask.snap, parsed, flt, pub_a, rules, ask.cursor)
+        shown_b = published_counts(ask.snap, parsed, flt, pub_b, rules, ask.cursor)
         table = _both(shown_a, shown_b)
         withheld = shown_a.withheld or shown_b.withheld
     else:
-        table = compare_periods(snap, parsed, flt, (a_start, a_end), (b_start, b_end), cursor)
+        table = compare_periods(
+            ask.snap, parsed, flt, (a_start, a_end), (b_start, b_end), ask.cursor
+        )
     days_a = (a_end - a_start).days
     days_b = (b_end - b_start).days
     a = np.asarray(table.column("a").to_pylist(), dtype=np.int64)
     b = np.asarray(table.column("b").to_pylist(), dtype=np.int64)
     p = poisson_rate_test(a, b, days_a, days_b)
     base_rows, _ = _rows(
-        snap,
+        ask.snap,
         parsed,
         pa.table({"unit_id": table.column("unit_id"), "count": table.column("b")}),
         False,
@@ -474,11 +462,11 @@ def get_compare(
     else:
         rows.sort(key=lambda r: (-abs(r["change"]), r["p_value"], r["unit_id"]))
     privacy = pub_b.describe(withheld) if pub_b is not None else None
-    headers = {"X-Cuadra-Snapshot": str(snap.id)}
+    headers = ask.headers
     if format is TableFormat.csv:
         return _table_csv(list(CompareRow.model_fields), rows, headers)
     payload = CompareResponse(
-        snapshot=snap.id, unit=unit, a=[a_start.isoformat(), a_end.isoformat()],
+        snapshot=ask.snap.id, unit=unit, a=[a_start.isoformat(), a_end.isoformat()],
         b=[b_start.isoformat(), b_end.isoformat()], rank=rank, filters=echo(flt),
         privacy=privacy, rows=[CompareRow(**r) for r in rows],
     )  # fmt: skip

@@ -5,18 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import PrincipalDep
-from api.context import answering, echo
-from api.deps import CursorDep, FiltersDep, SnapshotDep
+from api.context import AskDep, echo
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from api.routes.aggregates import UNIT_DESCRIPTION, UNIT_PATTERN
 from geo.cells import hex_to_cells
 from geo.concentration import concentration, top_share
-from store.aggregate import Unit, aggregate
+from store.aggregate import aggregate
 from store.filters import FilterError
 from store.layers import layer_cells
 
@@ -52,11 +50,7 @@ class ConcentrationResponse(BaseModel):
     openapi_extra={"x-key-required": True},
 )
 def get_concentration(
-    request: Request,
-    principal: PrincipalDep,
-    db: CursorDep,
-    snap: SnapshotDep,
-    filters: FiltersDep,
+    ask: AskDep,
     unit: Annotated[
         str,
         Query(
@@ -74,13 +68,13 @@ def get_concentration(
     `/v1/concentration?unit=street&start=2023-01-01&end=2024-01-01` (units_for_half over n).
     H3 units take as study area the cells covering the first boundary layer.
     """
-    principal.require_key("concentration statistics need an analyst or admin API key for now")
-    parsed = Unit.parse(unit, snap.manifest)
-    flt, _ = answering(request, principal, snap, filters.to_filters(), parsed)
-    counts = aggregate(snap, parsed, flt, db)
+    ask.principal.require_key("concentration statistics need an analyst or admin API key for now")
+    parsed = ask.unit(unit)
+    flt, _ = ask.answering(parsed)
+    counts = aggregate(ask.snap, parsed, flt, ask.cursor)
     values = counts.table.column("count").to_numpy()
     if parsed.kind == "h3":
-        layers = snap.manifest.boundary_layers
+        layers = ask.snap.manifest.boundary_layers
         assert parsed.res is not None
         if not layers or parsed.res > MAX_H3:
             raise FilterError(
@@ -88,21 +82,21 @@ def get_concentration(
                 unit,
                 f"H3 concentration needs a boundary layer as study area and h3:{MAX_H3} or coarser",
             )
-        area = layer_cells(snap.path(str(snap.layer(layers[0]).cells_path)), parsed.res)
+        area = layer_cells(ask.snap.path(str(ask.snap.layer(layers[0]).cells_path)), parsed.res)
         occupied = hex_to_cells(counts.table.column("unit_id").to_pylist())
         # The study area's cells, and any occupied cell beyond it.
         n = int(np.union1d(area, occupied).size)
     else:
         assert parsed.layer is not None
-        n = int(snap.manifest.layers[parsed.layer].features)
+        n = int(ask.snap.manifest.layers[parsed.layer].features)
     y = np.zeros(n)
     y[: values.size] = values  # units with no incident are the zeros after them
     c = concentration(y)
     pick = np.unique(np.linspace(0, n, min(CURVE_POINTS, n + 1)).round().astype(int))
     lorenz = [[float(c.lorenz_units[i]), float(c.lorenz_incidents[i])] for i in pick]
-    body = {"snapshot": snap.id, "unit": unit, "n": n, "total": int(c.total),
+    body = {"snapshot": ask.snap.id, "unit": unit, "n": n, "total": int(c.total),
             "gini": c.gini, "top": top, "top_share": top_share(y, top),
             "units_for_half": c.units_for_half,
             "share_of_units_for_half": c.units_for_half / n if n else 0.0,
             "lorenz": lorenz, "filters": echo(flt)}  # fmt: skip
-    return json_response(body, {"X-Cuadra-Snapshot": str(snap.id)})
+    return json_response(body, ask.headers)

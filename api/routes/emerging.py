@@ -6,18 +6,16 @@ from collections import Counter
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import PrincipalDep
-from api.context import answering, echo
-from api.deps import CursorDep, FiltersDep, SnapshotDep
+from api.context import AskDep, echo
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from api.routes.hotspots import AREA_UNITS
 from api.study_area import study_area
 from geo.emerging import LABELS, emerging
-from store.aggregate import Unit, unit_series
+from store.aggregate import unit_series
 from store.filters import FilterError
 
 router = APIRouter(prefix="/v1", tags=["hotspots"], responses=ERROR_RESPONSES)
@@ -75,11 +73,7 @@ class EmergingResponse(BaseModel):
     openapi_extra={"x-key-required": True},
 )
 def get_emerging(
-    request: Request,
-    principal: PrincipalDep,
-    db: CursorDep,
-    snap: SnapshotDep,
-    filters: FiltersDep,
+    ask: AskDep,
     unit: Annotated[
         str,
         Query(
@@ -114,11 +108,11 @@ def get_emerging(
     `/v1/hotspots/emerging?unit=h3:7&interval=month&start=2022-01-01&end=2024-01-01&offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA`.
     The rules are in docs/hotspots.md.
     """
-    principal.require_key("hotspot statistics need an analyst or admin API key for now")
-    parsed = Unit.parse(unit, snap.manifest)
-    sa = study_area(snap, parsed, area, k)
-    flt, _ = answering(request, principal, snap, filters.to_filters(), parsed)
-    series = unit_series(snap, parsed, interval, flt, db)
+    ask.principal.require_key("hotspot statistics need an analyst or admin API key for now")
+    parsed = ask.unit(unit)
+    sa = study_area(ask.snap, parsed, area, k)
+    flt, _ = ask.answering(parsed)
+    series = unit_series(ask.snap, parsed, interval, flt, ask.cursor)
     steps = len(series.periods)
     if steps < MIN_STEPS:
         raise FilterError("interval", interval, f"{steps} time steps in the window: need at least {MIN_STEPS}")  # fmt: skip
@@ -146,11 +140,11 @@ def get_emerging(
         warnings.append(f"only {steps} time steps: trends need about {FEW_STEPS} to mean much")
     if (cube == 0).mean() > 0.9:
         warnings.append(f"{(cube == 0).mean():.0%} of bins are empty: use coarser units or steps")
-    body = {"snapshot": snap.id, "method": "emerging", "unit": unit,
+    body = {"snapshot": ask.snap.id, "method": "emerging", "unit": unit,
             "interval": interval, "periods": [p.isoformat() for p in series.periods],
             "window": window, "neighbours": sa.neighbours, "k": k, "area": sa.area, "n": sa.n,
             "alpha": alpha, "fdr": True,
             "summary": dict(sorted(Counter(str(c) for c in result.labels).items())),
             "categories": list(LABELS), "warnings": warnings, "filters": echo(flt),
             "rows": rows}  # fmt: skip
-    return json_response(body, {"X-Cuadra-Snapshot": str(snap.id)})
+    return json_response(body, ask.headers)

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import PrincipalDep
-from api.context import answering, echo
-from api.deps import CursorDep, FiltersDep, SnapshotDep
+from api.context import Ask, AskDep, echo
+from api.deps import query_group
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from api.study_area import StudyArea, study_area
 from geo.errors import ParameterError
-from geo.hotspots import classify, fdr, gistar, gistar_permutations
+from geo.hotspots import hot_spots
 from geo.kde import MIN_CELL, density_surface
-from store.aggregate import Unit, aggregate
+from store.aggregate import aggregate
 from store.filters import FilterError
 from store.records import points
 
@@ -93,19 +93,10 @@ class DensityResponse(BaseModel):
     )
 
 
-@router.get(
-    "/hotspots",
-    response_model=HotspotResponse | DensityResponse,
-    summary="Hot and cold spots: Gi* with FDR, or kernel density (analyst or admin key)",
-    responses={403: {"model": ErrorResponse, "description": "Needs an analyst or admin key."}},
-    openapi_extra={"x-key-required": True},
-)
-def get_hotspots(
-    request: Request,
-    principal: PrincipalDep,
-    db: CursorDep,
-    snap: SnapshotDep,
-    filters: FiltersDep,
+@dataclass
+class HotspotParams:
+    """The parameters of /v1/hotspots besides the common filters."""
+
     unit: Annotated[
         str | None,
         Query(
@@ -115,12 +106,12 @@ def get_hotspots(
             "neighbours). Not used by `kde`.",
             examples=["h3:8", "colonia"],
         ),
-    ] = None,  # fmt: skip
-    method: Annotated[Literal["gistar", "kde"], Query(description="The statistic.")] = "gistar",
-    k: Annotated[int, Query(ge=1, le=5, description="Gi* on H3: the k-ring.")] = 1,
+    ] = None
+    method: Annotated[Literal["gistar", "kde"], Query(description="The statistic.")] = "gistar"
+    k: Annotated[int, Query(ge=1, le=5, description="Gi* on H3: the k-ring.")] = 1
     alpha: Annotated[
         float, Query(gt=0, lt=0.5, description="FDR level for the `significant` count.")
-    ] = 0.05,
+    ] = 0.05
     area: Annotated[
         str | None,
         Query(
@@ -129,7 +120,7 @@ def get_hotspots(
             description="Gi* on H3: the boundary layer whose cells are the study area "
             "[default: the first].",
         ),
-    ] = None,  # fmt: skip
+    ] = None
     permutations: Annotated[
         int,
         Query(
@@ -138,8 +129,8 @@ def get_hotspots(
             description="Gi*: 0 for the analytic p, else conditional "
             "permutations for a pseudo p (99 … 9999).",
         ),
-    ] = 0,  # fmt: skip
-    seed: Annotated[int, Query(ge=0, le=2**31 - 1, description="Seed of the permutations.")] = 0,
+    ] = 0
+    seed: Annotated[int, Query(ge=0, le=2**31 - 1, description="Seed of the permutations.")] = 0
     bandwidth_m: Annotated[
         float | None,
         Query(
@@ -148,7 +139,7 @@ def get_hotspots(
             le=20_000,
             description="KDE search radius in metres [default: Silverman's rule].",
         ),
-    ] = None,  # fmt: skip
+    ] = None
     cell_size: Annotated[
         float | None,
         Query(
@@ -156,8 +147,20 @@ def get_hotspots(
             le=10_000,
             description="KDE cell side in metres [default: the shorter side of the extent / 250].",
         ),
-    ] = None,  # fmt: skip
-) -> Any:
+    ] = None
+
+
+HotspotParamsDep = Annotated[HotspotParams, Depends(query_group(HotspotParams))]
+
+
+@router.get(
+    "/hotspots",
+    response_model=HotspotResponse | DensityResponse,
+    summary="Hot and cold spots: Gi* with FDR, or kernel density (analyst or admin key)",
+    responses={403: {"model": ErrorResponse, "description": "Needs an analyst or admin key."}},
+    openapi_extra={"x-key-required": True},
+)
+def get_hotspots(ask: AskDep, params: HotspotParamsDep) -> Any:
     """Gi* z, p and adjusted p per unit of the study area (zeros in), or a kernel density.
 
     Gi* covers every unit of the study area; `kde` is a quartic kernel density surface of
@@ -169,48 +172,47 @@ def get_hotspots(
     their density — `/v1/hotspots?method=kde&…`.
     Public access waits for privacy rules that cover z-scores (they can give counts back).
     """
-    principal.require_key("hotspot statistics need an analyst or admin API key for now")
-    if method == "kde":
-        flt, _ = answering(request, principal, snap, filters.to_filters(), None)
-        table = points(snap, flt, db, MAX_POINTS)
-        try:
-            surface = density_surface(table.column("lon").to_numpy(),
-                                      table.column("lat").to_numpy(), bandwidth_m, cell_size)  # fmt: skip
-        except ParameterError as exc:
-            raise FilterError(exc.parameter, exc.value, str(exc)) from None
-        body = {"snapshot": snap.id, "method": method, **vars(surface),
-                "filters": echo(flt)}  # fmt: skip
-        return json_response(body, {"X-Cuadra-Snapshot": str(snap.id)})
-    if unit is None:
+    ask.principal.require_key("hotspot statistics need an analyst or admin API key for now")
+    if params.method == "kde":
+        return _density(ask, params)
+    if params.unit is None:
         raise FilterError("unit", None, "Gi* needs a unit: h3:5 … h3:10 or a boundary layer")
-    if 0 < permutations < 99:
-        raise FilterError("permutations", permutations, "use 0 (analytic) or at least 99")
-    parsed = Unit.parse(unit, snap.manifest)
-    sa = study_area(snap, parsed, area, k)
-    flt, _ = answering(request, principal, snap, filters.to_filters(), parsed)
-    counts = aggregate(snap, parsed, flt, db)
+    if 0 < params.permutations < 99:
+        raise FilterError("permutations", params.permutations, "use 0 (analytic) or at least 99")
+    unit = ask.unit(params.unit)
+    sa = study_area(ask.snap, unit, params.area, params.k)
+    flt, _ = ask.answering(unit)
+    counts = aggregate(ask.snap, unit, flt, ask.cursor)
     values = counts.table.column("count").to_numpy()
     y, inside = sa.place(counts.table.column("unit_id").to_pylist(), values)
-    if permutations * sa.n > MAX_DRAWS:
-        raise FilterError(
-            "permutations", permutations, f"at most {MAX_DRAWS // sa.n} for {sa.n} units"
-        )
-    z, p = gistar(y, sa.prepared)
-    if permutations:
-        p = gistar_permutations(y, sa.weights, permutations, seed)
-    p_fdr = fdr(p)
-    classes = classify(z, p_fdr)
-    order = np.argsort(-z, kind="stable")
-    rows = [{"unit_id": sa.unit_ids[i], "count": int(y[i]), "z": float(z[i]), "p": float(p[i]),
-             "p_fdr": float(p_fdr[i]), "class": str(classes[i])} for i in order]  # fmt: skip
-    body = {"snapshot": snap.id, "method": method, "unit": unit,
-            "neighbours": sa.neighbours, "k": k, "area": sa.area, "n": sa.n,
-            "total": int(y.sum()), "outside": int(values[~inside].sum()), "alpha": alpha,
-            "significant": int((p_fdr <= alpha).sum()), "fdr": True,
-            "inference": "permutation" if permutations else "analytic",
-            "permutations": permutations, "seed": seed if permutations else None,
+    if params.permutations * sa.n > MAX_DRAWS:
+        raise FilterError("permutations", params.permutations,
+                          f"at most {MAX_DRAWS // sa.n} for {sa.n} units")  # fmt: skip
+    gi = hot_spots(y, sa.weights, sa.prepared, params.permutations, params.seed)
+    rows = [{"unit_id": sa.unit_ids[i], "count": int(y[i]), "z": float(gi.z[i]),
+             "p": float(gi.p[i]), "p_fdr": float(gi.p_fdr[i]), "class": str(gi.classes[i])}
+            for i in np.argsort(-gi.z, kind="stable")]  # fmt: skip
+    body = {"snapshot": ask.snap.id, "method": params.method, "unit": params.unit,
+            "neighbours": sa.neighbours, "k": params.k, "area": sa.area, "n": sa.n,
+            "total": int(y.sum()), "outside": int(values[~inside].sum()), "alpha": params.alpha,
+            "significant": gi.significant(params.alpha), "fdr": True, "inference": gi.inference,
+            "permutations": params.permutations,
+            "seed": params.seed if params.permutations else None,
             "warnings": warnings(sa, y), "filters": echo(flt), "rows": rows}  # fmt: skip
-    return json_response(body, {"X-Cuadra-Snapshot": str(snap.id)})
+    return json_response(body, ask.headers)
+
+
+def _density(ask: Ask, params: HotspotParams) -> Any:
+    """The quartic kernel density surface of the matching incidents."""
+    flt, _ = ask.answering(None)
+    table = points(ask.snap, flt, ask.cursor, MAX_POINTS)
+    try:
+        surface = density_surface(table.column("lon").to_numpy(), table.column("lat").to_numpy(),
+                                  params.bandwidth_m, params.cell_size)  # fmt: skip
+    except ParameterError as exc:
+        raise FilterError(exc.parameter, exc.value, str(exc)) from None
+    body = {"snapshot": ask.snap.id, "method": params.method, **vars(surface), "filters": echo(flt)}
+    return json_response(body, ask.headers)
 
 
 def warnings(sa: StudyArea, y: np.ndarray) -> list[str]:

@@ -21,8 +21,8 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
-from api.auth import Principal, PrincipalDep
-from api.deps import CursorDep, FiltersDep, SnapshotDep
+from api.auth import Principal
+from api.context import AskDep
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import csv_safe, json_response
 from store import Store
@@ -94,11 +94,7 @@ class IncidentPage(BaseModel):
     },
 )
 def get_incidents(
-    request: Request,
-    principal: PrincipalDep,
-    db: CursorDep,
-    snap: SnapshotDep,
-    filters: FiltersDep,
+    ask: AskDep,
     limit: Annotated[
         int, Query(ge=1, le=MAX_PAGE, description="Records per page (format=json).")
     ] = 100,
@@ -118,35 +114,35 @@ def get_incidents(
     then the same with `cursor=<next_cursor>` until `next_cursor` is null. Every request is
     written to the store's audit log (who, what, when).
     """
-    principal.require_key("individual records need an analyst or admin API key")
-    flt = filters.to_filters()
-    if principal.scopes:
-        flt = replace(flt, sources=principal.scopes)
+    ask.principal.require_key("individual records need an analyst or admin API key")
+    flt = ask.filters()
+    if ask.principal.scopes:
+        flt = replace(flt, sources=ask.principal.scopes)
     # Checked now: a stream that has started can no longer answer 400.
-    flt.check(snap.boundary_layers)
-    _audit(snap.store, principal, request, format.value)
-    headers = {"X-Cuadra-Snapshot": str(snap.id)}
+    flt.check(ask.snap.boundary_layers)
+    _audit(ask.snap.store, ask.principal, ask.request, format.value)
+    headers = ask.headers
     if format is IncidentFormat.json:
         after = decode_cursor(cursor) if cursor else None
-        rows, next_cursor = page(snap, flt, limit, after, db)
+        rows, next_cursor = page(ask.snap, flt, limit, after, ask.cursor)
         for r in rows:
             r["occurred_at"] = r["occurred_at"].astimezone(UTC).isoformat()
-        body = {"snapshot": snap.id, "next_cursor": next_cursor, "rows": rows}
+        body = {"snapshot": ask.snap.id, "next_cursor": next_cursor, "rows": rows}
         return json_response(body, headers)
     if format is IncidentFormat.parquet:
         fd, path = tempfile.mkstemp(prefix="cuadra-export-", suffix=".parquet")
         os.close(fd)
-        export_parquet(snap, flt, path, db)
+        export_parquet(ask.snap, flt, path, ask.cursor)
         return FileResponse(path, media_type="application/vnd.apache.parquet",
-                            filename=f"incidents-{snap.id}.parquet", headers=headers,
+                            filename=f"incidents-{ask.snap.id}.parquet", headers=headers,
                             background=BackgroundTask(os.unlink, path))  # fmt: skip
     # Streams get a cursor of their own: the request's closes when the handler returns.
-    stream = request.app.state.engine.cursor()
-    rows_iter = _stream(snap, flt, stream)
+    stream = ask.request.app.state.engine.cursor()
+    rows_iter = _stream(ask.snap, flt, stream)
     if format is IncidentFormat.csv:
-        return StreamingResponse(_csv_lines(columns(snap.manifest), rows_iter),
+        return StreamingResponse(_csv_lines(columns(ask.snap.manifest), rows_iter),
                                  media_type="text/csv; charset=utf-8", headers=headers)  # fmt: skip
-    return StreamingResponse(_geojson_chunks(rows_iter, snap.id),
+    return StreamingResponse(_geojson_chunks(rows_iter, ask.snap.id),
                              media_type="application/geo+json", headers=headers)  # fmt: skip
 
 

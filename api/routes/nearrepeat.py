@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import PrincipalDep
-from api.context import answering, echo
-from api.deps import CursorDep, FiltersDep, SnapshotDep
+from api.context import AskDep, echo
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from geo.crs import WGS84, transform_xy, utm_crs_for
@@ -75,11 +73,7 @@ def _bands(name: str, text: str, top: float) -> list[float]:
     openapi_extra={"x-key-required": True},
 )
 def get_near_repeat(
-    request: Request,
-    principal: PrincipalDep,
-    db: CursorDep,
-    snap: SnapshotDep,
-    filters: FiltersDep,
+    ask: AskDep,
     distance_bands: Annotated[
         str,
         Query(
@@ -109,11 +103,11 @@ def get_near_repeat(
     `/v1/near-repeat?offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA&start=2023-01-01&end=2024-01-01&distance_bands=0,100,200&time_bands=0,7,14`.
     Days are whole local dates; distances are between the recorded points.
     """
-    principal.require_key("near-repeat analysis reads points: it needs an analyst or admin key")
+    ask.principal.require_key("near-repeat analysis reads points: it needs an analyst or admin key")
     d_edges = _bands("distance_bands", distance_bands, MAX_DISTANCE)
     t_edges = _bands("time_bands", time_bands, MAX_DAYS)
-    flt, _ = answering(request, principal, snap, filters.to_filters(), None)
-    table = points(snap, flt, db, MAX_EVENTS)
+    flt, _ = ask.answering(None)
+    table = points(ask.snap, flt, ask.cursor, MAX_EVENTS)
     lon, lat = table.column("lon").to_numpy(), table.column("lat").to_numpy()
     crs = utm_crs_for(float(np.median(lon)), float(np.median(lat))) if lon.size else None
     x, y = transform_xy(lon, lat, WGS84, crs) if crs else (lon, lat)
@@ -130,8 +124,8 @@ def get_near_repeat(
                           "days": [t_edges[c], t_edges[c + 1]], "observed": obs,
                           "expected": exp, "ratio": obs / exp if exp > 0 else None,
                           "p": float(result.p[r, c])})  # fmt: skip
-    body = {"snapshot": snap.id, "method": "knox", "intervals": "[from, to)",
+    body = {"snapshot": ask.snap.id, "method": "knox", "intervals": "[from, to)",
             "distance_bands": d_edges, "time_bands": t_edges, "crs": crs,
             "events": result.events, "pairs": result.pairs, "permutations": permutations,
             "seed": seed, "filters": echo(flt), "table": cells}  # fmt: skip
-    return json_response(body, {"X-Cuadra-Snapshot": str(snap.id)})
+    return json_response(body, ask.headers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -11,9 +12,8 @@ from cachetools import LRUCache
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from api.auth import Principal, PrincipalDep
-from api.context import answering
-from api.deps import CursorDep, FiltersDep, SnapshotDep
+from api.context import Ask, AskDep
+from api.deps import FiltersDep, SnapshotDep
 from api.errors import ERROR_RESPONSES
 from api.responses import json_response
 from api.tile_data import area_bounds, cell_layer
@@ -46,19 +46,12 @@ def _bounds(z: int, x: int, y: int) -> Bounds:
     return mercator_bounds(z, x, y)
 
 
-def _headers(principal: Principal, etag: str, snap: Snapshot) -> dict[str, str]:
+def _serve(ask: Ask, etag: str, media: str, render: Callable[[], bytes]) -> Response:
     # Keyed tiles may hold what the public may not see: private caches only.
-    scope = "public" if principal.public else "private"
-    return {"ETag": etag, "Cache-Control": f"{scope}, max-age={MAX_AGE}",
-            "Vary": "Authorization, X-API-Key", "X-Cuadra-Snapshot": str(snap.id)}  # fmt: skip
-
-
-def _serve(
-    request: Request, principal: Principal, snap: Snapshot, etag: str, media: str,
-    render: Any,
-) -> Response:  # fmt: skip
-    headers = _headers(principal, etag, snap)
-    if etag in request.headers.get("if-none-match", ""):
+    scope = "public" if ask.principal.public else "private"
+    headers = {"ETag": etag, "Cache-Control": f"{scope}, max-age={MAX_AGE}",
+               "Vary": "Authorization, X-API-Key", **ask.headers}  # fmt: skip
+    if etag in ask.request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     with _tiles_lock:
         body = _tiles.get(etag)
@@ -75,13 +68,10 @@ def _etag(layer: CellLayer, *parts: object) -> str:
     return '"' + hashlib.sha256(repr((layer.key, *parts)).encode()).hexdigest()[:32] + '"'
 
 
-def _heat_layer(
-    request: Request, principal: Principal, snap: Snapshot, filters: Any,
-    db: Any,
-) -> CellLayer:  # fmt: skip
-    res = HEAT_RES if not principal.public else request.app.state.settings.tiles_public_res
-    flt, pub = answering(request, principal, snap, filters.to_filters(), Unit("h3", res=res))
-    return cell_layer(snap, res, flt, pub, request.app.state.rules, db)
+def _heat_layer(ask: Ask) -> CellLayer:
+    res = HEAT_RES if not ask.principal.public else ask.request.app.state.settings.tiles_public_res
+    flt, pub = ask.answering(Unit("h3", res=res))
+    return cell_layer(ask.snap, res, flt, pub, ask.rules, ask.cursor)
 
 
 @router.get(
@@ -90,13 +80,11 @@ def _heat_layer(
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, **TILE_RESPONSES},
 )
-def get_heatmap_2x(
-    request: Request, principal: PrincipalDep, db: CursorDep, snap: SnapshotDep, filters: FiltersDep, z: Z, x: X, y: Y,
-) -> Response:  # fmt: skip
+def get_heatmap_2x(ask: AskDep, z: Z, x: X, y: Y) -> Response:
     """The heatmap tile at twice the pixels (same area, same colours)."""
-    layer = _heat_layer(request, principal, snap, filters, db)
+    layer = _heat_layer(ask)
     etag = _etag(layer, "heat", z, x, y, 2)
-    return _serve(request, principal, snap, etag, "image/png",
+    return _serve(ask, etag, "image/png",
                   lambda: layer.heatmap_png(_bounds(z, x, y), z, 2 * TILE_SIZE))  # fmt: skip
 
 
@@ -106,18 +94,16 @@ def get_heatmap_2x(
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, **TILE_RESPONSES},
 )
-def get_heatmap(
-    request: Request, principal: PrincipalDep, db: CursorDep, snap: SnapshotDep, filters: FiltersDep, z: Z, x: X, y: Y,
-) -> Response:  # fmt: skip
+def get_heatmap(ask: AskDep, z: Z, x: X, y: Y) -> Response:
     """Quartic kernel density of the matching incidents, from published H3 cell counts.
 
     Keys: the fine cells (resolution 11). Public: the counts /v1/aggregate publishes at
     resolution 9 (suppression applied; never points). One colour scale per zoom and filter
     set. Example: `/v1/tiles/heatmap/13/1838/3666.png?offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA`.
     """
-    layer = _heat_layer(request, principal, snap, filters, db)
+    layer = _heat_layer(ask)
     etag = _etag(layer, "heat", z, x, y, 1)
-    return _serve(request, principal, snap, etag, "image/png",
+    return _serve(ask, etag, "image/png",
                   lambda: layer.heatmap_png(_bounds(z, x, y), z))  # fmt: skip
 
 
@@ -127,22 +113,20 @@ def get_heatmap(
     response_class=Response,
     responses={200: {"content": {MVT: {}}}, **TILE_RESPONSES},
 )
-def get_hex(
-    request: Request, principal: PrincipalDep, db: CursorDep, snap: SnapshotDep, filters: FiltersDep, z: Z, x: X, y: Y,
-) -> Response:  # fmt: skip
+def get_hex(ask: AskDep, z: Z, x: X, y: Y) -> Response:
     """Layer `hex`: one polygon per H3 cell with properties `h3` and `count`.
 
     The resolution follows the zoom (docs/api.md); the counts are those /v1/aggregate
     publishes for the same cells and filters. Example: `/v1/tiles/hex/12/919/1833.mvt`.
     """
     res = hex_res(z)
-    if principal.public:
-        res = min(res, request.app.state.rules.finest_h3)
-    flt, pub = answering(request, principal, snap, filters.to_filters(), Unit("h3", res=res))
-    layer = cell_layer(snap, res, flt, pub, request.app.state.rules, db)
+    if ask.principal.public:
+        res = min(res, ask.rules.finest_h3)
+    flt, pub = ask.answering(Unit("h3", res=res))
+    layer = cell_layer(ask.snap, res, flt, pub, ask.rules, ask.cursor)
     etag = _etag(layer, "hex", z, x, y)
 
-    return _serve(request, principal, snap, etag, MVT, lambda: layer.hexagons_mvt(_bounds(z, x, y)))
+    return _serve(ask, etag, MVT, lambda: layer.hexagons_mvt(_bounds(z, x, y)))
 
 
 def _tilejson(request: Request, snap: Snapshot, kind: Literal["heatmap", "hex"]) -> dict[str, Any]:
