@@ -242,9 +242,16 @@ def boundaries_add(
     try:
         with _stages(not as_json, f"boundaries {name}") as say:
             manifest, notes = add_boundary_file(
-                st, name, file, id_field=id_field, name_field=name_field,
-                population_field=population_field, layer=layer, dissolve=dissolve, progress=say,
-            )  # fmt: skip
+                st,
+                name,
+                file,
+                id_field=id_field,
+                name_field=name_field,
+                population_field=population_field,
+                layer=layer,
+                dissolve=dissolve,
+                progress=say,
+            )
     except (IngestError, StoreError) as exc:
         _fail(exc)
         return
@@ -393,8 +400,16 @@ def keys_create(
         _fail(exc)
         return
     if as_json:
-        out.print_json(json.dumps({"id": record.id, "role": record.role.value,
-                                   "scopes": list(record.scopes), "key": text}))  # fmt: skip
+        out.print_json(
+            json.dumps(
+                {
+                    "id": record.id,
+                    "role": record.role.value,
+                    "scopes": list(record.scopes),
+                    "key": text,
+                }
+            )
+        )
         return
     scopes = ", ".join(record.scopes) or "all sources"
     out.print(f"key {record.id} ({record.role.value}; {scopes}):")
@@ -410,16 +425,30 @@ def keys_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     from store.keys import KeyRing
 
     keys = KeyRing(_store(store).root).keys()
-    rows: list[dict[str, Any]] = [{"id": k.id, "role": k.role.value, "scopes": list(k.scopes),
-             "created_at": k.created_at, "revoked_at": k.revoked_at, "note": k.note}
-            for k in keys]  # fmt: skip
+    rows: list[dict[str, Any]] = [
+        {
+            "id": k.id,
+            "role": k.role.value,
+            "scopes": list(k.scopes),
+            "created_at": k.created_at,
+            "revoked_at": k.revoked_at,
+            "note": k.note,
+        }
+        for k in keys
+    ]
     if as_json:
         out.print_json(json.dumps(rows, ensure_ascii=False))
         return
     table = Table("id", "role", "scopes", "created", "revoked", "note")
     for r in rows:
-        table.add_row(r["id"], r["role"], ", ".join(r["scopes"]) or "all",
-                      r["created_at"], r["revoked_at"] or "", r["note"] or "")  # fmt: skip
+        table.add_row(
+            r["id"],
+            r["role"],
+            ", ".join(r["scopes"]) or "all",
+            r["created_at"],
+            r["revoked_at"] or "",
+            r["note"] or "",
+        )
     out.print(table)
 
 
@@ -463,8 +492,15 @@ def serve(
     # Forwarded headers only from a configured proxy: uvicorn trusts them from 127.0.0.1 by
     # default, and a client on the host could then pick its own address for the rate limit.
     proxies = ",".join(settings.trusted_proxies)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False,
-                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)  # fmt: skip
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )
 
 
 @app.command()

@@ -51,11 +51,19 @@ def prepare_demo(store: Store, data_dir: Path | None, out: Console) -> None:
     layers = manifest.layers if manifest else {}
     boundaries = [
         ("colonia", "colonias (IECM)", COLONIAS, {"id_field": "CVEUT", "name_field": "NOMUT"}),
-        ("alcaldia", "alcaldías (colonias dissolved by NOMDT)", COLONIAS,
-         {"id_field": "NOMDT", "name_field": "NOMDT", "dissolve": True}),
-        ("cuadrante", "cuadrantes (SSC 2023)", CUADRANTES,
-         {"id_field": "Nomenclatu", "name_field": "Nomenclatu"}),
-    ]  # fmt: skip
+        (
+            "alcaldia",
+            "alcaldías (colonias dissolved by NOMDT)",
+            COLONIAS,
+            {"id_field": "NOMDT", "name_field": "NOMDT", "dissolve": True},
+        ),
+        (
+            "cuadrante",
+            "cuadrantes (SSC 2023)",
+            CUADRANTES,
+            {"id_field": "Nomenclatu", "name_field": "Nomenclatu"},
+        ),
+    ]
     for name, label, file, options in boundaries:
         if name not in layers:
             out.print(f"Adding {label} ...")

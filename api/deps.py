@@ -85,21 +85,33 @@ class CommonFilters:
     ] = None
     offense: Annotated[
         list[Name] | None,
-        Query(max_length=50, description="Offense as published (repeatable).",
-              examples=["ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA"]),
-    ] = None  # fmt: skip
+        Query(
+            max_length=50,
+            description="Offense as published (repeatable).",
+            examples=["ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA"],
+        ),
+    ] = None
     hour_from: Annotated[
         int | None,
         Query(ge=0, le=23, description="Local hour window start (inclusive).", examples=[22]),
     ] = None
     hour_to: Annotated[
         int | None,
-        Query(ge=1, le=24, description="Local hour window end (exclusive); smaller than hour_from wraps past midnight.", examples=[6]),
-    ] = None  # fmt: skip
+        Query(
+            ge=1,
+            le=24,
+            description="Local hour window end (exclusive); smaller than hour_from wraps past midnight.",
+            examples=[6],
+        ),
+    ] = None
     weekday: Annotated[
         list[int] | None,
-        Query(max_length=7, description="Local weekday (repeatable), 0 = Monday … 6 = Sunday.", examples=[4]),
-    ] = None  # fmt: skip
+        Query(
+            max_length=7,
+            description="Local weekday (repeatable), 0 = Monday … 6 = Sunday.",
+            examples=[4],
+        ),
+    ] = None
     bbox: Annotated[
         str | None,
         Query(

@@ -61,8 +61,11 @@ class RateLimit:
         capped = who.startswith("addr:")  # keys and tiles are not capped
         if capped:
             if self.flying.get(who, 0) >= self.in_flight:
-                await _refuse(send, 1, f"more than {self.in_flight} requests at once from one "
-                              "address; retry in 1 s")  # fmt: skip
+                await _refuse(
+                    send,
+                    1,
+                    f"more than {self.in_flight} requests at once from one address; retry in 1 s",
+                )
                 return
             self.flying[who] = self.flying.get(who, 0) + 1
         try:

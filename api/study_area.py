@@ -67,8 +67,11 @@ class StudyArea:
         """Counts per (unit, time step) laid out on the area's units × ``steps``."""
         at, inside = self.positions(ids)
         out = np.zeros((self.n, steps))
-        np.add.at(out, (at[inside], np.asarray(step, np.int64)[inside]),
-                  np.asarray(counts, np.float64)[inside])  # fmt: skip
+        np.add.at(
+            out,
+            (at[inside], np.asarray(step, np.int64)[inside]),
+            np.asarray(counts, np.float64)[inside],
+        )
         return out
 
 
@@ -92,7 +95,11 @@ def study_area(snap: Snapshot, unit: Unit, area: str | None, k: int = 1) -> Stud
     layers = snap.boundary_layers
     layer = area or (layers[0] if layers else None)
     if layer is None or layer not in layers:
-        raise FilterError("area", area, f"no boundary layer to take the study area from (have: {', '.join(layers) or 'none'})")  # fmt: skip
+        raise FilterError(
+            "area",
+            area,
+            f"no boundary layer to take the study area from (have: {', '.join(layers) or 'none'})",
+        )
     assert unit.res is not None
     if unit.res > MAX_RES:
         raise FilterError("unit", f"h3:{unit.res}", f"study areas go down to h3:{MAX_RES}")
@@ -101,9 +108,12 @@ def study_area(snap: Snapshot, unit: Unit, area: str | None, k: int = 1) -> Stud
     cells = snap.memo(CELL_COUNTS, (layer, res), lambda: int(layer_cells(cells_path, res).size))
     pairs = cells * (3 * k * (k + 1) + 1)
     if pairs > MAX_PAIRS:
-        raise FilterError("k" if k > 1 else "unit", k if k > 1 else f"h3:{unit.res}",
-                          f"h3:{unit.res} cells over {layer} with k = {k} make {pairs:,} neighbour "
-                          f"pairs, more than {MAX_PAIRS:,}: use a smaller k or coarser cells")  # fmt: skip
+        raise FilterError(
+            "k" if k > 1 else "unit",
+            k if k > 1 else f"h3:{unit.res}",
+            f"h3:{unit.res} cells over {layer} with k = {k} make {pairs:,} neighbour "
+            f"pairs, more than {MAX_PAIRS:,}: use a smaller k or coarser cells",
+        )
     parts = snap.memo(STUDY_AREAS, (layer, res, k), lambda: _cell_area(cells_path, res, k))
     return StudyArea(*parts, layer, f"{k}-ring")
 

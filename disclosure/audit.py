@@ -161,8 +161,9 @@ def audit(
     hidden = hidden.copy()
     fixed = np.zeros(values.size, dtype=bool) if fixed is None else fixed
     order = np.argsort(relations.rel, kind="stable")  # propagate reads relations in order
-    relations = Relations(relations.rel[order], relations.cell[order], relations.coef[order],
-                          relations.slack)  # fmt: skip
+    relations = Relations(
+        relations.rel[order], relations.cell[order], relations.coef[order], relations.slack
+    )
     k_rel = np.zeros(relations.count, dtype=np.float64)
     # A relation's threshold: its members share one (no relation mixes sensitive counts).
     k_rel[relations.rel[::-1]] = ks[relations.cell[::-1]]
@@ -191,8 +192,9 @@ def audit(
             first_provable = unresolved
         if not narrow.any():
             break
-        covers, wider, want = _covers(values, hidden, fixed, narrow, live, lo, hi, slack_hi,
-                                      want_lo, want_hi, cap)  # fmt: skip
+        covers, wider, want = _covers(
+            values, hidden, fixed, narrow, live, lo, hi, slack_hi, want_lo, want_hi, cap
+        )
         # Cover in the way (a relation with nothing left to withhold) must move in turn.
         raise_hi = np.isfinite(want[:, 1])
         grow = want[:, 1] > want_hi[wider] + _EPS
@@ -251,8 +253,9 @@ def _covers(
     cand = at_risk[rel] & ~hidden[cell] & (values[cell] > 0) & ~fixed[cell]
     has = np.zeros(relations.count, dtype=bool)
     has[rel[cand]] = True
-    wider, want = _in_the_way(relations, at_risk, binding, short_lo, hidden, fixed,
-                              narrow, lo, hi, cap)  # fmt: skip
+    wider, want = _in_the_way(
+        relations, at_risk, binding, short_lo, hidden, fixed, narrow, lo, hi, cap
+    )
     if not cand.any():
         return np.zeros(0, dtype=np.int64), wider, want
     r, c, a = rel[cand], cell[cand], coef[cand]

@@ -187,8 +187,7 @@ def build_table(
     plus = relations.coef > 0
     first = suppress_members(value, ks, relations.rel[plus], relations.cell[plus], relations.slack)
     k_of_node = np.where(tree.sensitive, rules.k_sensitive, rules.k).astype(np.int64)
-    checked = _audit(value, ks, first, relations, k_of_node, len(tree.names), whole,
-                     family.parent)  # fmt: skip
+    checked = _audit(value, ks, first, relations, k_of_node, len(tree.names), whole, family.parent)
     slices: dict[tuple[int, int, int], tuple[int, int]] = {}
     if unit.size:
         trio = np.stack([period, node, res], axis=1)
@@ -199,9 +198,19 @@ def build_table(
             slices[(int(period[a]), int(node[a]), int(res[a]))] = (a, b)
     n = unit.size
     # Bounds are kept where other tables sum to these cells (all but H3's, the largest).
-    kept = checked if family.name != H3 else Audit(
-        checked.hidden[:0], checked.lo[:0], checked.hi[:0], checked.rounds, checked.covers,
-        checked.unresolved, checked.first_provable)  # fmt: skip
+    kept = (
+        checked
+        if family.name != H3
+        else Audit(
+            checked.hidden[:0],
+            checked.lo[:0],
+            checked.hi[:0],
+            checked.rounds,
+            checked.covers,
+            checked.unresolved,
+            checked.first_provable,
+        )
+    )
     # Compact types: a table of H3 cells over a year of Mexico City holds ~1.4 M cells.
     return PublishedTable(
         ids=ids,
@@ -392,8 +401,11 @@ def _relations(
         parent = up_unit[unit]
         finer = parent >= 0
         if finer.any():
-            full = np.where(cells_are_pentagons(np.array([int(i or "0", 16) for i in ids],
-                                                         dtype=np.uint64)), 6, 7)  # fmt: skip
+            full = np.where(
+                cells_are_pentagons(np.array([int(i or "0", 16) for i in ids], dtype=np.uint64)),
+                6,
+                7,
+            )
             sum_cell = find((parent[finer] * N_PERIODS + period[finer]) * n_nodes + node[finer])
             rels.append(_group(sum_cell, cells[finer], sum_cell, full[parent[finer]]))
     if family.parent is not None:
@@ -424,8 +436,9 @@ def _nested(
 ) -> tuple[Ints, Ints, Ints, Ints]:
     """A parent unit's count is its children's sum: the parent cell an external member."""
     codes = nesting.table.codes
-    up = np.array([codes.get(nesting.of.get(i, ""), -1) if i is not None else -1 for i in ids],
-                  dtype=np.int64)  # fmt: skip
+    up = np.array(
+        [codes.get(nesting.of.get(i, ""), -1) if i is not None else -1 for i in ids], dtype=np.int64
+    )
     parent = up[unit]
     inside = parent >= 0
     block = N_PERIODS * n_nodes
@@ -454,8 +467,9 @@ def _group(
 def _unlisted(group: Ints, size: Ints, counted: npt.NDArray[np.bool_] | None) -> Ints:
     """Per member: its group's size less the members listed (every member carries it)."""
     distinct, inverse = np.unique(group, return_inverse=True)
-    listed = np.bincount(inverse, weights=None if counted is None else counted,
-                         minlength=distinct.size)  # fmt: skip
+    listed = np.bincount(
+        inverse, weights=None if counted is None else counted, minlength=distinct.size
+    )
     first = np.unique(inverse, return_index=True)[1]
     full = size[first] if size.size else np.zeros(0, np.int64)
     return np.maximum(full - listed, 0).astype(np.int64)[inverse]

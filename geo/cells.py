@@ -125,8 +125,9 @@ def hex_to_cells(hexes: list[str]) -> Cells:
 
 def cells_are_pentagons(cells: Cells) -> npt.NDArray[np.bool_]:
     """Whether each cell is one of the twelve pentagons of its resolution (six children)."""
-    return np.array([h3.is_pentagon(format(int(c), "x")) for c in np.asarray(cells, np.uint64)],
-                    dtype=bool)  # fmt: skip
+    return np.array(
+        [h3.is_pentagon(format(int(c), "x")) for c in np.asarray(cells, np.uint64)], dtype=bool
+    )
 
 
 def grid_disks(cells: Cells, k: int) -> tuple[npt.NDArray[np.intp], Cells]:

@@ -24,9 +24,15 @@ from geo.types import Floats
 
 PERSISTENT_SHARE = 0.9
 CATEGORIES = (
-    "new", "consecutive", "intensifying", "persistent", "diminishing", "sporadic",
-    "oscillating", "historical",
-)  # fmt: skip
+    "new",
+    "consecutive",
+    "intensifying",
+    "persistent",
+    "diminishing",
+    "sporadic",
+    "oscillating",
+    "historical",
+)
 LABELS = ("no_pattern", *(f"{c}_{side}" for side in ("hot", "cold") for c in CATEGORIES))
 
 
@@ -39,8 +45,11 @@ def spacetime_weights(spatial: sp.spmatrix, steps: int, window: int = 1) -> sp.c
     if steps < 1 or window < 0:
         raise GeoError(f"need steps >= 1 and window >= 0, got {steps} and {window}")
     # Lower band: step t sees steps t - window … t, never the future.
-    band = sp.diags([np.ones(steps - d) for d in range(min(window, steps - 1) + 1)],
-                    [-d for d in range(min(window, steps - 1) + 1)], shape=(steps, steps))  # fmt: skip
+    band = sp.diags(
+        [np.ones(steps - d) for d in range(min(window, steps - 1) + 1)],
+        [-d for d in range(min(window, steps - 1) + 1)],
+        shape=(steps, steps),
+    )
     w = sp.csr_matrix(sp.kron(band, sp.csr_matrix(spatial, dtype=np.float64), format="csr"))
     w.data[:] = 1.0
     w.sort_indices()
@@ -87,9 +96,12 @@ def mann_kendall(series: npt.ArrayLike) -> Trend:
 
 
 def categorize(
-    z: npt.ArrayLike, significant: npt.ArrayLike, trend_s: npt.ArrayLike, trend_p: npt.ArrayLike,
+    z: npt.ArrayLike,
+    significant: npt.ArrayLike,
+    trend_s: npt.ArrayLike,
+    trend_p: npt.ArrayLike,
     alpha: float = 0.05,
-) -> npt.NDArray[np.str_]:  # fmt: skip
+) -> npt.NDArray[np.str_]:
     """The emerging hot spot category of each unit (row) of a cube of Gi* results.
 
     ``z`` and ``significant`` are units × steps (oldest step first); ``trend_s`` and
@@ -123,9 +135,13 @@ def categorize(
 
 
 def _category(
-    hot: npt.NDArray[np.bool_], cold: npt.NDArray[np.bool_], s: float, p: float, alpha: float,
+    hot: npt.NDArray[np.bool_],
+    cold: npt.NDArray[np.bool_],
+    s: float,
+    p: float,
+    alpha: float,
     steps: int,
-) -> str:  # fmt: skip
+) -> str:
     if not (hot[-1] or cold[-1]):
         if hot.sum() >= PERSISTENT_SHARE * steps:
             return "historical_hot"

@@ -87,9 +87,12 @@ def quartic(d: Floats, h: float) -> Floats:
 
 
 def quartic_density(
-    x: npt.ArrayLike, y: npt.ArrayLike, grid: Grid, h: float,
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    grid: Grid,
+    h: float,
     weights: npt.ArrayLike | None = None,
-) -> Floats:  # fmt: skip
+) -> Floats:
     """Density (per square metre) at each cell centre of ``grid``: rows × cols."""
     xs, ys = np.asarray(x, np.float64), np.asarray(y, np.float64)
     w = np.ones(xs.size) if weights is None else np.asarray(weights, np.float64)
@@ -132,8 +135,19 @@ def density_surface(lon: Floats, lat: Floats, h: float | None, cell: float | Non
     ParameterError names ``bandwidth`` or ``cell_size`` when the sums would be too many.
     """
     if lon.size == 0:  # an empty surface, not an error: a dashboard's filter can match nothing
-        return Surface("quartic", None, h, "given" if h else "none", cell, None, 0, 0, 0,
-                       "incidents per km²", [])  # fmt: skip
+        return Surface(
+            "quartic",
+            None,
+            h,
+            "given" if h else "none",
+            cell,
+            None,
+            0,
+            0,
+            0,
+            "incidents per km²",
+            [],
+        )
     crs = utm_crs_for(float(np.median(lon)), float(np.median(lat)))
     x, y = transform_xy(lon, lat, WGS84, crs)
     rule = "given" if h is not None else "silverman"
@@ -145,10 +159,13 @@ def density_surface(lon: Floats, lat: Floats, h: float | None, cell: float | Non
     if pairs > MAX_KERNEL_PAIRS:
         least = radius * float(np.sqrt(np.pi * lon.size / MAX_KERNEL_PAIRS))
         name, value = ("bandwidth", h) if h is not None else ("cell_size", cell)
-        raise ParameterError(name, value,
-                             f"{lon.size:,} incidents × ~{np.pi * (radius / cell) ** 2:,.0f} cells each "
-                             f"within {radius:,.0f} m is more than {MAX_KERNEL_PAIRS:,} kernel sums: "
-                             f"use cells of at least {least:,.0f} m, a smaller bandwidth, or fewer incidents")  # fmt: skip
+        raise ParameterError(
+            name,
+            value,
+            f"{lon.size:,} incidents × ~{np.pi * (radius / cell) ** 2:,.0f} cells each "
+            f"within {radius:,.0f} m is more than {MAX_KERNEL_PAIRS:,} kernel sums: "
+            f"use cells of at least {least:,.0f} m, a smaller bandwidth, or fewer incidents",
+        )
     try:
         grid = Grid.covering(x, y, cell, radius)
     except GeoError as exc:  # too many cells for this cell size
@@ -160,5 +177,16 @@ def density_surface(lon: Floats, lat: Floats, h: float | None, cell: float | Non
     clon, clat = transform_xy(cx, cy, crs, WGS84)
     values = surface[r, c]
     cells = np.column_stack([r, c, np.round(clon, 6), np.round(clat, 6), values]).tolist()
-    return Surface("quartic", crs, radius, rule, cell, [grid.x0, grid.y0], grid.rows, grid.cols,
-                   int(lon.size), "incidents per km²", cells)  # fmt: skip
+    return Surface(
+        "quartic",
+        crs,
+        radius,
+        rule,
+        cell,
+        [grid.x0, grid.y0],
+        grid.rows,
+        grid.cols,
+        int(lon.size),
+        "incidents per km²",
+        cells,
+    )

@@ -99,10 +99,15 @@ def close_pairs(x: Floats, y: Floats, within: float) -> tuple[npt.NDArray[np.int
 
 
 def knox(
-    x: npt.ArrayLike, y: npt.ArrayLike, t: npt.ArrayLike,
-    distance_bands: npt.ArrayLike, time_bands: npt.ArrayLike,
-    permutations: int = 99, seed: int = 0, max_work: int | None = None,
-) -> Knox:  # fmt: skip
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    t: npt.ArrayLike,
+    distance_bands: npt.ArrayLike,
+    time_bands: npt.ArrayLike,
+    permutations: int = 99,
+    seed: int = 0,
+    max_work: int | None = None,
+) -> Knox:
     """Knox table of events at (x, y) metres and t days, with Monte Carlo p-values.
 
     A pair falls in distance band k when edges[k] <= distance < edges[k + 1], likewise
@@ -122,8 +127,17 @@ def knox(
     d_edges, t_edges = _edges(distance_bands, "distance_bands"), _edges(time_bands, "time_bands")
     if xs.size < 2:  # no pair: an empty table, nothing in excess
         shape = (d_edges.size - 1, t_edges.size - 1)
-        return Knox(d_edges, t_edges, np.zeros(shape, np.int64), np.zeros(shape), np.ones(shape),
-                    permutations, seed, 0, int(xs.size))  # fmt: skip
+        return Knox(
+            d_edges,
+            t_edges,
+            np.zeros(shape, np.int64),
+            np.zeros(shape),
+            np.ones(shape),
+            permutations,
+            seed,
+            0,
+            int(xs.size),
+        )
     pairs, d = close_pairs(xs, ys, float(d_edges[-1]))
     row = np.searchsorted(d_edges, d, side="right") - 1
     inside = row >= 0  # closer than the first edge: in no band
@@ -144,6 +158,13 @@ def knox(
         total += table
         at_least += table >= observed
     return Knox(
-        d_edges, t_edges, observed, total / permutations, (at_least + 1) / (permutations + 1),
-        permutations, seed, int(pairs.shape[0]), int(xs.size),
-    )  # fmt: skip
+        d_edges,
+        t_edges,
+        observed,
+        total / permutations,
+        (at_least + 1) / (permutations + 1),
+        permutations,
+        seed,
+        int(pairs.shape[0]),
+        int(xs.size),
+    )

@@ -105,8 +105,20 @@ class SegmentIndex:
             counts = np.bincount(keys, minlength=nx * ny)
             offsets = np.zeros(nx * ny + 1, np.int64)
             np.cumsum(counts, out=offsets[1:])
-        return cls(x0, y0, x1, y1, feature, metric_crs, float(reach), cell, origin, shape,
-                   offsets, seg.astype(np.int32))  # fmt: skip
+        return cls(
+            x0,
+            y0,
+            x1,
+            y1,
+            feature,
+            metric_crs,
+            float(reach),
+            cell,
+            origin,
+            shape,
+            offsets,
+            seg.astype(np.int32),
+        )
 
     def with_reach(self, reach: float) -> SegmentIndex:
         """The same segments gridded for a larger search distance."""
@@ -127,23 +139,35 @@ class SegmentIndex:
         """The index as named arrays (for ``numpy.savez``); ``from_arrays`` restores it."""
         meta = np.array([self.reach, *self.cell, *self.origin, *self.shape], dtype=np.float64)
         return {
-            "x0": self.x0, "y0": self.y0, "x1": self.x1, "y1": self.y1,
-            "feature": self.feature, "offsets": self.offsets,
-            "cell_segment": self.cell_segment, "meta": meta,
+            "x0": self.x0,
+            "y0": self.y0,
+            "x1": self.x1,
+            "y1": self.y1,
+            "feature": self.feature,
+            "offsets": self.offsets,
+            "cell_segment": self.cell_segment,
+            "meta": meta,
             "crs": np.frombuffer(self.metric_crs.encode(), dtype=np.uint8),
-        }  # fmt: skip
+        }
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, npt.NDArray[np.generic]]) -> SegmentIndex:
         """Rebuild an index saved with ``to_arrays``."""
         reach, cx, cy, ox, oy, nx, ny = (float(v) for v in arrays["meta"])
         return cls(
-            np.asarray(arrays["x0"], np.float64), np.asarray(arrays["y0"], np.float64),
-            np.asarray(arrays["x1"], np.float64), np.asarray(arrays["y1"], np.float64),
-            np.asarray(arrays["feature"], np.int32), bytes(arrays["crs"]).decode(),
-            reach, (cx, cy), (ox, oy), (int(nx), int(ny)),
-            np.asarray(arrays["offsets"], np.int64), np.asarray(arrays["cell_segment"], np.int32),
-        )  # fmt: skip
+            np.asarray(arrays["x0"], np.float64),
+            np.asarray(arrays["y0"], np.float64),
+            np.asarray(arrays["x1"], np.float64),
+            np.asarray(arrays["y1"], np.float64),
+            np.asarray(arrays["feature"], np.int32),
+            bytes(arrays["crs"]).decode(),
+            reach,
+            (cx, cy),
+            (ox, oy),
+            (int(nx), int(ny)),
+            np.asarray(arrays["offsets"], np.int64),
+            np.asarray(arrays["cell_segment"], np.int32),
+        )
 
     def nearest(
         self, lon: Floats, lat: Floats, max_distance: float, chunk: int = 262_144

@@ -112,8 +112,9 @@ def run_dask(
 
     cluster: Any = None
     if scheduler is None:
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               dashboard_address=None)  # fmt: skip
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
     client = Client(scheduler or cluster)
     try:
         workers = max(1, len(client.scheduler_info().get("workers", {})))
@@ -131,8 +132,9 @@ def run_dask(
             results.append(result)
 
         for index, src in enumerate(parts):
-            staged.append(client.submit(stage_part, prepare, ctx, src, index, str(staging),
-                                        pure=False))  # fmt: skip
+            staged.append(
+                client.submit(stage_part, prepare, ctx, src, index, str(staging), pure=False)
+            )
             del src
             while len(staged) >= 2 * workers:
                 settle_oldest()

@@ -253,15 +253,27 @@ def add_boundary_file(
     """
     say = progress or (lambda _msg: None)
     say("reading")
-    data, notes = read_boundaries(path, id_field=id_field, name_field=name_field,
-                                  population_field=population_field, layer=layer,
-                                  dissolve=dissolve)  # fmt: skip
+    data, notes = read_boundaries(
+        path,
+        id_field=id_field,
+        name_field=name_field,
+        population_field=population_field,
+        layer=layer,
+        dissolve=dissolve,
+    )
     say("indexing and re-assigning incidents")
     with store.writing() as parent:
-        manifest = store.add_boundary(parent, name, data, id_field=id_field,
-                                      name_field=name_field, population_field=population_field,
-                                      source_file=str(path), notes=notes,
-                                      enrich=relayer(store))  # fmt: skip
+        manifest = store.add_boundary(
+            parent,
+            name,
+            data,
+            id_field=id_field,
+            name_field=name_field,
+            population_field=population_field,
+            source_file=str(path),
+            notes=notes,
+            enrich=relayer(store),
+        )
     return manifest, notes
 
 
@@ -281,7 +293,13 @@ def add_street_file(
     data, notes = read_streets(path, name_field=name_field, id_field=id_field, layer=layer)
     say("indexing and snapping incidents")
     with store.writing() as parent:
-        manifest = store.add_streets(parent, name, data, name_field=name_field,
-                                     source_file=str(path), notes=notes,
-                                     enrich=relayer(store))  # fmt: skip
+        manifest = store.add_streets(
+            parent,
+            name,
+            data,
+            name_field=name_field,
+            source_file=str(path),
+            notes=notes,
+            enrich=relayer(store),
+        )
     return manifest, notes

@@ -194,8 +194,13 @@ def finalize(
     if not keep.all():
         records = records.filter(pa.array(keep))
     n = records.num_rows
-    assigned = Counter({name: n - records.column(name).null_count
-                        for name in (*writer.layers, "street_id") if name in records.column_names})  # fmt: skip
+    assigned = Counter(
+        {
+            name: n - records.column(name).null_count
+            for name in (*writer.layers, "street_id")
+            if name in records.column_names
+        }
+    )
     imputed = int(pc.sum(records.column("time_imputed")).as_py() or 0) if n else 0
     if n == 0:
         return Written([], assigned, 0)

@@ -96,8 +96,9 @@ def prepare_part(ctx: PartContext, src: SourceTable, index: int) -> tuple[PartRe
         ctx.root, ctx.snapshot, profile.model_dump_json(), str(where) if where else None
     )
     p = _prepare(store, parent, src, profile, taxonomy, jurisdiction, ctx.now, worker_pool())
-    result = PartResult(index, p.input_rows, p.rejected, p.repairs, p.unknown, p.duplicates,
-                        p.rejects)  # fmt: skip
+    result = PartResult(
+        index, p.input_rows, p.rejected, p.repairs, p.unknown, p.duplicates, p.rejects
+    )
     return result, p.records
 
 
@@ -216,8 +217,9 @@ def _prepare(
     clock.lap("dates, times and offenses")
     # The codes are final: a worker gathers the rejected rows while this thread goes on.
     rejects = pool.submit(_rejects_table, src, codes)
-    built = _to_records(src, profile, taxonomy, codes, coords, times, offenses, located,
-                        enrichment, clock)  # fmt: skip
+    built = _to_records(
+        src, profile, taxonomy, codes, coords, times, offenses, located, enrichment, clock
+    )
     rejected = Counter(
         {
             REASONS[c - 1].value: int(k)
@@ -249,8 +251,7 @@ class _Dates:
         assert date_col is not None
         time_col = _column(src, cols.time, "time")
         self._codes = np.zeros(src.table.num_rows, dtype=np.int8)
-        self._future = pool.submit(parse_local_times, date_col, time_col, profile, self._codes,
-                                   now)  # fmt: skip
+        self._future = pool.submit(parse_local_times, date_col, time_col, profile, self._codes, now)
 
     def merge_into(self, codes: npt.NDArray[np.int8]) -> LocalTimes:
         """Wait for the parse; add its reject codes where a row has none yet."""

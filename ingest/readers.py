@@ -71,9 +71,11 @@ class SourceTable:
         base = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
         extra = part.take(pa.array(np.searchsorted(base, at)))
         return pa.table(
-            {name: held.column(name) if name in held.column_names else extra.column(name)
-             for name in names}
-        )  # fmt: skip
+            {
+                name: held.column(name) if name in held.column_names else extra.column(name)
+                for name in names
+            }
+        )
 
 
 def file_sha256(path: Path) -> str:
@@ -188,8 +190,14 @@ def _parquet_parts(p: Path, profile: Profile, batch_rows: int) -> Iterator[Sourc
     batches = itertools.chain([first], batches)
     arrow_schema = first.schema
     for offset, table in _parts(batches, arrow_schema, batch_rows):
-        yield SourceTable(table, str(p), digest, has_geometry=has_geom,
-                          projected=len(wanted) < len(schema.names), offset=offset)  # fmt: skip
+        yield SourceTable(
+            table,
+            str(p),
+            digest,
+            has_geometry=has_geom,
+            projected=len(wanted) < len(schema.names),
+            offset=offset,
+        )
 
 
 def _csv_parts(p: Path, profile: Profile, batch_rows: int) -> Iterator[SourceTable]:

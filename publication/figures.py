@@ -65,11 +65,17 @@ def refusal(exc: NotPublished) -> FilterError:
 def check_public_filters(flt: Filters) -> None:
     """Hours and weekdays are not published: FilterError naming the parameter."""
     if flt.hour_from is not None:
-        raise FilterError("hour_from", flt.hour_from,
-                          "public figures are not split by hour; an API key opens hour windows")  # fmt: skip
+        raise FilterError(
+            "hour_from",
+            flt.hour_from,
+            "public figures are not split by hour; an API key opens hour windows",
+        )
     if flt.weekdays:
-        raise FilterError("weekday", list(flt.weekdays),
-                          "public figures are not split by weekday; an API key opens weekdays")  # fmt: skip
+        raise FilterError(
+            "weekday",
+            list(flt.weekdays),
+            "public figures are not split by weekday; an API key opens weekdays",
+        )
 
 
 def public_view(
@@ -87,8 +93,11 @@ def public_view(
     flt.check(snap.boundary_layers)
     check_public_filters(flt)
     if unit is not None and unit.kind == "h3" and (unit.res or 0) > rules.finest_h3:
-        raise FilterError("unit", f"h3:{unit.res}",
-                          f"public H3 cells go down to h3:{rules.finest_h3}; an API key opens finer ones")  # fmt: skip
+        raise FilterError(
+            "unit",
+            f"h3:{unit.res}",
+            f"public H3 cells go down to h3:{rules.finest_h3}; an API key opens finer ones",
+        )
     if period is None:
         if (flt.start is None) != (flt.end is None):
             missing = "end" if flt.end is None else "start"
@@ -103,9 +112,12 @@ def public_view(
         else:
             period = tables.default_period(snap.manifest, until)
     if period.end > until:
-        raise FilterError("end", period.end.isoformat(),
-                          f"public figures end before {until.isoformat()} ({rules.delay_days}-day "
-                          "delay, whole months)")  # fmt: skip
+        raise FilterError(
+            "end",
+            period.end.isoformat(),
+            f"public figures end before {until.isoformat()} ({rules.delay_days}-day "
+            "delay, whole months)",
+        )
     tree = tables.forest(snap)
     try:
         node, excluded = tree.node(flt.offenses, flt.categories)
@@ -115,8 +127,9 @@ def public_view(
     if sensitive and not coarse(rules, unit):
         excluded = True
     shown = replace(flt, start=period.start, end=period.end, include_sensitive=sensitive)
-    return PublicView(period, node, rules.k_sensitive if sensitive else rules.k, excluded,
-                      until, shown)  # fmt: skip
+    return PublicView(
+        period, node, rules.k_sensitive if sensitive else rules.k, excluded, until, shown
+    )
 
 
 @dataclass(frozen=True)
@@ -151,8 +164,9 @@ def published_counts(
     if pub.filters.bbox is not None or pub.filters.within is not None:
         table = table.filter(pa.array(_selected(snap, unit, ids, pub.filters), pa.bool_()))
     order = np.lexsort((np.arange(table.num_rows), -table.column("count").to_numpy()))
-    return Published(table.take(pa.array(order)), total(snap, pub, rules, cursor),
-                     outside, withheld)  # fmt: skip
+    return Published(
+        table.take(pa.array(order)), total(snap, pub, rules, cursor), outside, withheld
+    )
 
 
 def _cells(
@@ -160,8 +174,9 @@ def _cells(
 ) -> tuple[list[str], Any, bool]:
     if pub.node < 0:
         return [], np.zeros(0, np.int64), True
-    blk = tables.block(snap, tables.family(unit), pub.period.year, rules, cursor,
-                        pub.published_until)  # fmt: skip
+    blk = tables.block(
+        snap, tables.family(unit), pub.period.year, rules, cursor, pub.published_until
+    )
     ids, values, withheld, _ = blk.shown(
         pub.period.code, pub.node, (unit.res or 0) if unit.kind == "h3" else 0
     )
@@ -175,8 +190,9 @@ def _outside(
         return 0  # every record has a cell
     if pub.node < 0:
         return None
-    blk = tables.block(snap, tables.family(unit), pub.period.year, rules, cursor,
-                        pub.published_until)  # fmt: skip
+    blk = tables.block(
+        snap, tables.family(unit), pub.period.year, rules, cursor, pub.published_until
+    )
     return blk.value_of(None, pub.period.code, pub.node)
 
 
@@ -184,8 +200,7 @@ def total(snap: Snapshot, pub: PublicView, rules: PublicRules, cursor: Any) -> i
     """The whole area's published count of the view's period and offense set."""
     if pub.node < 0:
         return None
-    blk = tables.block(snap, tables.TOTAL, pub.period.year, rules, cursor,
-                        pub.published_until)  # fmt: skip
+    blk = tables.block(snap, tables.TOTAL, pub.period.year, rules, cursor, pub.published_until)
     return blk.value_of("", pub.period.code, pub.node)
 
 

@@ -98,7 +98,7 @@ def _sources(snap: Snapshot, year: int, months: int, delay_days: int) -> tuple[i
             for h in history
             if any(
                 f.min_date < after.isoformat() and f.max_date >= first.isoformat() for f in h.files
-            )  # fmt: skip
+            )
         ]
         published = after + timedelta(days=delay_days)
         before = [h for h in holding if date.fromisoformat(h.created_at[:10]) <= published]
@@ -127,8 +127,12 @@ def _counts(
         return Counts(np.zeros(0, np.uint64) if fam == "h3" else empty, none, none, [], none)
     names = sorted({n for c in parts for n in c.offense_names})
     index = {n: i for i, n in enumerate(names)}
-    offense = [np.array([index[n] for n in c.offense_names], np.int64)[c.offense] if c.offense.size
-               else c.offense for c in parts]  # fmt: skip
+    offense = [
+        np.array([index[n] for n in c.offense_names], np.int64)[c.offense]
+        if c.offense.size
+        else c.offense
+        for c in parts
+    ]
     units: Any
     if fam == "h3":
         units = np.concatenate([np.asarray(c.units, np.uint64) for c in parts])
@@ -179,8 +183,11 @@ def _parent_layer(snap: Snapshot, fam: str) -> tuple[str, dict[str, str]] | None
     if fam not in manifest.boundary_layers:
         return None
     size = manifest.layers[fam].features
-    coarser = sorted((manifest.layers[name].features, name) for name in manifest.boundary_layers
-                     if name != fam and manifest.layers[name].features < size)  # fmt: skip
+    coarser = sorted(
+        (manifest.layers[name].features, name)
+        for name in manifest.boundary_layers
+        if name != fam and manifest.layers[name].features < size
+    )
     con = open_engine(threads=1)
     try:
         for _, name in reversed(coarser):  # the finest coarser layer it nests in
@@ -239,8 +246,9 @@ class NotReady(Exception):  # noqa: N818 - a state, answered 503
 # worker, never inside a request: a request meets 503 + Retry-After meanwhile.
 INLINE_COUNTS = 20_000
 _CACHE_BYTES = 2 << 30  # every family and year of a state's store fits (H3 ~0.1 GB a year)
-_blocks: LRUCache[tuple[Any, ...], Block] = LRUCache(maxsize=_CACHE_BYTES,
-                                                     getsizeof=lambda t: max(t.nbytes, 4096))  # fmt: skip
+_blocks: LRUCache[tuple[Any, ...], Block] = LRUCache(
+    maxsize=_CACHE_BYTES, getsizeof=lambda t: max(t.nbytes, 4096)
+)
 _lock = threading.Lock()
 _building: dict[tuple[Any, ...], threading.Lock] = {}
 _pending: dict[tuple[Any, ...], Future[Block]] = {}
@@ -267,8 +275,15 @@ def block(
     tree = forest(snap)
     # Keyed by the snapshots the months are read from, not the current one: a table
     # outlives ingests that change none of its months.
-    key = (str(snap.root), months_from, fam, year, rules, tree.names,
-           _family_size(snap.manifest, fam))  # fmt: skip
+    key = (
+        str(snap.root),
+        months_from,
+        fam,
+        year,
+        rules,
+        tree.names,
+        _family_size(snap.manifest, fam),
+    )
     with _lock:
         hit = _blocks.get(key)
         pending = _pending.get(key)

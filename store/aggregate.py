@@ -408,10 +408,14 @@ def unit_series(
         return UnitSeries([], [], [], [])
     trunc = INTERVALS[interval]
     with _cursor(con) as cur:
-        periods = [r[0] for r in cur.execute(
-            f"SELECT unnest(generate_series(date_trunc('{trunc}', ?::DATE), "
-            f"date_trunc('{trunc}', ?::DATE), INTERVAL 1 {trunc}))::DATE", list(span),
-        ).fetchall()]  # fmt: skip
+        periods = [
+            r[0]
+            for r in cur.execute(
+                f"SELECT unnest(generate_series(date_trunc('{trunc}', ?::DATE), "
+                f"date_trunc('{trunc}', ?::DATE), INTERVAL 1 {trunc}))::DATE",
+                list(span),
+            ).fetchall()
+        ]
         rows = cur.execute(
             f"SELECT {plan.key(unit)} AS unit_id, date_trunc('{trunc}', {plan.date})::DATE, "
             f"{plan.count}::BIGINT FROM read_parquet(?) WHERE {plan.where} "
@@ -449,8 +453,13 @@ def compare_periods(
     whole = all(year_aligned(d) for d in (*period_a, *period_b))
     plan = _plan(snap, unit, filters, (lo, hi), aligned, years=whole)
     if not plan.files:
-        return pa.table({"unit_id": pa.array([], pa.string()), "a": pa.array([], pa.int64()),
-                         "b": pa.array([], pa.int64())})  # fmt: skip
+        return pa.table(
+            {
+                "unit_id": pa.array([], pa.string()),
+                "a": pa.array([], pa.int64()),
+                "b": pa.array([], pa.int64()),
+            }
+        )
     d, n = plan.date, plan.count
     sql = f"""
         SELECT {plan.key(unit)} AS unit_id,

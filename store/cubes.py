@@ -281,9 +281,14 @@ def build_rollup(root: Path, inputs: list[str], family: str, rel: Path, yearly: 
     path.parent.mkdir(parents=True, exist_ok=True)
     spill = root / ".tmp"
     spill.mkdir(exist_ok=True)
-    con = duckdb.connect(config={"threads": 2, "memory_limit": "1GB",
-                                 "temp_directory": str(spill),
-                                 "preserve_insertion_order": False})  # fmt: skip
+    con = duckdb.connect(
+        config={
+            "threads": 2,
+            "memory_limit": "1GB",
+            "temp_directory": str(spill),
+            "preserve_insertion_order": False,
+        }
+    )
     try:
         con.execute(
             f"COPY (SELECT offense, {month} AS month, source, category, sensitive, {unit}, "

@@ -17,9 +17,20 @@ from store.snapshots import Manifest
 from store.sql import quote
 
 BASE_COLUMNS = [
-    "source", "incident_id", "occurred_at", "local_date", "local_hour", "time_imputed",
-    "offense", "category", "sensitive", "lon", "lat", "street_id", "repairs",
-]  # fmt: skip
+    "source",
+    "incident_id",
+    "occurred_at",
+    "local_date",
+    "local_hour",
+    "time_imputed",
+    "offense",
+    "category",
+    "sensitive",
+    "lon",
+    "lat",
+    "street_id",
+    "repairs",
+]
 MAX_PAGE = 1_000
 
 
@@ -132,8 +143,13 @@ def points(
     """
     files = _files(snap, filters)
     if not files:
-        return pa.table({"lon": pa.array([], pa.float64()), "lat": pa.array([], pa.float64()),
-                         "local_date": pa.array([], pa.date32())})  # fmt: skip
+        return pa.table(
+            {
+                "lon": pa.array([], pa.float64()),
+                "lat": pa.array([], pa.float64()),
+                "local_date": pa.array([], pa.date32()),
+            }
+        )
     where, params = filters.where(snap.boundary_layers)
     sql = f"SELECT lon, lat, local_date FROM read_parquet(?) WHERE {where} LIMIT ?"
     table: pa.Table = con.sql(sql, params=[files, *params, limit + 1]).to_arrow_table()

@@ -70,9 +70,10 @@ class Memo:
             cache = self._caches.get(kind)
             if cache is None:
                 cache = self._caches[kind] = (
-                    LRUCache(maxsize=kind.items) if kind.bytes is None
+                    LRUCache(maxsize=kind.items)
+                    if kind.bytes is None
                     else LRUCache(maxsize=kind.bytes, getsizeof=size_of)
-                )  # fmt: skip
+                )
             hit = cache.get(key, _MISSING)
         if hit is not _MISSING:
             return hit  # type: ignore[no-any-return]

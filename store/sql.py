@@ -28,5 +28,7 @@ def h3_parent(column: str, res: int) -> str:
     if not 0 <= r <= 15:
         raise StoreError(f"no H3 resolution {res!r}")
     unused = (1 << (3 * (15 - r))) - 1
-    return (f"(({quote(column)} & ~(15::UBIGINT << {H3_MODE_BITS})) "
-            f"| ({r}::UBIGINT << {H3_MODE_BITS}) | {unused}::UBIGINT)")  # fmt: skip
+    return (
+        f"(({quote(column)} & ~(15::UBIGINT << {H3_MODE_BITS})) "
+        f"| ({r}::UBIGINT << {H3_MODE_BITS}) | {unused}::UBIGINT)"
+    )

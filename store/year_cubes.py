@@ -54,8 +54,9 @@ class YearCube:
         """Row positions matching the filters within this year."""
         codes = np.arange(len(self.offenses))
         if flt.offenses:
-            codes = np.array([self.offenses[o] for o in flt.offenses if o in self.offenses],
-                             dtype=np.int64)  # fmt: skip
+            codes = np.array(
+                [self.offenses[o] for o in flt.offenses if o in self.offenses], dtype=np.int64
+            )
         if flt.categories:
             codes = codes[np.isin(self.category[codes], list(flt.categories))]
         if not flt.include_sensitive:
@@ -80,8 +81,18 @@ def _load(snap: Snapshot, family: str, year: int, con: duckdb.DuckDBPyConnection
     unit = "cell" if family == H3_FAMILY else "unit"
     empty = np.zeros(0, np.int64)
     if not files:
-        return YearCube({}, np.zeros(0, object), np.zeros(0, bool), np.zeros(1, np.int64),
-                        empty.astype(np.int8), empty.astype(np.int16), [], empty, empty, empty)  # fmt: skip
+        return YearCube(
+            {},
+            np.zeros(0, object),
+            np.zeros(0, bool),
+            np.zeros(1, np.int64),
+            empty.astype(np.int8),
+            empty.astype(np.int16),
+            [],
+            empty,
+            empty,
+            empty,
+        )
     table: pa.Table = con.sql(
         f"SELECT offense::VARCHAR AS offense, month(month)::TINYINT AS m, source::VARCHAR AS source, "
         f"any_value(category)::VARCHAR AS category, bool_or(sensitive) AS sensitive, {unit} AS u, "

@@ -14,8 +14,22 @@ MIN_ZOOM, MAX_ZOOM = 5, 18
 # H3 resolution of the hexagon tiles by zoom: from zoom 7 on, cells 13 to 50 pixels
 # across at Mexico City's latitude (readable, and at most a few hundred per tile);
 # resolution 10 (about 110 m across) is the finest served.
-HEX_RES = {5: 5, 6: 5, 7: 5, 8: 6, 9: 6, 10: 7, 11: 7, 12: 8, 13: 9, 14: 9, 15: 10,
-           16: 10, 17: 10, 18: 10}  # fmt: skip
+HEX_RES = {
+    5: 5,
+    6: 5,
+    7: 5,
+    8: 6,
+    9: 6,
+    10: 7,
+    11: 7,
+    12: 8,
+    13: 9,
+    14: 9,
+    15: 10,
+    16: 10,
+    17: 10,
+    18: 10,
+}
 
 
 class Bounds(NamedTuple):

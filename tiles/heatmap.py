@@ -22,10 +22,16 @@ from tiles.grid import TILE_SIZE, Bounds
 
 STEP = 2  # pixels per density cell
 # Transparent for nothing, then yellow → orange → red → dark red, more opaque as it grows.
-_STOPS = np.array([
-    [0.00, 255, 255, 178, 0], [0.02, 255, 255, 178, 90], [0.25, 254, 204, 92, 170],
-    [0.50, 253, 141, 60, 200], [0.75, 240, 59, 32, 220], [1.00, 189, 0, 38, 235],
-])  # fmt: skip
+_STOPS = np.array(
+    [
+        [0.00, 255, 255, 178, 0],
+        [0.02, 255, 255, 178, 90],
+        [0.25, 254, 204, 92, 170],
+        [0.50, 253, 141, 60, 200],
+        [0.75, 240, 59, 32, 220],
+        [1.00, 189, 0, 38, 235],
+    ]
+)
 
 
 @lru_cache(maxsize=1)
@@ -52,9 +58,13 @@ def _kernel(radius: float) -> npt.NDArray[np.float64]:
 
 
 def density(
-    x: npt.ArrayLike, y: npt.ArrayLike, w: npt.ArrayLike, bounds: Bounds, radius: float,
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    w: npt.ArrayLike,
+    bounds: Bounds,
+    radius: float,
     size: int = TILE_SIZE,
-) -> npt.NDArray[np.float64]:  # fmt: skip
+) -> npt.NDArray[np.float64]:
     """Kernel density (weight per square unit of ``bounds``) on the tile, rows north first.
 
     ``x``, ``y`` and ``bounds`` share one metric CRS (Web Mercator metres for tiles);

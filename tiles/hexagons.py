@@ -42,7 +42,9 @@ def encode(cells: npt.NDArray[np.uint64], counts: npt.NDArray[np.int64], bounds:
     ]
     if not features:
         return b""
-    return bytes(mapbox_vector_tile.encode(
-        [{"name": LAYER, "features": features}],
-        default_options={"extents": EXTENT, "y_coord_down": True},
-    ))  # fmt: skip
+    return bytes(
+        mapbox_vector_tile.encode(
+            [{"name": LAYER, "features": features}],
+            default_options={"extents": EXTENT, "y_coord_down": True},
+        )
+    )

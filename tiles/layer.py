@@ -102,8 +102,9 @@ class CellLayer:
         near = self.near(bounds, radius)
         if near.size == 0:
             return b""
-        values = heatmap.density(self.x[near], self.y[near], self.counts[near], bounds, radius,
-                                 size)  # fmt: skip
+        values = heatmap.density(
+            self.x[near], self.y[near], self.counts[near], bounds, radius, size
+        )
         index = heatmap.levels(values, self.scale(z))
         return heatmap.encode_png(index) if index.any() else b""
 

@@ -328,8 +328,15 @@ def get_timeseries(
     headers = ask.headers
     if format is TableFormat.csv:
         return _table_csv(["period", "count"], rows, headers)
-    payload = {"snapshot": ask.snap.id, "interval": interval.value, "unit": unit, "id": id,
-               "filters": echo(flt), "privacy": privacy, "rows": rows}  # fmt: skip
+    payload = {
+        "snapshot": ask.snap.id,
+        "interval": interval.value,
+        "unit": unit,
+        "id": id,
+        "filters": echo(flt),
+        "privacy": privacy,
+        "rows": rows,
+    }
     return json_response(payload, headers)
 
 
@@ -450,13 +457,18 @@ def get_compare(
     )
     rows = []
     for r, ca, cb, pv in zip(base_rows, a.tolist(), b.tolist(), p.tolist(), strict=True):
-        rows.append({
-            "unit_id": r["unit_id"], "name": r["name"], "count_a": ca, "count_b": cb,
-            "change": cb - ca,
-            "change_pct": round((cb - ca) / ca * 100, 3) if ca else None,
-            "rate_ratio": round((cb / days_b) / (ca / days_a), 6) if ca else None,
-            "p_value": pv,
-        })  # fmt: skip
+        rows.append(
+            {
+                "unit_id": r["unit_id"],
+                "name": r["name"],
+                "count_a": ca,
+                "count_b": cb,
+                "change": cb - ca,
+                "change_pct": round((cb - ca) / ca * 100, 3) if ca else None,
+                "rate_ratio": round((cb / days_b) / (ca / days_a), 6) if ca else None,
+                "p_value": pv,
+            }
+        )
     if rank is Rank.significance:
         rows.sort(key=lambda r: (r["p_value"], -abs(r["change"]), r["unit_id"]))
     else:
@@ -466,10 +478,15 @@ def get_compare(
     if format is TableFormat.csv:
         return _table_csv(list(CompareRow.model_fields), rows, headers)
     payload = CompareResponse(
-        snapshot=ask.snap.id, unit=unit, a=[a_start.isoformat(), a_end.isoformat()],
-        b=[b_start.isoformat(), b_end.isoformat()], rank=rank, filters=echo(flt),
-        privacy=privacy, rows=[CompareRow(**r) for r in rows],
-    )  # fmt: skip
+        snapshot=ask.snap.id,
+        unit=unit,
+        a=[a_start.isoformat(), a_end.isoformat()],
+        b=[b_start.isoformat(), b_end.isoformat()],
+        rank=rank,
+        filters=echo(flt),
+        privacy=privacy,
+        rows=[CompareRow(**r) for r in rows],
+    )
     return JSONResponse(payload.model_dump(mode="json"), headers=headers)
 
 
@@ -490,8 +507,13 @@ def _both(a: Published, b: Published) -> pa.Table:
             ids.append(uid)
             ca.append(counts_a[uid])
             cb.append(count)
-    return pa.table({"unit_id": pa.array(ids, pa.string()), "a": pa.array(ca, pa.int64()),
-                     "b": pa.array(cb, pa.int64())})  # fmt: skip
+    return pa.table(
+        {
+            "unit_id": pa.array(ids, pa.string()),
+            "a": pa.array(ca, pa.int64()),
+            "b": pa.array(cb, pa.int64()),
+        }
+    )
 
 
 def _table_csv(fields: list[str], rows: list[dict[str, Any]], headers: dict[str, str]) -> Response:

@@ -59,7 +59,7 @@ def get_concentration(
             description=UNIT_DESCRIPTION,
             examples=["street", "colonia"],
         ),
-    ],  # fmt: skip
+    ],
     top: Annotated[int, Query(ge=1, le=10_000, description="N of the top-N share.")] = 50,
 ) -> Any:
     """Lorenz curve, Gini, the share of the top N units and how many units hold half.
@@ -94,9 +94,17 @@ def get_concentration(
     c = concentration(y)
     pick = np.unique(np.linspace(0, n, min(CURVE_POINTS, n + 1)).round().astype(int))
     lorenz = [[float(c.lorenz_units[i]), float(c.lorenz_incidents[i])] for i in pick]
-    body = {"snapshot": ask.snap.id, "unit": unit, "n": n, "total": int(c.total),
-            "gini": c.gini, "top": top, "top_share": top_share(y, top),
-            "units_for_half": c.units_for_half,
-            "share_of_units_for_half": c.units_for_half / n if n else 0.0,
-            "lorenz": lorenz, "filters": echo(flt)}  # fmt: skip
+    body = {
+        "snapshot": ask.snap.id,
+        "unit": unit,
+        "n": n,
+        "total": int(c.total),
+        "gini": c.gini,
+        "top": top,
+        "top_share": top_share(y, top),
+        "units_for_half": c.units_for_half,
+        "share_of_units_for_half": c.units_for_half / n if n else 0.0,
+        "lorenz": lorenz,
+        "filters": echo(flt),
+    }
     return json_response(body, ask.headers)

@@ -82,7 +82,7 @@ def get_emerging(
             description="H3 cells `h3:5` … `h3:10` or a boundary layer.",
             examples=["h3:7", "colonia"],
         ),
-    ],  # fmt: skip
+    ],
     interval: Annotated[
         Literal["week", "month"], Query(description="The time step of the cube.")
     ] = "month",
@@ -100,7 +100,7 @@ def get_emerging(
             pattern=r"^[a-z][a-z0-9_]*$",
             description="H3 units: the boundary layer whose cells are the study area.",
         ),
-    ] = None,  # fmt: skip
+    ] = None,
 ) -> Any:
     """Space-time Gi* per (unit, step), a Mann-Kendall trend per unit and its category.
 
@@ -115,36 +115,64 @@ def get_emerging(
     series = unit_series(ask.snap, parsed, interval, flt, ask.cursor)
     steps = len(series.periods)
     if steps < MIN_STEPS:
-        raise FilterError("interval", interval, f"{steps} time steps in the window: need at least {MIN_STEPS}")  # fmt: skip
+        raise FilterError(
+            "interval", interval, f"{steps} time steps in the window: need at least {MIN_STEPS}"
+        )
     if steps * sa.n > MAX_BINS:
-        raise FilterError("interval", interval, f"{steps} steps × {sa.n} units is more than {MAX_BINS} bins")  # fmt: skip
+        raise FilterError(
+            "interval", interval, f"{steps} steps × {sa.n} units is more than {MAX_BINS} bins"
+        )
     work = steps * sa.weights.nnz * (window + 1)
     if work > MAX_WORK:
-        raise FilterError("k" if k > 1 else "unit", k if k > 1 else unit,
-                          f"{steps} steps × {sa.weights.nnz:,} neighbour pairs × {window + 1} "
-                          f"look-back steps is more than {MAX_WORK:,}: use coarser units, a "
-                          "smaller k or window, or a shorter period")  # fmt: skip
+        raise FilterError(
+            "k" if k > 1 else "unit",
+            k if k > 1 else unit,
+            f"{steps} steps × {sa.weights.nnz:,} neighbour pairs × {window + 1} "
+            f"look-back steps is more than {MAX_WORK:,}: use coarser units, a "
+            "smaller k or window, or a shorter period",
+        )
     cube = sa.cube(series.unit_ids, series.period_index, series.counts, steps)
     result = emerging(cube, sa.weights, window, alpha)
     significant = result.p_fdr <= alpha
     hot = (significant & (result.z > 0)).sum(axis=1)
     cold = (significant & (result.z < 0)).sum(axis=1)
     totals = cube.sum(axis=1)
-    rows = [{"unit_id": sa.unit_ids[i], "category": str(result.labels[i]),
-             "count": int(totals[i]), "hot_steps": int(hot[i]), "cold_steps": int(cold[i]),
-             "z_last": float(result.z[i, -1]), "p_fdr_last": float(result.p_fdr[i, -1]),
-             "trend_tau": float(result.trend.tau[i]), "trend_p": float(result.trend.p[i])}
-            for i in np.argsort(-result.z[:, -1], kind="stable")]  # fmt: skip
+    rows = [
+        {
+            "unit_id": sa.unit_ids[i],
+            "category": str(result.labels[i]),
+            "count": int(totals[i]),
+            "hot_steps": int(hot[i]),
+            "cold_steps": int(cold[i]),
+            "z_last": float(result.z[i, -1]),
+            "p_fdr_last": float(result.p_fdr[i, -1]),
+            "trend_tau": float(result.trend.tau[i]),
+            "trend_p": float(result.trend.p[i]),
+        }
+        for i in np.argsort(-result.z[:, -1], kind="stable")
+    ]
     warnings = []
     if steps < FEW_STEPS:
         warnings.append(f"only {steps} time steps: trends need about {FEW_STEPS} to mean much")
     if (cube == 0).mean() > 0.9:
         warnings.append(f"{(cube == 0).mean():.0%} of bins are empty: use coarser units or steps")
-    body = {"snapshot": ask.snap.id, "method": "emerging", "unit": unit,
-            "interval": interval, "periods": [p.isoformat() for p in series.periods],
-            "window": window, "neighbours": sa.neighbours, "k": k, "area": sa.area, "n": sa.n,
-            "alpha": alpha, "fdr": True,
-            "summary": dict(sorted(Counter(str(c) for c in result.labels).items())),
-            "categories": list(LABELS), "warnings": warnings, "filters": echo(flt),
-            "rows": rows}  # fmt: skip
+    body = {
+        "snapshot": ask.snap.id,
+        "method": "emerging",
+        "unit": unit,
+        "interval": interval,
+        "periods": [p.isoformat() for p in series.periods],
+        "window": window,
+        "neighbours": sa.neighbours,
+        "k": k,
+        "area": sa.area,
+        "n": sa.n,
+        "alpha": alpha,
+        "fdr": True,
+        "summary": dict(sorted(Counter(str(c) for c in result.labels).items())),
+        "categories": list(LABELS),
+        "warnings": warnings,
+        "filters": echo(flt),
+        "rows": rows,
+    }
     return json_response(body, ask.headers)

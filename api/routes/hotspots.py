@@ -186,19 +186,41 @@ def get_hotspots(ask: AskDep, params: HotspotParamsDep) -> Any:
     values = counts.table.column("count").to_numpy()
     y, inside = sa.place(counts.table.column("unit_id").to_pylist(), values)
     if params.permutations * sa.n > MAX_DRAWS:
-        raise FilterError("permutations", params.permutations,
-                          f"at most {MAX_DRAWS // sa.n} for {sa.n} units")  # fmt: skip
+        raise FilterError(
+            "permutations", params.permutations, f"at most {MAX_DRAWS // sa.n} for {sa.n} units"
+        )
     gi = hot_spots(y, sa.weights, sa.prepared, params.permutations, params.seed)
-    rows = [{"unit_id": sa.unit_ids[i], "count": int(y[i]), "z": float(gi.z[i]),
-             "p": float(gi.p[i]), "p_fdr": float(gi.p_fdr[i]), "class": str(gi.classes[i])}
-            for i in np.argsort(-gi.z, kind="stable")]  # fmt: skip
-    body = {"snapshot": ask.snap.id, "method": params.method, "unit": params.unit,
-            "neighbours": sa.neighbours, "k": params.k, "area": sa.area, "n": sa.n,
-            "total": int(y.sum()), "outside": int(values[~inside].sum()), "alpha": params.alpha,
-            "significant": gi.significant(params.alpha), "fdr": True, "inference": gi.inference,
-            "permutations": params.permutations,
-            "seed": params.seed if params.permutations else None,
-            "warnings": warnings(sa, y), "filters": echo(flt), "rows": rows}  # fmt: skip
+    rows = [
+        {
+            "unit_id": sa.unit_ids[i],
+            "count": int(y[i]),
+            "z": float(gi.z[i]),
+            "p": float(gi.p[i]),
+            "p_fdr": float(gi.p_fdr[i]),
+            "class": str(gi.classes[i]),
+        }
+        for i in np.argsort(-gi.z, kind="stable")
+    ]
+    body = {
+        "snapshot": ask.snap.id,
+        "method": params.method,
+        "unit": params.unit,
+        "neighbours": sa.neighbours,
+        "k": params.k,
+        "area": sa.area,
+        "n": sa.n,
+        "total": int(y.sum()),
+        "outside": int(values[~inside].sum()),
+        "alpha": params.alpha,
+        "significant": gi.significant(params.alpha),
+        "fdr": True,
+        "inference": gi.inference,
+        "permutations": params.permutations,
+        "seed": params.seed if params.permutations else None,
+        "warnings": warnings(sa, y),
+        "filters": echo(flt),
+        "rows": rows,
+    }
     return json_response(body, ask.headers)
 
 
@@ -207,8 +229,12 @@ def _density(ask: Ask, params: HotspotParams) -> Any:
     flt, _ = ask.answering(None)
     table = points(ask.snap, flt, ask.cursor, MAX_POINTS)
     try:
-        surface = density_surface(table.column("lon").to_numpy(), table.column("lat").to_numpy(),
-                                  params.bandwidth_m, params.cell_size)  # fmt: skip
+        surface = density_surface(
+            table.column("lon").to_numpy(),
+            table.column("lat").to_numpy(),
+            params.bandwidth_m,
+            params.cell_size,
+        )
     except ParameterError as exc:
         raise FilterError(exc.parameter, exc.value, str(exc)) from None
     body = {"snapshot": ask.snap.id, "method": params.method, **vars(surface), "filters": echo(flt)}

@@ -133,17 +133,25 @@ def get_incidents(
         fd, path = tempfile.mkstemp(prefix="cuadra-export-", suffix=".parquet")
         os.close(fd)
         export_parquet(ask.snap, flt, path, ask.cursor)
-        return FileResponse(path, media_type="application/vnd.apache.parquet",
-                            filename=f"incidents-{ask.snap.id}.parquet", headers=headers,
-                            background=BackgroundTask(os.unlink, path))  # fmt: skip
+        return FileResponse(
+            path,
+            media_type="application/vnd.apache.parquet",
+            filename=f"incidents-{ask.snap.id}.parquet",
+            headers=headers,
+            background=BackgroundTask(os.unlink, path),
+        )
     # Streams get a cursor of their own: the request's closes when the handler returns.
     stream = ask.request.app.state.engine.cursor()
     rows_iter = _stream(ask.snap, flt, stream)
     if format is IncidentFormat.csv:
-        return StreamingResponse(_csv_lines(columns(ask.snap.manifest), rows_iter),
-                                 media_type="text/csv; charset=utf-8", headers=headers)  # fmt: skip
-    return StreamingResponse(_geojson_chunks(rows_iter, ask.snap.id),
-                             media_type="application/geo+json", headers=headers)  # fmt: skip
+        return StreamingResponse(
+            _csv_lines(columns(ask.snap.manifest), rows_iter),
+            media_type="text/csv; charset=utf-8",
+            headers=headers,
+        )
+    return StreamingResponse(
+        _geojson_chunks(rows_iter, ask.snap.id), media_type="application/geo+json", headers=headers
+    )
 
 
 def _stream(snap: Snapshot, flt: Filters, con: Cursor) -> Iterator[pa.RecordBatch]:

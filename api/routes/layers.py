@@ -26,11 +26,20 @@ def _outlines(path: FilePath) -> bytes:
     geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
     shapes = shapely.to_geojson(shapely.simplify(geoms, SIMPLIFY, preserve_topology=True))
     features = [
-        {"type": "Feature", "id": str(i), "properties": {"unit_id": str(i), "name": n, "population": p},
-         "geometry": orjson.Fragment(g)}
-        for i, n, p, g in zip(table.column("id").to_pylist(), table.column("name").to_pylist(),
-                              table.column("population").to_pylist(), shapes, strict=True)
-    ]  # fmt: skip
+        {
+            "type": "Feature",
+            "id": str(i),
+            "properties": {"unit_id": str(i), "name": n, "population": p},
+            "geometry": orjson.Fragment(g),
+        }
+        for i, n, p, g in zip(
+            table.column("id").to_pylist(),
+            table.column("name").to_pylist(),
+            table.column("population").to_pylist(),
+            shapes,
+            strict=True,
+        )
+    ]
     return orjson.dumps({"type": "FeatureCollection", "features": features})
 
 
@@ -49,16 +58,22 @@ def get_layer(
             max_length=64,
             description="A boundary layer, e.g. `colonia`.",
         ),
-    ],  # fmt: skip
+    ],
 ) -> Response:
     """Every polygon of the layer, simplified to about 2 m, for drawing outlines.
 
     Public: the layers are published boundaries, not incident data. Example: `/v1/layers/cuadrante`.
     """
     if name not in snap.boundary_layers:
-        raise FilterError("name", name, f"no boundary layer of that name (have: {', '.join(snap.boundary_layers) or 'none'})")  # fmt: skip
+        raise FilterError(
+            "name",
+            name,
+            f"no boundary layer of that name (have: {', '.join(snap.boundary_layers) or 'none'})",
+        )
     path = snap.path(snap.layer(name).path)
     body = snap.memo(OUTLINES, name, lambda: _outlines(path))
-    return Response(body, media_type="application/geo+json",
-                    headers={"Cache-Control": "public, max-age=3600",
-                             "X-Cuadra-Snapshot": str(snap.id)})  # fmt: skip
+    return Response(
+        body,
+        media_type="application/geo+json",
+        headers={"Cache-Control": "public, max-age=3600", "X-Cuadra-Snapshot": str(snap.id)},
+    )

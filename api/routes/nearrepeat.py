@@ -82,7 +82,7 @@ def get_near_repeat(
             description="Edges in metres, increasing: `0,100,200` makes [0,100) and [100,200).",
             examples=["0,100,200,300,400"],
         ),
-    ] = "0,100,200,300,400",  # fmt: skip
+    ] = "0,100,200,300,400",
     time_bands: Annotated[
         str,
         Query(
@@ -91,7 +91,7 @@ def get_near_repeat(
             description="Edges in days apart, increasing: `0,7,14` makes [0,7) and [7,14).",
             examples=["0,7,14,21,28"],
         ),
-    ] = "0,7,14,21,28",  # fmt: skip
+    ] = "0,7,14,21,28",
     permutations: Annotated[
         int, Query(ge=19, le=999, description="Date shuffles for the p-values.")
     ] = 99,
@@ -120,12 +120,28 @@ def get_near_repeat(
     for r in range(len(d_edges) - 1):
         for c in range(len(t_edges) - 1):
             obs, exp = int(result.observed[r, c]), float(result.expected[r, c])
-            cells.append({"distance": [d_edges[r], d_edges[r + 1]],
-                          "days": [t_edges[c], t_edges[c + 1]], "observed": obs,
-                          "expected": exp, "ratio": obs / exp if exp > 0 else None,
-                          "p": float(result.p[r, c])})  # fmt: skip
-    body = {"snapshot": ask.snap.id, "method": "knox", "intervals": "[from, to)",
-            "distance_bands": d_edges, "time_bands": t_edges, "crs": crs,
-            "events": result.events, "pairs": result.pairs, "permutations": permutations,
-            "seed": seed, "filters": echo(flt), "table": cells}  # fmt: skip
+            cells.append(
+                {
+                    "distance": [d_edges[r], d_edges[r + 1]],
+                    "days": [t_edges[c], t_edges[c + 1]],
+                    "observed": obs,
+                    "expected": exp,
+                    "ratio": obs / exp if exp > 0 else None,
+                    "p": float(result.p[r, c]),
+                }
+            )
+    body = {
+        "snapshot": ask.snap.id,
+        "method": "knox",
+        "intervals": "[from, to)",
+        "distance_bands": d_edges,
+        "time_bands": t_edges,
+        "crs": crs,
+        "events": result.events,
+        "pairs": result.pairs,
+        "permutations": permutations,
+        "seed": seed,
+        "filters": echo(flt),
+        "table": cells,
+    }
     return json_response(body, ask.headers)

@@ -27,13 +27,25 @@ from tiles.grid import MAX_ZOOM, MIN_ZOOM
 router = APIRouter(tags=["pages"], responses=ERROR_RESPONSES)
 STATIC = Path(__file__).resolve().parent.parent / "static"
 VENDOR = STATIC / "vendor"
-SCRIPTS = [("leaflet", "/static/vendor/leaflet/leaflet.js"),
-           ("vectorgrid", "/static/vendor/vectorgrid/Leaflet.VectorGrid.bundled.min.js")]  # fmt: skip
+SCRIPTS = [
+    ("leaflet", "/static/vendor/leaflet/leaflet.js"),
+    ("vectorgrid", "/static/vendor/vectorgrid/Leaflet.VectorGrid.bundled.min.js"),
+]
 STYLES = [("leaflet_css", "/static/vendor/leaflet/leaflet.css"), ("cuadra_css", "/static/map.css")]
 TITLES = {"es": "Cuadra — mapa de incidencia delictiva", "en": "Cuadra — crime map"}
 LAYERS = ("heatmap", "hex", "colonias", "cuadrantes", "hotspots")
-FILTER_KEYS = ("as_of", "start", "end", "category", "offense", "hour_from", "hour_to", "weekday",
-               "bbox", "within")  # fmt: skip
+FILTER_KEYS = (
+    "as_of",
+    "start",
+    "end",
+    "category",
+    "offense",
+    "hour_from",
+    "hour_to",
+    "weekday",
+    "bbox",
+    "within",
+)
 
 
 @lru_cache(maxsize=1)
@@ -44,19 +56,27 @@ def _category_labels() -> dict[str, dict[str, str]]:
         }
 
 
-def _page(request: Request, snap: Snapshot, embed: bool, lang: str,
-          layers: tuple[str, ...], metric: str) -> HTMLResponse:  # fmt: skip
+def _page(
+    request: Request, snap: Snapshot, embed: bool, lang: str, layers: tuple[str, ...], metric: str
+) -> HTMLResponse:
     settings = request.app.state.settings
     bounds = area_bounds(snap) or (-99.37, 19.05, -98.94, 19.59)
     centre = [(bounds[1] + bounds[3]) / 2, (bounds[0] + bounds[2]) / 2]
-    fmap = folium.Map(location=centre, zoom_start=11, tiles=None, min_zoom=MIN_ZOOM,
-                      max_zoom=MAX_ZOOM, control_scale=not embed)  # fmt: skip
+    fmap = folium.Map(
+        location=centre,
+        zoom_start=11,
+        tiles=None,
+        min_zoom=MIN_ZOOM,
+        max_zoom=MAX_ZOOM,
+        control_scale=not embed,
+    )
     # Our copies, not folium's CDN links: the page works on closed networks.
     fmap.default_js = SCRIPTS
     fmap.default_css = STYLES
     if settings.basemap_url:
-        folium.TileLayer(tiles=settings.basemap_url, attr=settings.attribution, name="basemap",
-                         max_zoom=MAX_ZOOM).add_to(fmap)  # fmt: skip
+        folium.TileLayer(
+            tiles=settings.basemap_url, attr=settings.attribution, name="basemap", max_zoom=MAX_ZOOM
+        ).add_to(fmap)
     filters = [[k, v] for k, v in request.query_params.multi_items() if k in FILTER_KEYS]
     config = {
         "map": fmap.get_name(),
@@ -78,9 +98,12 @@ def _page(request: Request, snap: Snapshot, embed: bool, lang: str,
     root = fmap.get_root()
     assert isinstance(root, folium.Figure)  # a Map's root is its Figure (header, html, script)
     root.header.add_child(folium.Element(f"<title>{TITLES[lang]}</title>"))
-    root.html.add_child(folium.Element(
-        f'<script id="cuadra-config" type="application/json">{payload}</script>'
-        '<script src="/static/map.js"></script>'))  # fmt: skip
+    root.html.add_child(
+        folium.Element(
+            f'<script id="cuadra-config" type="application/json">{payload}</script>'
+            '<script src="/static/map.js"></script>'
+        )
+    )
     html = root.render().replace("<html>", f'<html lang="{lang}">', 1)
     headers = {"Cache-Control": "no-cache", "X-Cuadra-Snapshot": str(snap.id)}
     if not embed:
@@ -101,8 +124,9 @@ HTML: dict[int | str, dict[str, Any]] = {
 Lang = Annotated[
     Literal["es", "en"], Query(description="Language of the page: es (default) or en.")
 ]
-Metric = Annotated[Literal["count", "rate"],
-                   Query(description="Colonia colours: counts or rates per 100k.")]  # fmt: skip
+Metric = Annotated[
+    Literal["count", "rate"], Query(description="Colonia colours: counts or rates per 100k.")
+]
 
 
 @router.get(
@@ -112,9 +136,12 @@ Metric = Annotated[Literal["count", "rate"],
     summary="The analyst map (Leaflet, Spanish by default)",
 )
 def get_map(
-    request: Request, snap: SnapshotDep, filters: FiltersDep,
-    lang: Lang = "es", metric: Metric = "count",
-) -> HTMLResponse:  # fmt: skip
+    request: Request,
+    snap: SnapshotDep,
+    filters: FiltersDep,
+    lang: Lang = "es",
+    metric: Metric = "count",
+) -> HTMLResponse:
     """The analyst map: choropleth, heatmap, hexagons, hot spots and outlines, with filters.
 
     Colonia choropleth (counts or rates), heatmap and hexagon tiles, Gi* hot spots (with
@@ -134,11 +161,20 @@ def get_map(
     summary="The map for iframes: minimal chrome",
 )
 def get_embed(
-    request: Request, snap: SnapshotDep, filters: FiltersDep,
-    lang: Lang = "es", metric: Metric = "count",
-    layers: Annotated[str, Query(pattern=r"^[a-z]+(,[a-z]+)*$", max_length=100,
-                                 description=f"Comma-separated, of: {', '.join(LAYERS)}.")] = "heatmap,colonias",
-) -> HTMLResponse:  # fmt: skip
+    request: Request,
+    snap: SnapshotDep,
+    filters: FiltersDep,
+    lang: Lang = "es",
+    metric: Metric = "count",
+    layers: Annotated[
+        str,
+        Query(
+            pattern=r"^[a-z]+(,[a-z]+)*$",
+            max_length=100,
+            description=f"Comma-separated, of: {', '.join(LAYERS)}.",
+        ),
+    ] = "heatmap,colonias",
+) -> HTMLResponse:
     """The map for dashboards: filters fixed by the query string, no filter panel.
 
     `<iframe src="https://cuadra.example/embed?offense=…&start=2024-01-01&layers=hex">`.

@@ -42,15 +42,21 @@ TILE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def _bounds(z: int, x: int, y: int) -> Bounds:
     if x >= 2**z or y >= 2**z:
-        raise FilterError("x" if x >= 2**z else "y", x if x >= 2**z else y, f"must be below {2**z} at zoom {z}")  # fmt: skip
+        raise FilterError(
+            "x" if x >= 2**z else "y", x if x >= 2**z else y, f"must be below {2**z} at zoom {z}"
+        )
     return mercator_bounds(z, x, y)
 
 
 def _serve(ask: Ask, etag: str, media: str, render: Callable[[], bytes]) -> Response:
     # Keyed tiles may hold what the public may not see: private caches only.
     scope = "public" if ask.principal.public else "private"
-    headers = {"ETag": etag, "Cache-Control": f"{scope}, max-age={MAX_AGE}",
-               "Vary": "Authorization, X-API-Key", **ask.headers}  # fmt: skip
+    headers = {
+        "ETag": etag,
+        "Cache-Control": f"{scope}, max-age={MAX_AGE}",
+        "Vary": "Authorization, X-API-Key",
+        **ask.headers,
+    }
     if etag in ask.request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     with _tiles_lock:
@@ -84,8 +90,9 @@ def get_heatmap_2x(ask: AskDep, z: Z, x: X, y: Y) -> Response:
     """The heatmap tile at twice the pixels (same area, same colours)."""
     layer = _heat_layer(ask)
     etag = _etag(layer, "heat", z, x, y, 2)
-    return _serve(ask, etag, "image/png",
-                  lambda: layer.heatmap_png(_bounds(z, x, y), z, 2 * TILE_SIZE))  # fmt: skip
+    return _serve(
+        ask, etag, "image/png", lambda: layer.heatmap_png(_bounds(z, x, y), z, 2 * TILE_SIZE)
+    )
 
 
 @router.get(
@@ -103,8 +110,7 @@ def get_heatmap(ask: AskDep, z: Z, x: X, y: Y) -> Response:
     """
     layer = _heat_layer(ask)
     etag = _etag(layer, "heat", z, x, y, 1)
-    return _serve(ask, etag, "image/png",
-                  lambda: layer.heatmap_png(_bounds(z, x, y), z))  # fmt: skip
+    return _serve(ask, etag, "image/png", lambda: layer.heatmap_png(_bounds(z, x, y), z))
 
 
 @router.get(
