@@ -70,10 +70,10 @@ def run_local(
         result.accepted = int(keep.sum())
         _settle(result, _write_part(ctx, records, keep))
         del records, keep  # before the next part is read, not after
-        process.release()
+        process.trim_heap()
         results.append(result)
     del seen
-    process.release()  # the seen ids too, before the commit's rollups
+    process.trim_heap()  # the seen ids too, before the commit's rollups
     return results
 
 

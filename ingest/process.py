@@ -1,7 +1,7 @@
 """Process-wide tuning, in one place: threads, the heap, imports, and the exit.
 
 Applied at the entry point (``api/entry.py``: :func:`at_start`; ``cuadra ingest``:
-:func:`for_console_ingest`) and between an ingest's parts (:func:`release`,
+:func:`for_console_ingest`) and between an ingest's parts (:func:`trim_heap`,
 :func:`for_many_parts`). The settings an ingest measured are in benchmarks/RESULTS.md
 ("Ingest: where the time goes"). Only the standard library at import time: the entry
 point applies its settings before numpy, pyarrow or polars are loaded. On another libc
@@ -56,7 +56,7 @@ def fixed_mmap_threshold() -> None:
     _mallopt(_M_MMAP_THRESHOLD, 1 << 20)
 
 
-def release() -> None:
+def trim_heap() -> None:
     """Hand the heap's free pages back to the system (between an ingest's parts).
 
     Native libraries (GEOS, PROJ, polars) free into per-thread arenas that glibc keeps;
@@ -72,7 +72,7 @@ def for_one_part() -> None:
 
     Arrays up to 16 MiB reuse the heap instead of fresh mmap'd pages, which the kernel
     must fault in and zero (a quarter of a million-row ingest's CPU went there), and
-    freed pages stay until :func:`release`. On the 1.3 M-row file: 0.8 s less system CPU,
+    freed pages stay until :func:`trim_heap`. On the 1.3 M-row file: 0.8 s less system CPU,
     peak 0.85 → 1.0 GB. From an input's second part on, :func:`for_many_parts` goes back
     to a 1 MiB threshold: over many parts the kept pages fragmented and memory grew with
     the input (ten times the CDMX records: 1.76 GB against 1.6 GB).
@@ -96,7 +96,7 @@ def for_many_parts() -> None:
     """Back to glibc's memory-first thresholds if :func:`for_one_part` set its own."""
     global _for_one_part
     if _for_one_part:
-        release()
+        trim_heap()
         _mallopt(_M_MMAP_THRESHOLD, 1 << 20)
         _mallopt(_M_TRIM_THRESHOLD, 128 << 10)
         _for_one_part = False

@@ -174,10 +174,10 @@ def _cells(
 ) -> tuple[list[str], Any, bool]:
     if pub.node < 0:
         return [], np.zeros(0, np.int64), True
-    blk = tables.block(
-        snap, tables.family(unit), pub.period.year, rules, cursor, pub.published_until
+    table = tables.published_table(
+        snap, tables.unit_family(unit), pub.period.year, rules, cursor, pub.published_until
     )
-    ids, values, withheld, _ = blk.shown(
+    ids, values, withheld, _ = table.shown(
         pub.period.code, pub.node, (unit.res or 0) if unit.kind == "h3" else 0
     )
     return ids, values, withheld
@@ -190,18 +190,20 @@ def _outside(
         return 0  # every record has a cell
     if pub.node < 0:
         return None
-    blk = tables.block(
-        snap, tables.family(unit), pub.period.year, rules, cursor, pub.published_until
+    table = tables.published_table(
+        snap, tables.unit_family(unit), pub.period.year, rules, cursor, pub.published_until
     )
-    return blk.value_of(None, pub.period.code, pub.node)
+    return table.value_of(None, pub.period.code, pub.node)
 
 
 def total(snap: Snapshot, pub: PublicView, rules: PublicRules, cursor: Any) -> int | None:
     """The whole area's published count of the view's period and offense set."""
     if pub.node < 0:
         return None
-    blk = tables.block(snap, tables.TOTAL, pub.period.year, rules, cursor, pub.published_until)
-    return blk.value_of("", pub.period.code, pub.node)
+    table = tables.published_table(
+        snap, tables.TOTAL, pub.period.year, rules, cursor, pub.published_until
+    )
+    return table.value_of("", pub.period.code, pub.node)
 
 
 def series(
@@ -216,17 +218,17 @@ def series(
     """Published monthly counts of one unit (or the whole area); None where withheld."""
     if pub.node < 0:
         return [None] * len(months)
-    fam = tables.family(unit) if unit_id is not None else tables.TOTAL
+    fam = tables.unit_family(unit) if unit_id is not None else tables.TOTAL
     res = unit.res if unit is not None and unit.kind == "h3" and unit_id is not None else 0
     out: list[int | None] = []
     by_year = {
-        year: tables.block(snap, fam, year, rules, cursor, pub.published_until)
+        year: tables.published_table(snap, fam, year, rules, cursor, pub.published_until)
         for year in sorted({m.year for m in months})
     }  # one table a year, not one lookup a month
     for month in months:
-        blk = by_year[month.year]
+        table = by_year[month.year]
         key = unit_id if fam != tables.TOTAL else ""
-        out.append(blk.value_of(key, Period.month(month).code, pub.node, res or 0))
+        out.append(table.value_of(key, Period.month(month).code, pub.node, res or 0))
     return out
 
 

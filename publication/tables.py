@@ -26,8 +26,7 @@ from disclosure.offenses import Forest
 from disclosure.offenses import forest as offense_forest
 from disclosure.periods import Period
 from disclosure.rules import PublicRules
-from disclosure.table import TOTAL, Counts, Family, Nesting, build_table
-from disclosure.table import PublishedTable as Block
+from disclosure.table import TOTAL, Counts, Family, Nesting, PublishedTable, build_table
 from store.aggregate import Unit
 from store.engine import Cursor, open_engine
 from store.monthly import monthly_counts, nesting
@@ -40,13 +39,12 @@ log = logging.getLogger("cuadra.publication")
 
 __all__ = [
     "TOTAL",
-    "Block",
     "NotReady",
     "Period",
-    "block",
+    "published_table",
     "cutoff",
     "default_period",
-    "family",
+    "unit_family",
     "forest",
 ]
 
@@ -63,7 +61,7 @@ def forest(snap: Snapshot) -> Forest:
     return snap.memo(FORESTS, (), lambda: offense_forest(offense_triples(snap)))
 
 
-def family(unit: Unit | None) -> str:
+def unit_family(unit: Unit | None) -> str:
     """The family a unit's cells belong to (None: the whole area)."""
     if unit is None:
         return TOTAL
@@ -155,17 +153,17 @@ def _table(
     con: Cursor,
     until: date,
     counts: Counts,
-) -> Block:
+) -> PublishedTable:
     """The published table of one family and year: the store's counts, the core's decision."""
     whole = None
     if fam != TOTAL:
-        whole = block(snap, TOTAL, year, rules, con, until, wait=True)
+        whole = published_table(snap, TOTAL, year, rules, con, until, wait=True)
     coarse = fam == TOTAL or fam in rules.coarse_layers
     parent = None
     found = snap.memo(NESTINGS, fam, lambda: _parent_layer(snap, fam))
     if found is not None:
         layer, of = found
-        table = block(snap, layer, year, rules, con, until, wait=True)
+        table = published_table(snap, layer, year, rules, con, until, wait=True)
         parent = Nesting(table, of)
     return build_table(
         counts,
@@ -234,7 +232,7 @@ def _family_size(manifest: Manifest, fam: str) -> int | None:
 class NotReady(Exception):  # noqa: N818 - a state, answered 503
     """A public table too large to build within a request is being built; come back later."""
 
-    def __init__(self, retry_after: int, pending: Future[Block] | None = None) -> None:
+    def __init__(self, retry_after: int, pending: Future[PublishedTable] | None = None) -> None:
         super().__init__(
             f"the public figures asked for are being prepared; retry in {retry_after} s"
         )
@@ -246,17 +244,17 @@ class NotReady(Exception):  # noqa: N818 - a state, answered 503
 # worker, never inside a request: a request meets 503 + Retry-After meanwhile.
 INLINE_COUNTS = 20_000
 _CACHE_BYTES = 2 << 30  # every family and year of a state's store fits (H3 ~0.1 GB a year)
-_blocks: LRUCache[tuple[Any, ...], Block] = LRUCache(
+_tables: LRUCache[tuple[Any, ...], PublishedTable] = LRUCache(
     maxsize=_CACHE_BYTES, getsizeof=lambda t: max(t.nbytes, 4096)
 )
 _lock = threading.Lock()
 _building: dict[tuple[Any, ...], threading.Lock] = {}
-_pending: dict[tuple[Any, ...], Future[Block]] = {}
+_pending: dict[tuple[Any, ...], Future[PublishedTable]] = {}
 # One worker process: concurrent large builds queue behind each other, never take threads.
 _worker: ProcessPoolExecutor | None = None
 
 
-def block(
+def published_table(
     snap: Snapshot,
     fam: str,
     year: int,
@@ -264,7 +262,7 @@ def block(
     con: Cursor,
     until: date,
     wait: bool = False,
-) -> Block:
+) -> PublishedTable:
     """The published table of a family and year, built once per snapshot, rules and cutoff.
 
     A small table is built in the request; a large one on the release's worker, and
@@ -285,7 +283,7 @@ def block(
         _family_size(snap.manifest, fam),
     )
     with _lock:
-        hit = _blocks.get(key)
+        hit = _tables.get(key)
         pending = _pending.get(key)
     if hit is not None:
         return hit
@@ -297,7 +295,7 @@ def block(
         # table it will not build (45 concurrent requests would scan them 45 times).
         with _lock:
             pending = _pending.get(key)
-            if pending is None and key not in _blocks:
+            if pending is None and key not in _tables:
                 pending = _submit(key, snap, fam, year, rules, until)
         raise NotReady(max(5, min(bound, 10**6) // 20_000), pending)
     counts = _counts(snap, fam, year, rules, con, months_from)
@@ -305,22 +303,22 @@ def block(
         building = _building.setdefault(key, threading.Lock())
     with building:  # one build per key; requests for other tables go on meanwhile
         with _lock:
-            hit = _blocks.get(key)
+            hit = _tables.get(key)
         if hit is None:
             hit = _table(snap, fam, year, rules, con, until, counts)
             with _lock:
-                _blocks[key] = hit
+                _tables[key] = hit
                 _building.pop(key, None)
     return hit
 
 
-def _retry_after(pending: Future[Block]) -> int:
+def _retry_after(pending: Future[PublishedTable]) -> int:
     return 5 if pending.running() else 30
 
 
 def _submit(
     key: tuple[Any, ...], snap: Snapshot, fam: str, year: int, rules: PublicRules, until: date
-) -> Future[Block]:
+) -> Future[PublishedTable]:
     """Build a large table in the release's worker process; cache it when it comes back."""
     global _worker
     if _worker is None:
@@ -332,11 +330,11 @@ def _submit(
     future = _worker.submit(_build_elsewhere, str(snap.root), snap.id, fam, year, rules, until)
     _pending[key] = future
 
-    def done(f: Future[Block]) -> None:
+    def done(f: Future[PublishedTable]) -> None:
         with _lock:
             _pending.pop(key, None)
             if not f.cancelled() and f.exception() is None:
-                _blocks[key] = f.result()
+                _tables[key] = f.result()
             else:
                 log.error("building a public table failed: %r", f.exception())
 
@@ -382,11 +380,13 @@ def shutdown() -> None:
 
 def _build_elsewhere(
     root: str, snapshot: int, fam: str, year: int, rules: PublicRules, until: date
-) -> Block:
+) -> PublishedTable:
     """In the worker process: open the store and build one table."""
     con = open_engine(threads=1)
     try:
-        return block(_opened(root).snapshot(snapshot), fam, year, rules, con, until, wait=True)
+        return published_table(
+            _opened(root).snapshot(snapshot), fam, year, rules, con, until, wait=True
+        )
     finally:
         con.close()
 
@@ -401,7 +401,7 @@ _warm: dict[str, str] = {}  # store root -> "warming" | "ready" | "failed"
 
 
 def warm(store: Store, rules: PublicRules, today: date) -> None:
-    """Build every published year's blocks of every family, the default year first.
+    """Build every published year's table of every family, the default year first.
 
     A server's first public answers would otherwise wait for them (a minute for H3 cells
     over a year of Mexico City's records). Large tables are built on the release's worker
@@ -426,7 +426,7 @@ def warm(store: Store, rules: PublicRules, today: date) -> None:
             for fam in families:
                 while True:
                     try:
-                        block(snap, fam, year, rules, con, until)
+                        published_table(snap, fam, year, rules, con, until)
                         break
                     except NotReady as building:
                         if building.pending is not None:
@@ -445,9 +445,9 @@ def status(root: Any) -> str:
 
 
 def clear() -> None:
-    """Forget every cached block (tests; a store rebuilt in place)."""
+    """Forget every cached table (tests; a store rebuilt in place)."""
     with _lock:
-        _blocks.clear()
+        _tables.clear()
     _opened.cache_clear()
 
 
@@ -476,7 +476,7 @@ def published_names(
     tree = forest(snap)
     shown: set[str] = set()
     for year in sorted({f.year for f in snap.manifest.files if date(f.year, 1, 1) < until}):
-        table = block(snap, TOTAL, year, rules, con, until, wait=True)
+        table = published_table(snap, TOTAL, year, rules, con, until, wait=True)
         nodes = np.unique(table.node[~table.hidden])
         shown.update(tree.names[int(n)] for n in nodes)
     offenses = {n[2:] for n in shown if n.startswith("o:")}

@@ -27,7 +27,7 @@ def client(sample_store: Store) -> Iterator[TestClient]:
 def test_years_without_records_evict_nothing(client: TestClient) -> None:
     real = client.get("/v1/aggregate", params=H3_YEAR)
     assert real.status_code == 200
-    kept = set(tables._blocks.keys())
+    kept = set(tables._tables.keys())
     for year in range(1900, 1966):
         started = time.perf_counter()
         response = client.get("/v1/timeseries", params={"start": f"{year}-01-01",
@@ -35,8 +35,8 @@ def test_years_without_records_evict_nothing(client: TestClient) -> None:
         assert response.status_code == 200, response.text
         assert time.perf_counter() - started < 2
         assert all(p["count"] is None for p in response.json()["rows"])
-    assert kept <= set(tables._blocks.keys())  # the real tables are all still there
-    assert tables._blocks.currsize < 1 << 30
+    assert kept <= set(tables._tables.keys())  # the real tables are all still there
+    assert tables._tables.currsize < 1 << 30
 
 
 def test_a_large_table_is_built_off_the_request(
