@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
@@ -14,11 +14,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.context import AskDep, echo
+from api.context import Ask, AskDep, echo
+from api.deps import query_group
 from api.errors import ERROR_RESPONSES
 from api.responses import csv_safe, json_response
 from disclosure.rules import NotPublished
@@ -379,14 +380,10 @@ class CompareResponse(BaseModel):
     rows: list[CompareRow]
 
 
-@router.get(
-    "/compare",
-    response_model=CompareResponse,
-    summary="Two periods compared per unit",
-    responses={200: {"content": {"text/csv": {"description": "format=csv"}}}},
-)
-def get_compare(
-    ask: AskDep,
+@dataclass
+class ComparePeriods:
+    """The parameters of /v1/compare besides the common filters."""
+
     unit: Annotated[
         str,
         Query(
@@ -395,99 +392,125 @@ def get_compare(
             description=UNIT_DESCRIPTION,
             examples=["cuadrante"],
         ),
-    ],
+    ]
     a_start: Annotated[
         date, Query(description="Period A start (inclusive).", examples=["2023-01-01"])
-    ],
-    a_end: Annotated[date, Query(description="Period A end (exclusive).", examples=["2024-01-01"])],
+    ]
+    a_end: Annotated[date, Query(description="Period A end (exclusive).", examples=["2024-01-01"])]
     b_start: Annotated[
         date, Query(description="Period B start (inclusive).", examples=["2024-01-01"])
-    ],
-    b_end: Annotated[date, Query(description="Period B end (exclusive).", examples=["2025-01-01"])],
+    ]
+    b_end: Annotated[date, Query(description="Period B end (exclusive).", examples=["2025-01-01"])]
     rank: Annotated[
         Rank,
         Query(
             description="Order rows by p-value (significance) or by absolute change (difference)."
         ),
-    ] = Rank.significance,
-    format: Annotated[TableFormat, Query(description="json or csv.")] = TableFormat.json,
-) -> Any:
+    ] = Rank.significance
+    format: Annotated[TableFormat, Query(description="json or csv.")] = TableFormat.json
+
+    @property
+    def a(self) -> tuple[date, date]:
+        """Period A, [start, end)."""
+        return self.a_start, self.a_end
+
+    @property
+    def b(self) -> tuple[date, date]:
+        """Period B, [start, end)."""
+        return self.b_start, self.b_end
+
+
+ComparePeriodsDep = Annotated[ComparePeriods, Depends(query_group(ComparePeriods))]
+
+
+@router.get(
+    "/compare",
+    response_model=CompareResponse,
+    summary="Two periods compared per unit",
+    responses={200: {"content": {"text/csv": {"description": "format=csv"}}}},
+)
+def get_compare(ask: AskDep, params: ComparePeriodsDep) -> Any:
     """Counts in both periods, the change, and an exact Poisson test per unit.
 
     Example: which cuadrantes got significantly worse in 2024 than in 2023 —
     `/v1/compare?unit=cuadrante&a_start=2023-01-01&a_end=2024-01-01&b_start=2024-01-01&b_end=2025-01-01`
     then read the rows with `change > 0` and `p_value < 0.05`.
     """
-    parsed = ask.unit(unit)
-    flt = ask.filters()
-    pub_a = pub_b = None
-    rules = ask.rules
-    if ask.principal.public:
-        # Each period is a period of the release (a calendar year, quarter or month).
-        periods = []
-        for name, lo, hi in (("a_end", a_start, a_end), ("b_end", b_start, b_end)):
-            try:
-                periods.append(Period.parse(lo, hi))
-            except NotPublished as err:
-                raise FilterError(name, hi.isoformat(), err.message) from None
-        pub_a = public_view(ask.snap, rules, replace(flt, start=None, end=None), parsed, periods[0])
-        pub_b = public_view(ask.snap, rules, replace(flt, start=None, end=None), parsed, periods[1])
-        flt = replace(pub_a.filters, start=None, end=None)
-    elif ask.principal.scopes:
-        flt = replace(flt, sources=ask.principal.scopes)
-    if pub_a is not None and pub_b is not None:
-        shown_a = published_counts(ask.snap, parsed, flt, pub_a, rules, ask.cursor)
-        shown_b = published_counts(ask.snap, parsed, flt, pub_b, rules, ask.cursor)
-        table = _both(shown_a, shown_b)
-        withheld = shown_a.withheld or shown_b.withheld
-    else:
-        table = compare_periods(
-            ask.snap, parsed, flt, (a_start, a_end), (b_start, b_end), ask.cursor
-        )
-    days_a = (a_end - a_start).days
-    days_b = (b_end - b_start).days
-    a = np.asarray(table.column("a").to_pylist(), dtype=np.int64)
-    b = np.asarray(table.column("b").to_pylist(), dtype=np.int64)
-    p = poisson_rate_test(a, b, days_a, days_b)
-    base_rows, _ = _rows(
-        ask.snap,
-        parsed,
-        pa.table({"unit_id": table.column("unit_id"), "count": table.column("b")}),
-        False,
-    )
-    rows = []
-    for r, ca, cb, pv in zip(base_rows, a.tolist(), b.tolist(), p.tolist(), strict=True):
-        rows.append(
-            {
-                "unit_id": r["unit_id"],
-                "name": r["name"],
-                "count_a": ca,
-                "count_b": cb,
-                "change": cb - ca,
-                "change_pct": round((cb - ca) / ca * 100, 3) if ca else None,
-                "rate_ratio": round((cb / days_b) / (ca / days_a), 6) if ca else None,
-                "p_value": pv,
-            }
-        )
-    if rank is Rank.significance:
-        rows.sort(key=lambda r: (r["p_value"], -abs(r["change"]), r["unit_id"]))
-    else:
-        rows.sort(key=lambda r: (-abs(r["change"]), r["p_value"], r["unit_id"]))
-    privacy = pub_b.describe(withheld) if pub_b is not None else None
-    headers = ask.headers
-    if format is TableFormat.csv:
-        return _table_csv(list(CompareRow.model_fields), rows, headers)
+    unit = ask.unit(params.unit)
+    table, flt, privacy = _compared(ask, unit, params)
+    rows = _compare_rows(ask, unit, table, params)
+    if params.format is TableFormat.csv:
+        return _table_csv(list(CompareRow.model_fields), rows, ask.headers)
     payload = CompareResponse(
         snapshot=ask.snap.id,
-        unit=unit,
-        a=[a_start.isoformat(), a_end.isoformat()],
-        b=[b_start.isoformat(), b_end.isoformat()],
-        rank=rank,
+        unit=params.unit,
+        a=[d.isoformat() for d in params.a],
+        b=[d.isoformat() for d in params.b],
+        rank=params.rank,
         filters=echo(flt),
         privacy=privacy,
         rows=[CompareRow(**r) for r in rows],
     )
-    return JSONResponse(payload.model_dump(mode="json"), headers=headers)
+    return JSONResponse(payload.model_dump(mode="json"), headers=ask.headers)
+
+
+def _compared(
+    ask: Ask, unit: Unit, params: ComparePeriods
+) -> tuple[pa.Table, Filters, dict[str, Any] | None]:
+    """Counts per unit in both periods (unit_id, a, b), the filters, and the privacy block.
+
+    A key counts its records; the public gets the units published in both periods, each
+    period one of the release (a calendar year, quarter or month).
+    """
+    flt = ask.filters()
+    if not ask.principal.public:
+        if ask.principal.scopes:
+            flt = replace(flt, sources=ask.principal.scopes)
+        table = compare_periods(ask.snap, unit, flt, params.a, params.b, ask.cursor)
+        return table, flt, None
+    periods = []
+    for name, (lo, hi) in (("a_end", params.a), ("b_end", params.b)):
+        try:
+            periods.append(Period.parse(lo, hi))
+        except NotPublished as err:
+            raise FilterError(name, hi.isoformat(), err.message) from None
+    whole = replace(flt, start=None, end=None)
+    views = [public_view(ask.snap, ask.rules, whole, unit, period) for period in periods]
+    flt = replace(views[0].filters, start=None, end=None)
+    shown = [published_counts(ask.snap, unit, flt, v, ask.rules, ask.cursor) for v in views]
+    withheld = shown[0].withheld or shown[1].withheld
+    return _both(shown[0], shown[1]), flt, views[1].describe(withheld)
+
+
+def _compare_rows(
+    ask: Ask, unit: Unit, table: pa.Table, params: ComparePeriods
+) -> list[dict[str, Any]]:
+    """One row per unit: both counts, the change, the rate ratio and the Poisson p-value."""
+    days_a = (params.a[1] - params.a[0]).days
+    days_b = (params.b[1] - params.b[0]).days
+    a = np.asarray(table.column("a").to_pylist(), dtype=np.int64)
+    b = np.asarray(table.column("b").to_pylist(), dtype=np.int64)
+    p = poisson_rate_test(a, b, days_a, days_b)
+    named = pa.table({"unit_id": table.column("unit_id"), "count": table.column("b")})
+    base_rows, _ = _rows(ask.snap, unit, named, False)
+    rows = [
+        {
+            "unit_id": r["unit_id"],
+            "name": r["name"],
+            "count_a": ca,
+            "count_b": cb,
+            "change": cb - ca,
+            "change_pct": round((cb - ca) / ca * 100, 3) if ca else None,
+            "rate_ratio": round((cb / days_b) / (ca / days_a), 6) if ca else None,
+            "p_value": pv,
+        }
+        for r, ca, cb, pv in zip(base_rows, a.tolist(), b.tolist(), p.tolist(), strict=True)
+    ]
+    if params.rank is Rank.significance:
+        rows.sort(key=lambda r: (r["p_value"], -abs(r["change"]), r["unit_id"]))
+    else:
+        rows.sort(key=lambda r: (-abs(r["change"]), r["p_value"], r["unit_id"]))
+    return rows
 
 
 def _both(a: Published, b: Published) -> pa.Table:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.context import AskDep, echo
+from api.deps import query_group
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from api.routes.hotspots import AREA_UNITS
-from api.study_area import study_area
+from api.study_area import StudyArea, study_area
 from geo.emerging import LABELS, emerging
 from store.aggregate import unit_series
 from store.filters import FilterError
@@ -65,15 +67,10 @@ class EmergingResponse(BaseModel):
     rows: list[EmergingRow]
 
 
-@router.get(
-    "/hotspots/emerging",
-    response_model=EmergingResponse,
-    summary="Emerging hot spots: new, intensifying, persistent … (analyst or admin key)",
-    responses={403: {"model": ErrorResponse, "description": "Needs an analyst or admin key."}},
-    openapi_extra={"x-key-required": True},
-)
-def get_emerging(
-    ask: AskDep,
+@dataclass
+class EmergingParams:
+    """The parameters of /v1/hotspots/emerging besides the common filters."""
+
     unit: Annotated[
         str,
         Query(
@@ -82,17 +79,17 @@ def get_emerging(
             description="H3 cells `h3:5` … `h3:10` or a boundary layer.",
             examples=["h3:7", "colonia"],
         ),
-    ],
+    ]
     interval: Annotated[
         Literal["week", "month"], Query(description="The time step of the cube.")
-    ] = "month",
+    ] = "month"
     window: Annotated[
         int, Query(ge=0, le=12, description="Earlier steps in each bin's neighbourhood.")
-    ] = 1,
-    k: Annotated[int, Query(ge=1, le=5, description="H3 units: the k-ring.")] = 1,
+    ] = 1
+    k: Annotated[int, Query(ge=1, le=5, description="H3 units: the k-ring.")] = 1
     alpha: Annotated[
         float, Query(gt=0, lt=0.5, description="FDR level of a significant bin and trend.")
-    ] = 0.05,
+    ] = 0.05
     area: Annotated[
         str | None,
         Query(
@@ -100,8 +97,20 @@ def get_emerging(
             pattern=r"^[a-z][a-z0-9_]*$",
             description="H3 units: the boundary layer whose cells are the study area.",
         ),
-    ] = None,
-) -> Any:
+    ] = None
+
+
+EmergingParamsDep = Annotated[EmergingParams, Depends(query_group(EmergingParams))]
+
+
+@router.get(
+    "/hotspots/emerging",
+    response_model=EmergingResponse,
+    summary="Emerging hot spots: new, intensifying, persistent … (analyst or admin key)",
+    responses={403: {"model": ErrorResponse, "description": "Needs an analyst or admin key."}},
+    openapi_extra={"x-key-required": True},
+)
+def get_emerging(ask: AskDep, params: EmergingParamsDep) -> Any:
     """Space-time Gi* per (unit, step), a Mann-Kendall trend per unit and its category.
 
     Example: street robberies by month over 2022–2023 on resolution-7 cells —
@@ -109,31 +118,15 @@ def get_emerging(
     The rules are in docs/hotspots.md.
     """
     ask.principal.require_key("hotspot statistics need an analyst or admin API key for now")
-    parsed = ask.unit(unit)
-    sa = study_area(ask.snap, parsed, area, k)
-    flt, _ = ask.answering(parsed)
-    series = unit_series(ask.snap, parsed, interval, flt, ask.cursor)
+    unit = ask.unit(params.unit)
+    sa = study_area(ask.snap, unit, params.area, params.k)
+    flt, _ = ask.answering(unit)
+    series = unit_series(ask.snap, unit, params.interval, flt, ask.cursor)
     steps = len(series.periods)
-    if steps < MIN_STEPS:
-        raise FilterError(
-            "interval", interval, f"{steps} time steps in the window: need at least {MIN_STEPS}"
-        )
-    if steps * sa.n > MAX_BINS:
-        raise FilterError(
-            "interval", interval, f"{steps} steps × {sa.n} units is more than {MAX_BINS} bins"
-        )
-    work = steps * sa.weights.nnz * (window + 1)
-    if work > MAX_WORK:
-        raise FilterError(
-            "k" if k > 1 else "unit",
-            k if k > 1 else unit,
-            f"{steps} steps × {sa.weights.nnz:,} neighbour pairs × {window + 1} "
-            f"look-back steps is more than {MAX_WORK:,}: use coarser units, a "
-            "smaller k or window, or a shorter period",
-        )
+    _check_size(steps, sa, params)
     cube = sa.cube(series.unit_ids, series.period_index, series.counts, steps)
-    result = emerging(cube, sa.weights, window, alpha)
-    significant = result.p_fdr <= alpha
+    result = emerging(cube, sa.weights, params.window, params.alpha)
+    significant = result.p_fdr <= params.alpha
     hot = (significant & (result.z > 0)).sum(axis=1)
     cold = (significant & (result.z < 0)).sum(axis=1)
     totals = cube.sum(axis=1)
@@ -151,28 +144,58 @@ def get_emerging(
         }
         for i in np.argsort(-result.z[:, -1], kind="stable")
     ]
+    body = {
+        "snapshot": ask.snap.id,
+        "method": "emerging",
+        "unit": params.unit,
+        "interval": params.interval,
+        "periods": [p.isoformat() for p in series.periods],
+        "window": params.window,
+        "neighbours": sa.neighbours,
+        "k": params.k,
+        "area": sa.area,
+        "n": sa.n,
+        "alpha": params.alpha,
+        "fdr": True,
+        "summary": dict(sorted(Counter(str(c) for c in result.labels).items())),
+        "categories": list(LABELS),
+        "warnings": _warnings(steps, cube),
+        "filters": echo(flt),
+        "rows": rows,
+    }
+    return json_response(body, ask.headers)
+
+
+def _check_size(steps: int, sa: StudyArea, params: EmergingParams) -> None:
+    """Refuse cubes too short for a trend, or too large to answer within a request."""
+    if steps < MIN_STEPS:
+        raise FilterError(
+            "interval",
+            params.interval,
+            f"{steps} time steps in the window: need at least {MIN_STEPS}",
+        )
+    if steps * sa.n > MAX_BINS:
+        raise FilterError(
+            "interval",
+            params.interval,
+            f"{steps} steps × {sa.n} units is more than {MAX_BINS} bins",
+        )
+    work = steps * sa.weights.nnz * (params.window + 1)
+    if work > MAX_WORK:
+        raise FilterError(
+            "k" if params.k > 1 else "unit",
+            params.k if params.k > 1 else params.unit,
+            f"{steps} steps × {sa.weights.nnz:,} neighbour pairs × {params.window + 1} "
+            f"look-back steps is more than {MAX_WORK:,}: use coarser units, a "
+            "smaller k or window, or a shorter period",
+        )
+
+
+def _warnings(steps: int, cube: np.ndarray) -> list[str]:
+    """What makes an answer weak: too few steps for a trend, too many empty bins."""
     warnings = []
     if steps < FEW_STEPS:
         warnings.append(f"only {steps} time steps: trends need about {FEW_STEPS} to mean much")
     if (cube == 0).mean() > 0.9:
         warnings.append(f"{(cube == 0).mean():.0%} of bins are empty: use coarser units or steps")
-    body = {
-        "snapshot": ask.snap.id,
-        "method": "emerging",
-        "unit": unit,
-        "interval": interval,
-        "periods": [p.isoformat() for p in series.periods],
-        "window": window,
-        "neighbours": sa.neighbours,
-        "k": k,
-        "area": sa.area,
-        "n": sa.n,
-        "alpha": alpha,
-        "fdr": True,
-        "summary": dict(sorted(Counter(str(c) for c in result.labels).items())),
-        "categories": list(LABELS),
-        "warnings": warnings,
-        "filters": echo(flt),
-        "rows": rows,
-    }
-    return json_response(body, ask.headers)
+    return warnings
