@@ -90,49 +90,55 @@ class EngineName(StrEnum):
     dask = "dask"
 
 
+# The options of `cuadra ingest`, declared apart so that the command reads at a glance.
+FilesArg = Annotated[
+    list[Path],
+    typer.Argument(help="Input files: CSV (.gz), Parquet, GeoJSON, GeoPackage, Shapefile."),
+]
+ProfileOpt = Annotated[
+    str, typer.Option("--profile", "-p", help="Built-in profile name or path to a .toml profile.")
+]
+ReportOpt = Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")]
+ExpectRowsOpt = Annotated[
+    int | None,
+    typer.Option("--expect-rows", min=0, help="Abort unless the input has exactly N data rows."),
+]
+Sha256Opt = Annotated[
+    str | None,
+    typer.Option("--sha256", help="Abort unless the file's SHA-256 is this hex digest."),
+]
+EngineOpt = Annotated[
+    EngineName,
+    typer.Option("--engine", help="local: this process; dask: tasks on a Dask cluster."),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Dask scheduler address (tcp://host:8786); none: a local cluster of 2 workers.",
+    ),
+]
+BatchRowsOpt = Annotated[
+    int,
+    typer.Option(
+        "--batch-rows",
+        min=10_000,
+        help="Rows read, validated and written at a time: memory follows this.",
+    ),
+]
+
+
 @app.command()
 def ingest(
-    files: Annotated[
-        list[Path],
-        typer.Argument(help="Input files: CSV (.gz), Parquet, GeoJSON, GeoPackage, Shapefile."),
-    ],
-    profile: Annotated[
-        str,
-        typer.Option("--profile", "-p", help="Built-in profile name or path to a .toml profile."),
-    ],
+    files: FilesArg,
+    profile: ProfileOpt,
     store: StoreOpt = None,
-    report: Annotated[
-        Path | None, typer.Option("--report", help="Write the JSON report here.")
-    ] = None,
-    expect_rows: Annotated[
-        int | None,
-        typer.Option(
-            "--expect-rows", min=0, help="Abort unless the input has exactly N data rows."
-        ),
-    ] = None,
-    sha256: Annotated[
-        str | None,
-        typer.Option("--sha256", help="Abort unless the file's SHA-256 is this hex digest."),
-    ] = None,
-    engine: Annotated[
-        EngineName,
-        typer.Option("--engine", help="local: this process; dask: tasks on a Dask cluster."),
-    ] = EngineName.local,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            "--scheduler",
-            help="Dask scheduler address (tcp://host:8786); none: a local cluster of 2 workers.",
-        ),
-    ] = None,
-    batch_rows: Annotated[
-        int,
-        typer.Option(
-            "--batch-rows",
-            min=10_000,
-            help="Rows read, validated and written at a time: memory follows this.",
-        ),
-    ] = 1_000_000,
+    report: ReportOpt = None,
+    expect_rows: ExpectRowsOpt = None,
+    sha256: Sha256Opt = None,
+    engine: EngineOpt = EngineName.local,
+    scheduler: SchedulerOpt = None,
+    batch_rows: BatchRowsOpt = 1_000_000,
     as_json: JsonOpt = False,
 ) -> None:
     """Validate, enrich and commit incident files as one new snapshot.
