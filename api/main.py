@@ -100,7 +100,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             expose_headers=["ETag", "X-Cuadra-Snapshot"],
             max_age=600,
         )
-    # Pure ASGI (not @app.middleware, whose BaseHTTPMiddleware costs ~1 ms a request).
+    # Pure ASGI, not @app.middleware: BaseHTTPMiddleware adds a fixed cost to every
+    # request (benchmarks/RESULTS.md, "Figures behind settings").
     app.add_middleware(KeyedNotShared)
     app.add_middleware(RequestLog)
 

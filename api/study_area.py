@@ -24,7 +24,7 @@ from store.snapshot import Kind, Snapshot
 _Parts = tuple[list[str], dict[str, int], sp.csr_matrix, GiWeights]
 MAX_RES = 10  # finer study areas have hundreds of thousands of cells
 # Neighbour pairs of an H3 study area (cells × k-ring size): building and using more takes
-# several seconds a request (h3:10 over Mexico City with k = 4: 3.3 M pairs, 7 s).
+# several seconds a request (benchmarks/RESULTS.md, "Figures behind settings").
 MAX_PAIRS = 1_200_000
 # Study areas of a snapshot: ids, weights and Gi* preparation (tens of MB at h3:10).
 STUDY_AREAS = Kind("study areas", items=8)

@@ -49,7 +49,7 @@ class _Tally:
     """Counts pairs per (distance band, time band) for one set of dates.
 
     Whole-day dates (the usual case) go through a lookup table from gap in days to time
-    band, four times faster than a search per pair: the permutations repeat this.
+    band, faster than a search per pair: the permutations repeat this.
     """
 
     def __init__(self, band: npt.NDArray[np.intp], t: Floats, edges: Floats) -> None:

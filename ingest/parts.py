@@ -99,7 +99,7 @@ class SeenIds:
         pending, self._pending = self._pending, None
         q1, q2 = pending if isinstance(pending, tuple) else id_hashes(pending)
         # Not a stable sort: equal first hashes are searched as a range anyway, and the
-        # vectorised quicksort is several times faster on a million hashes.
+        # vectorised quicksort is the faster one.
         order = np.argsort(q1)
         s1 = q1[order]
         self.runs.append((s1, q2[order]))
@@ -133,8 +133,7 @@ class SeenIds:
         return self.contains(*id_hashes(ids))
 
     def _search(self, q1: U64, q2: U64) -> npt.NDArray[np.bool_]:
-        # Sorted needles: binary searches that walk the runs in order hit the cache
-        # (ten times faster than searching in the parts' own order).
+        # Sorted needles: binary searches that walk the runs in order hit the cache.
         order = np.argsort(q1)
         s1, s2 = q1[order], q2[order]
         hit = np.zeros(q1.size, dtype=bool)

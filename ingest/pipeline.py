@@ -31,8 +31,8 @@ from store.transaction import Transaction
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-# A part's peak memory is about 0.6 KB a row: parts of a million rows keep an ingest under
-# about 1 GB however large its input (benchmarks/RESULTS.md, "Scale").
+# A part's peak memory follows its rows: parts of a million rows keep an ingest's memory
+# flat however large its input (benchmarks/RESULTS.md, "Scale").
 DEFAULT_BATCH_ROWS = 1_000_000
 ENGINES = ("local", "dask")
 

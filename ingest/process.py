@@ -71,16 +71,14 @@ def for_one_part() -> None:
     """Tune the process for an ingest of one large part (process-wide; the console's).
 
     Arrays up to 16 MiB reuse the heap instead of fresh mmap'd pages, which the kernel
-    must fault in and zero (a quarter of a million-row ingest's CPU went there), and
-    freed pages stay until :func:`trim_heap`. On the 1.3 M-row file: 0.8 s less system CPU,
-    peak 0.85 → 1.0 GB. From an input's second part on, :func:`for_many_parts` goes back
-    to a 1 MiB threshold: over many parts the kept pages fragmented and memory grew with
-    the input (ten times the CDMX records: 1.76 GB against 1.6 GB).
+    must fault in and zero, and freed pages stay until :func:`trim_heap`. From an input's
+    second part on, :func:`for_many_parts` goes back to a 1 MiB threshold: over many parts
+    the kept pages fragmented and memory grew with the input.
 
     numpy's transparent-huge-page advice is switched off too (the documented switch is
     the NUMPY_MADVISE_HUGEPAGE variable, read at import; this is its runtime form): the
-    kernel zeroed whole 2 MB pages for arrays the heap then reused little (0.2 s less
-    user and system time, measured).
+    kernel zeroed whole 2 MB pages for arrays the heap then reused little. What each of
+    these saved: benchmarks/RESULTS.md, "Figures behind settings".
     """
     global _for_one_part
     if _mallopt(_M_MMAP_THRESHOLD, 16 << 20) and _mallopt(_M_TRIM_THRESHOLD, 256 << 20):
@@ -107,11 +105,11 @@ def at_start() -> None:
     global _console
     _console = True
     # Ingest runs its own two workers (see ingest/enrich.py); polars' thread pool beside
-    # them oversubscribes the cores and costs about 10 % of an ingest's time here.
+    # them oversubscribes the cores.
     os.environ.setdefault("POLARS_MAX_THREADS", "1")
     # numpy's OpenBLAS starts a thread per core that spins for a while whenever it wakes;
-    # nothing here multiplies dense matrices, and on two cores the spinning cost an
-    # ingest 0.3 s of CPU (benchmarks/RESULTS.md).
+    # nothing here multiplies dense matrices (benchmarks/RESULTS.md, "Figures behind
+    # settings", for what both cost an ingest).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     fixed_mmap_threshold()
 

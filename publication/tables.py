@@ -243,7 +243,8 @@ class NotReady(Exception):  # noqa: N818 - a state, answered 503
 # Tables larger than this many (unit, month, offense) counts are built on the release's own
 # worker, never inside a request: a request meets 503 + Retry-After meanwhile.
 INLINE_COUNTS = 20_000
-_CACHE_BYTES = 2 << 30  # every family and year of a state's store fits (H3 ~0.1 GB a year)
+# Every family and year of a state's store fits (benchmarks/RESULTS.md, "Figures behind settings").
+_CACHE_BYTES = 2 << 30
 _tables: LRUCache[tuple[Any, ...], PublishedTable] = LRUCache(
     maxsize=_CACHE_BYTES, getsizeof=lambda t: max(t.nbytes, 4096)
 )

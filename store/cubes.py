@@ -35,7 +35,7 @@ CUBES = "cubes"
 H3_FAMILY = "h3"
 STREET_FAMILY = "street"
 # Cells of this resolution answer h3:5..8 by their parents' bits; finer cells barely
-# shrink (res 9 × month × offense: 1.2×), so those queries read the incidents.
+# shrink against the records (benchmarks/RESULTS.md), so those queries read the incidents.
 CUBE_H3_RES = 8
 ROW_GROUP_SIZE = 32_768
 
@@ -266,12 +266,10 @@ def build_rollup(root: Path, inputs: list[str], family: str, rel: Path, yearly: 
     truncated to 1 January: whole-year questions then read a twelfth of the rows, however
     many years the store spans. Rows come out offense-major, then by date, as every cube's,
     so that zone maps prune a question to its offenses and dates (readers aggregate, so
-    the order within an offense and year is free: sorting on source and unit as well
-    cost 0.2–0.4 s a family at ten times the CDMX records). DuckDB's memory is capped
-    (it runs after the parts are written and freed) and spills to the store's temporary
-    folder beyond that. The cap is 1 GB: at ten times the CDMX records (8.5 M cube rows a
-    family) 512 MB made the sort spill (4.9 s a family against 4.2 s), while 2 GB (3.5 s)
-    made the rollups the ingest's peak, past twice a one-part ingest's.
+    the order within an offense and year is free, and sorting on more costs time). DuckDB's
+    memory is capped (it runs after the parts are written and freed) and spills to the
+    store's temporary folder beyond that. The cap is 1 GB: less made the sort spill, more
+    made the rollups the ingest's peak (benchmarks/RESULTS.md, "Figures behind settings").
     """
     import duckdb
 

@@ -155,7 +155,7 @@ def _write_file(root: Path, rel: Path, part: pa.Table) -> int:
         # unique per row, and their min/max prune nothing.
         use_dictionary=[c for c in part.column_names if c in _DICTIONARY or c in layer_names],
         write_statistics=[c for c in part.column_names if c not in _NO_STATS] + _BBOX_STATS,
-        # Coordinates compress ~5 % smaller with their bytes split by significance.
+        # Coordinates compress smaller with their bytes split by significance.
         use_byte_stream_split=["lon", "lat", *_BBOX_STATS],
     )
     fsync_file(path)

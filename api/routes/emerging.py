@@ -25,7 +25,7 @@ MIN_STEPS = 3
 FEW_STEPS = 10  # Esri asks for ten steps before a trend means much
 MAX_BINS = 2_000_000
 # Bins × neighbours × look-back steps: the space-time weights' size, about what a request
-# costs (15 M: ~3 s on two cores).
+# costs (benchmarks/RESULTS.md, "Figures behind settings").
 MAX_WORK = 15_000_000
 
 
