@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geo.cells import cells_resolution, cells_to_hex, cells_to_parents, points_to_cells
+from geo.cells import (
+    cells_resolution,
+    cells_to_hex,
+    cells_to_parents,
+    edge_length_m,
+    grid_disks,
+    points_to_cells,
+)
 from geo.errors import GeoError
 from tests.conftest import SAMPLE_CSV
 
@@ -66,3 +73,29 @@ def test_every_level_is_the_union_of_its_children(
         coarser = cells_to_parents(fine, res - 1)
         # The parent of a point's level-res cell is its level-(res-1) cell: counts nest.
         assert np.array_equal(cells_to_parents(parents, res - 1), coarser)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    lat=st.floats(-85, 85),
+    lon=st.floats(-180, 180),
+    res=st.integers(0, 12),
+    k=st.integers(0, 3),
+)
+def test_grid_disks_equal_h3py(lat: float, lon: float, res: int, k: int) -> None:
+    """Each cell's k-ring, pentagons included, as h3-py lists it."""
+    centre = h3.latlng_to_cell(lat, lon, res)
+    pentagon = sorted(h3.get_pentagons(res))[0]
+    ring = [centre, *h3.grid_ring(centre, 1), pentagon]
+    cells = np.array([int(c, 16) for c in ring], np.uint64)
+    owner, near = grid_disks(cells, k)
+    for i, cell in enumerate(cells.tolist()):
+        expected = {int(c, 16) for c in h3.grid_disk(format(cell, "x"), k)}
+        assert set(near[owner == i].tolist()) == expected
+
+
+def test_grid_disks_of_nothing_and_edge_lengths() -> None:
+    owner, near = grid_disks(np.zeros(0, np.uint64), 2)
+    assert owner.size == near.size == 0
+    for res in (5, 9, 11):
+        assert edge_length_m(res) == pytest.approx(h3.average_hexagon_edge_length(res, "m"))
