@@ -15,10 +15,10 @@ from api.deps import query_group
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from api.routes.hotspots import AREA_UNITS
-from api.study_area import StudyArea, study_area
 from geo.emerging import LABELS, emerging
 from store.aggregate import unit_series
 from store.filters import FilterError
+from store.study_area import StudyArea, study_area
 
 router = APIRouter(prefix="/v1", tags=["hotspots"], responses=ERROR_RESPONSES)
 MIN_STEPS = 3

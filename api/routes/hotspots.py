@@ -13,13 +13,13 @@ from api.context import Ask, AskDep, echo
 from api.deps import query_group
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
-from api.study_area import StudyArea, study_area
 from geo.errors import ParameterError
 from geo.hotspots import hot_spots
 from geo.kde import MIN_CELL, density_surface
 from store.aggregate import aggregate
 from store.filters import FilterError
 from store.records import points
+from store.study_area import StudyArea, study_area
 
 router = APIRouter(prefix="/v1", tags=["hotspots"], responses=ERROR_RESPONSES)
 MIN_UNITS = 30
