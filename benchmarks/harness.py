@@ -79,6 +79,19 @@ def wait_for_release(url: str, timeout: float = 600) -> float:
     raise SystemExit("the public release was not ready in time")
 
 
+def get_when_ready(
+    client: httpx.Client, path: str, params: dict[str, str], timeout: float = 600
+) -> httpx.Response:
+    """GET until the answer is not 503 (a public table built on the server's worker)."""
+    t0 = time.perf_counter()
+    while True:
+        response = client.get(path, params=params)
+        if response.status_code != 503 or time.perf_counter() - t0 > timeout:
+            response.raise_for_status()
+            return response
+        time.sleep(min(float(response.headers.get("Retry-After", "1")), 5.0))
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile (1..99) of the values."""
     return statistics.quantiles(values, n=100)[int(q) - 1]
