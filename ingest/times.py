@@ -65,6 +65,16 @@ def _missing(values: pa.Array, profile: Profile) -> Mask:
     return to_bool(pc.or_(pc.is_null(values), pc.is_in(values, nulls)), True)
 
 
+# strptime directives that read a time of day: 24-hour and 12-hour hours, and the
+# composites that hold one (%T = %H:%M:%S, %R = %H:%M, %r = %I:%M:%S %p, %X and %c).
+TIME_DIRECTIVES = ("%H", "%I", "%T", "%R", "%r", "%X", "%c")
+
+
+def carries_time(fmt: str) -> bool:
+    """Whether a date format reads the time of day too (its records need no imputed time)."""
+    return any(d in fmt.replace("%%", "") for d in TIME_DIRECTIVES)
+
+
 def _strptime_any(text: pa.Array, formats: list[str]) -> tuple[npt.NDArray[np.int64], Mask, Mask]:
     """Parse with the first matching format; return µs, parsed mask, has-time mask."""
     n = len(text)
@@ -80,12 +90,13 @@ def _strptime_any(text: pa.Array, formats: list[str]) -> tuple[npt.NDArray[np.in
         # Arrow's strptime rolls impossible dates over (2023-02-30 -> 2023-03-02): accept a
         # parse only if formatting it back gives the same numbers as the text.
         back = pc.strftime(ts, format=fmt)
-        ok = to_bool(pc.equal(_numbers(sub), _numbers(back)))
+        # Case apart: "pm" reads as PM and comes back as "PM".
+        ok = to_bool(pc.equal(pc.utf8_upper(_numbers(sub)), pc.utf8_upper(_numbers(back))))
         ts = ts.cast(pa.timestamp("us"))
         vals = ts.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
         out[todo[ok]] = vals[ok]
         parsed[todo[ok]] = True
-        if "%H" in fmt:
+        if carries_time(fmt):
             has_time[todo[ok]] = True
     return out, parsed, has_time
 

@@ -244,3 +244,51 @@ def test_parquet_input_with_typed_columns(empty_store: Store, tmp_path: Path) ->
     pq.write_table(table, path)  # latitud/longitud as doubles, anio as int
     report, reasons = run(empty_store, path)
     assert reasons == {} and report.accepted == 500
+
+
+TWELVE_HOUR_PROFILE = """name = "us-12h"
+timezone = "America/Los_Angeles"
+[columns]
+id = "IncidntNum"
+lat = "Y"
+lon = "X"
+datetime = "Date"
+offense = "Descript"
+[parse]
+date_format = ["%m/%d/%Y %I:%M:%S %p"]
+"""
+
+
+def test_twelve_hour_times_are_read_not_imputed(empty_store: Store, tmp_path: Path) -> None:
+    """The usual US police export: 12-hour times with AM/PM, in either case."""
+    profile = tmp_path / "us-12h.toml"
+    profile.write_text(TWELVE_HOUR_PROFILE, encoding="utf-8")
+    stamps = {
+        "07/02/2012 09:05:00 PM": 21,
+        "07/02/2012 12:30:00 AM": 0,
+        "07/02/2012 12:30:00 PM": 12,
+        "07/03/2012 01:15:00 am": 1,
+        "07/03/2012 11:59:59 PM": 23,
+    }
+    header = ["IncidntNum", "Descript", "Date", "X", "Y"]
+    rows = [
+        {"IncidntNum": str(120522283 + i), "Descript": "STOLEN TRUCK", "Date": stamp,
+         "X": "-122.419458073", "Y": "37.7844990198"}
+        for i, stamp in enumerate(stamps)
+    ]  # fmt: skip
+    report, reasons = run(empty_store, write_csv(tmp_path / "sf.csv", header, rows), str(profile))
+    assert reasons == {} and report.accepted == 5 and report.time_imputed == 0
+    table = empty_store.read(empty_store.require_manifest(), ["incident_id", "local_hour"])
+    got = dict(zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True))
+    assert got == {str(120522283 + i): hour for i, hour in enumerate(stamps.values())}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "has_time"),
+    [("%Y-%m-%d %H:%M", True), ("%m/%d/%Y %I:%M %p", True), ("%Y-%m-%dT%T", True),
+     ("%d/%m/%Y %R", True), ("%Y-%m-%d", False), ("%Y-%m", False), ("%d %%H %Y-%m-%d", False)],
+)  # fmt: skip
+def test_which_date_formats_carry_a_time(fmt: str, has_time: bool) -> None:
+    from ingest.times import carries_time
+
+    assert carries_time(fmt) is has_time
