@@ -31,12 +31,20 @@ assets: $(ASSETS)
 $(BROWSER):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 
+# An install interrupted (Ctrl-C) leaves .installing behind, and perhaps a truncated tool
+# that pip would call installed: the next run starts from a new environment.
 $(STAMP): pyproject.toml
+	@if [ -e $(VENV)/.installing ]; then \
+		echo "an earlier install of $(VENV) did not finish: installing afresh"; rm -rf $(VENV); fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	touch $(VENV)/.installing
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/ruff --version >/dev/null && $(BIN)/mypy --version >/dev/null && $(BIN)/pytest --version >/dev/null
+	rm -f $(VENV)/.installing
 	touch $(STAMP)
 
+# The port: `make demo CUADRA_PORT=8001` (every CUADRA_ setting is read from the environment).
 demo: $(STAMP) $(ASSETS)
 	$(BIN)/cuadra demo
 

@@ -479,8 +479,12 @@ def keys_revoke(
 @app.command()
 def serve(
     store: StoreOpt = None,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: CUADRA_HOST or 127.0.0.1].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port [default: CUADRA_PORT or 8000].")
+    ] = None,
 ) -> None:
     """Serve the HTTP API and the map."""
     import uvicorn
@@ -488,25 +492,46 @@ def serve(
     from api.main import create_app
     from api.settings import ServerSettings, StoreSettings
 
-    settings = ServerSettings(store=store or StoreSettings().store, host=host, port=port)
-
+    given: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    settings = ServerSettings(store=store or StoreSettings().store, **given)
+    busy = _port_in_use(settings.host, settings.port)
+    if busy is not None:
+        _fail(busy)
+        return
     logging.getLogger("cuadra.api").setLevel(logging.INFO)
     if settings.warm_release:
         _warm_release(settings)
-    console.print(f"Serving {settings.store} on http://{host}:{port} (Ctrl-C to stop)")
+    console.print(
+        f"Serving {settings.store} on http://{settings.host}:{settings.port} (Ctrl-C to stop)"
+    )
     # Uvicorn's access log off: the app writes one structured record per request itself.
     # Forwarded headers only from a configured proxy: uvicorn trusts them from 127.0.0.1 by
     # default, and a client on the host could then pick its own address for the rate limit.
     proxies = ",".join(settings.trusted_proxies)
     uvicorn.run(
         create_app(settings),
-        host=host,
-        port=port,
+        host=settings.host,
+        port=settings.port,
         log_level="info",
         access_log=False,
         proxy_headers=bool(proxies),
         forwarded_allow_ips=proxies or None,
     )
+
+
+def _port_in_use(host: str, port: int) -> Exception | None:
+    """A one-line error when another program listens on the address, else None."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return StoreError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}): another server holds "
+                "it; stop it, or choose another port with --port or CUADRA_PORT"
+            )
+    return None
 
 
 @app.command()
@@ -518,7 +543,9 @@ def demo(
             "--data", help="Folder with the Mexico City files [default: ../shared/data/cdmx]."
         ),
     ] = None,
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port [default: CUADRA_PORT or 8000].")
+    ] = None,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Load the data and stop.")] = False,
 ) -> None:
     """The main job: load Mexico City's incidents with colonias, cuadrantes and streets, then serve."""
@@ -531,7 +558,7 @@ def demo(
         _fail(exc)
         return
     if not no_serve:
-        serve(store=st.root, host="127.0.0.1", port=port)
+        serve(store=st.root, port=port)
 
 
 def _warm_release(settings: Any) -> None:

@@ -45,10 +45,15 @@ class ErrorResponse(BaseModel):
     error: str = Field(description="Stable code: invalid_parameter, not_found, invalid_input, ...")
     message: str = Field(description="What is wrong, naming the offending value.")
     parameter: str | None = Field(None, description="The query parameter at fault, if one.")
+    details: list[dict[str, Any]] | None = Field(
+        None,
+        description="422 only: every failed check (`loc`, `msg`, `type`), as FastAPI lists them.",
+    )
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "A parameter is valid alone but not here."},
+    422: {"model": ErrorResponse, "description": "A parameter fails its declared type or range."},
     401: {"model": ErrorResponse, "description": "An API key that is unknown or revoked."},
     404: {"model": ErrorResponse, "description": "No such snapshot, or the store is empty."},
     503: {
@@ -94,7 +99,20 @@ def add_exception_handlers(app: FastAPI) -> None:
 
 
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's 422 without the offending input (a 60 KB value is not echoed back)."""
+    """FastAPI's 422 in the shape of every other error, without the offending input.
+
+    The first failed check names the parameter and the message; ``details`` lists them
+    all (a 60 KB value is never echoed back).
+    """
     assert isinstance(exc, RequestValidationError)
     detail = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]
-    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(detail)})
+    first = detail[0] if detail else {}
+    loc = [str(part) for part in first.get("loc", ())]
+    parameter = loc[-1] if len(loc) > 1 and loc[0] in ("query", "path", "header") else None
+    content = {
+        "error": "invalid_parameter",
+        "message": f"{parameter or '.'.join(loc) or 'request'}: {first.get('msg', 'invalid')}",
+        "parameter": parameter,
+        "details": jsonable_encoder(detail),
+    }
+    return JSONResponse(status_code=422, content=content)

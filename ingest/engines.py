@@ -112,8 +112,10 @@ def run_dask(
 
     cluster: Any = None
     if scheduler is None:
+        # Every port chosen by the system: the scheduler's HTTP server binds 8787 even with
+        # no dashboard, and another program may hold it.
         cluster = LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
     client = Client(scheduler or cluster)
     try:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import gzip
 import shutil
+import socket
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -161,8 +164,10 @@ def test_dask_engine_commits_the_default_engines_snapshot(
     dask_store = _store(layers_store_template, tmp_path, "dask")
     path, _ = _with_bad_rows(tmp_path)
     local = ingest(local_store, [str(path)], PROFILE, batch_rows=SMALL)
-    remote = ingest(dask_store, [str(path)], PROFILE, batch_rows=SMALL, engine="dask")
+    with _port_held(8787):  # Dask's usual HTTP port, taken by another program
+        remote = ingest(dask_store, [str(path)], PROFILE, batch_rows=SMALL, engine="dask")
     assert remote.engine == "dask" and remote.parts == local.parts >= 3
+    assert not any((dask_store.root / "staging").glob("*"))  # the staged parts are gone
     assert {k: getattr(remote, k) for k in REPORT_FIELDS} == {
         k: getattr(local, k) for k in REPORT_FIELDS
     }
@@ -199,3 +204,18 @@ def test_seen_ids_over_many_parts() -> None:
         seen.add(q1[~found], q2[~found])
         earlier.update(part)
     assert len(seen) == 15_000
+
+
+@contextmanager
+def _port_held(port: int) -> Iterator[None]:
+    """Hold a local TCP port (if nothing else does already) for the block."""
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+    except OSError:
+        pass  # held by someone else: the same situation
+    try:
+        yield
+    finally:
+        holder.close()
