@@ -17,10 +17,11 @@ from fastapi import Depends, Request
 from api.auth import Principal, PrincipalDep
 from api.deps import CommonFilters, CursorDep, FiltersDep, SnapshotDep
 from disclosure.rules import PublicRules
-from publication.figures import PublicView, public_view
+from publication.figures import PublicView, public_view, visible_names
 from store.aggregate import Unit
 from store.engine import Cursor
 from store.filters import Filters
+from store.names import resolve, snapshot_names
 from store.snapshot import Snapshot
 
 
@@ -50,8 +51,20 @@ class Ask:
         return Unit.parse(text, self.snap.manifest)
 
     def filters(self) -> Filters:
-        """The common filters as given (checked, not yet scoped or published)."""
-        return self.common.to_filters()
+        """The common filters, offense and category names resolved to the real ones.
+
+        A name is compared with those the requester may see (for the public, the names
+        the release publishes): a case or accent apart resolves to the real name, an
+        unknown one is a 400 with the closest (store/names.py).
+        """
+        flt = self.common.to_filters()
+        if not (flt.offenses or flt.categories):
+            return flt
+        if self.principal.public:
+            names = visible_names(self.snap, self.rules, self.cursor)
+        else:
+            names = snapshot_names(self.snap)
+        return resolve(flt, names, names)
 
     def answering(self, unit: Unit | None) -> tuple[Filters, PublicView | None]:
         """The filters the request is answered with, and the public view (None for a key)."""

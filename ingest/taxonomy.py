@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,17 +13,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest.errors import IngestError
+from store.names import fold
+
+__all__ = ["Classified", "Taxonomy", "fold", "repair_mojibake", "trimmed_dictionary"]
 
 TAXONOMY_DIR = Path(__file__).resolve().parent.parent / "data" / "taxonomy"
 UNKNOWN = "unknown"
 _MOJIBAKE_MARKS = ("Ã", "Â", "â€")
-
-
-def fold(name: str) -> str:
-    """Case-, accent- and space-insensitive key for an offense name."""
-    decomposed = unicodedata.normalize("NFD", name.strip().upper())
-    bare = "".join(c for c in decomposed if unicodedata.category(c) != "Mn")
-    return " ".join(bare.split())
 
 
 def repair_mojibake(text: str) -> str | None:

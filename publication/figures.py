@@ -21,6 +21,7 @@ from publication import tables
 from store.aggregate import Unit, aggregate, unit_attributes
 from store.engine import Cursor
 from store.filters import FilterError, Filters
+from store.names import Names
 from store.snapshot import Kind, Snapshot
 
 
@@ -275,3 +276,22 @@ def _shapes(snap: Snapshot, unit: Unit) -> tuple[dict[str, int], Any, Any]:
 
 # A layer's shapes, parsed once per snapshot (a few layers; colonias are ~10 MB).
 SHAPES = Kind("layer shapes", items=8)
+
+
+# The names the public may see, per snapshot, rules and publication day.
+VISIBLE_NAMES = Kind("names the public may see", items=16)
+
+
+def visible_names(snap: Snapshot, rules: PublicRules, cursor: Cursor) -> Names:
+    """The offenses and categories the release publishes: all a public request may name.
+
+    An offense the release withholds everywhere is unknown to the public, as one that
+    never happened: its name alone would say that it did.
+    """
+    until = tables.cutoff(rules, today())
+
+    def build() -> Names:
+        offenses, categories = tables.published_names(snap, rules, cursor, until)
+        return Names(frozenset(offenses), frozenset(categories))
+
+    return snap.memo(VISIBLE_NAMES, (rules, until), build)
