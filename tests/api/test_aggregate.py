@@ -144,7 +144,8 @@ def test_formats_and_rates(served: tuple[TestClient, pd.DataFrame]) -> None:
         ({"unit": "colonia", "bbox": "1,2,3"}, 422, ""),
         ({"unit": "colonia", "start": "yesterday"}, 422, ""),
         ({"unit": "colonia' OR 1=1 --"}, 422, ""),
-        ({"unit": "colonia", "offense": "x' OR '1'='1"}, 200, ""),
+        ({"unit": "colonia", "offense": "x' OR '1'='1"}, 400, "unknown offense"),  # data, not SQL
+        ({"unit": "colonia", "within": "colonia:x' OR '1'='1"}, 200, ""),
     ],
 )
 def test_hostile_parameters(

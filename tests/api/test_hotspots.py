@@ -64,7 +64,7 @@ def test_gistar_route_equals_esda(client: TestClient, sample_store: Store) -> No
 
 
 def test_hotspots_warn_and_refuse(client: TestClient) -> None:
-    rare = {"unit": "h3:9", "offense": "ROBO A TRANSEUNTE EN CINE CON VIOLENCIA", **YEARS}
+    rare = {"unit": "h3:9", "offense": "ROBO A TRANSEUNTE EN NEGOCIO CON VIOLENCIA", **YEARS}
     body = client.get("/v1/hotspots", params=rare).json()
     assert any("sparse" in w for w in body["warnings"])
     assert client.get("/v1/hotspots", params={"unit": "h3:11"}).status_code == 422
