@@ -315,6 +315,20 @@ def unit_attributes(snap: Snapshot, unit: Unit, geometry: bool = False) -> pa.Ta
     return t.rename_columns(["unit_id", "name", "population", *extra])
 
 
+def unit_names(snap: Snapshot, unit: Unit) -> dict[str, str | None]:
+    """Each unit's display name by id (empty for H3 cells, which have none)."""
+    if unit.kind == "h3" or unit.layer is None:
+        return {}
+    attrs = unit_attributes(snap, unit)
+    return dict(
+        zip(
+            attrs.column("unit_id").cast(pa.string()).to_pylist(),
+            attrs.column("name").to_pylist(),
+            strict=True,
+        )
+    )
+
+
 INTERVALS = {"day": "day", "week": "week", "month": "month"}
 
 

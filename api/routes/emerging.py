@@ -16,7 +16,7 @@ from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from api.routes.hotspots import AREA_UNITS
 from geo.emerging import LABELS, emerging
-from store.aggregate import unit_series
+from store.aggregate import unit_names, unit_series
 from store.filters import FilterError
 from store.study_area import StudyArea, study_area
 
@@ -34,6 +34,7 @@ class EmergingRow(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     unit_id: str
+    name: str | None = Field(description="The unit's display name (none for H3 cells).")
     category: str = Field(description="One of `categories`: e.g. `intensifying_hot`.")
     count: int = Field(description="Incidents over all steps.")
     hot_steps: int = Field(description="Steps with a significant hot bin.")
@@ -130,9 +131,11 @@ def get_emerging(ask: AskDep, params: EmergingParamsDep) -> Any:
     hot = (significant & (result.z > 0)).sum(axis=1)
     cold = (significant & (result.z < 0)).sum(axis=1)
     totals = cube.sum(axis=1)
+    names = unit_names(ask.snap, unit)
     rows = [
         {
             "unit_id": sa.unit_ids[i],
+            "name": names.get(sa.unit_ids[i]),
             "category": str(result.labels[i]),
             "count": int(totals[i]),
             "hot_steps": int(hot[i]),

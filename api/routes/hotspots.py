@@ -16,7 +16,7 @@ from api.responses import json_response
 from geo.errors import ParameterError
 from geo.hotspots import hot_spots
 from geo.kde import MIN_CELL, density_surface
-from store.aggregate import aggregate
+from store.aggregate import aggregate, unit_names
 from store.filters import FilterError
 from store.records import points
 from store.study_area import StudyArea, study_area
@@ -34,6 +34,7 @@ class HotspotRow(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     unit_id: str
+    name: str | None = Field(description="The unit's display name (none for H3 cells).")
     count: int
     z: float = Field(description="Gi* z-score.")
     p: float = Field(
@@ -190,9 +191,11 @@ def get_hotspots(ask: AskDep, params: HotspotParamsDep) -> Any:
             "permutations", params.permutations, f"at most {MAX_DRAWS // sa.n} for {sa.n} units"
         )
     gi = hot_spots(y, sa.weights, sa.prepared, params.permutations, params.seed)
+    names = unit_names(ask.snap, unit)
     rows = [
         {
             "unit_id": sa.unit_ids[i],
+            "name": names.get(sa.unit_ids[i]),
             "count": int(y[i]),
             "z": float(gi.z[i]),
             "p": float(gi.p[i]),

@@ -71,3 +71,19 @@ def test_hotspots_warn_and_refuse(client: TestClient) -> None:
     assert client.get("/v1/hotspots", params={"unit": "h3:7", "area": "barrio"}).status_code == 400
     public = client.get("/v1/hotspots", params={"unit": "h3:7"}, headers={"Authorization": ""})
     assert public.status_code == 403
+
+
+def test_rows_carry_the_units_display_names(client: TestClient) -> None:
+    """As aggregate rows do: the colonia's name from the IECM file (read here by GDAL)."""
+    import pyogrio
+
+    from tests.conftest import COLONIAS
+
+    frame = pyogrio.read_dataframe(COLONIAS, columns=["CVEUT", "NOMUT"], read_geometry=False)
+    names = dict(zip(frame["CVEUT"].astype(str), frame["NOMUT"], strict=True))
+    for path, extra in (("/v1/hotspots", {}), ("/v1/hotspots/emerging", {"interval": "month"})):
+        body = client.get(path, params={"unit": "colonia", **YEARS, **extra}).json()
+        assert len(body["rows"]) > 1000
+        assert all(r["name"] == names[r["unit_id"]] for r in body["rows"])
+    cells = client.get("/v1/hotspots", params={"unit": "h3:7", **YEARS}).json()["rows"]
+    assert cells and all(r["name"] is None for r in cells)
