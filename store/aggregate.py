@@ -344,13 +344,20 @@ def timeseries(
 
     The periods cover the filter's window clipped to the snapshot's date range (zeros
     inside it, nothing beyond); with ``unit`` and ``unit_id``, only that unit's incidents
-    are counted.
+    are counted. ``partial`` marks a period the window or the data cover only in part
+    (a week cut by the last record's day).
     """
     if interval not in INTERVALS:
         raise FilterError("interval", interval, "use day, week or month")
     if unit is not None and unit_id is None:
         raise FilterError("id", None, "give the unit's id with unit")
-    empty = pa.table({"period": pa.array([], pa.date32()), "count": pa.array([], pa.int64())})
+    empty = pa.table(
+        {
+            "period": pa.array([], pa.date32()),
+            "count": pa.array([], pa.int64()),
+            "partial": pa.array([], pa.bool_()),
+        }
+    )
     plan = _plan(snap, unit, filters, (filters.start, filters.end), interval == "month")
     where, params = plan.where, plan.params
     if unit is not None:
@@ -372,11 +379,16 @@ def timeseries(
             SELECT date_trunc('{trunc}', {plan.date})::DATE AS period, {plan.count}::BIGINT AS count
             FROM read_parquet(?) WHERE {where} GROUP BY 1
         )
-        SELECT p.period, coalesce(c.count, 0)::BIGINT AS count
+        SELECT p.period, coalesce(c.count, 0)::BIGINT AS count,
+               p.period < ?::DATE OR (p.period + INTERVAL 1 {trunc})::DATE > ?::DATE AS partial
         FROM periods p LEFT JOIN counts c USING (period) ORDER BY 1
     """
+    # A period is partial where the window or the data begins or ends inside it: its
+    # count covers only the days from ``first`` to ``last``.
+    after_last = last + _ONE_DAY
     with _cursor(con) as cur:
-        return cur.sql(sql, params=[first, last, plan.files, *params]).to_arrow_table()
+        args = [first, last, plan.files, *params, first, after_last]
+        return cur.sql(sql, params=args).to_arrow_table()
 
 
 _ONE_DAY = timedelta(days=1)

@@ -270,6 +270,10 @@ class TimeseriesResponse(BaseModel):
     id: str | None
     filters: dict[str, Any]
     privacy: PrivacyBlock | None
+    partial: list[date] = Field(
+        description="Periods the window or the data cover only in part (their counts are "
+        "of those days only): a week or month cut by the start, the end or the last record."
+    )
     rows: list[PeriodCount]
 
 
@@ -311,6 +315,7 @@ def get_timeseries(
     if parsed is None and id is not None:
         raise FilterError("unit", None, "give unit together with id")
     rows: list[dict[str, Any]]
+    partial: list[str] = []  # public series are whole published months
     if ask.principal.public:
         flt, pub, months = _public_months(ask.request, ask.snap, ask.filters(), parsed, interval)
         counts = series(ask.snap, pub, ask.rules, parsed, id, months, ask.cursor)
@@ -325,6 +330,8 @@ def get_timeseries(
             {"period": p.isoformat(), "count": c}
             for p, c in zip(periods, table.column("count").to_pylist(), strict=True)
         ]
+        cut = table.column("partial").to_pylist()
+        partial = [p.isoformat() for p, c in zip(periods, cut, strict=True) if c]
         privacy = None
     headers = ask.headers
     if format is TableFormat.csv:
@@ -336,6 +343,7 @@ def get_timeseries(
         "id": id,
         "filters": echo(flt),
         "privacy": privacy,
+        "partial": partial,
         "rows": rows,
     }
     return json_response(payload, headers)

@@ -186,6 +186,16 @@ def test_timeseries_equals_oracle(served: tuple[TestClient, pd.DataFrame]) -> No
                                                  "start": "2023-01-02", "end": "2023-04-03"}).json()["rows"]  # fmt: skip
     assert len(weeks) == 13 and all(pd.Timestamp(w["period"]).day_of_week == 0 for w in weeks)
     assert sum(w["count"] for w in weeks) == top["count"]
+
+    # Whole weeks say so; a window that starts or ends mid-week names the weeks it cuts.
+    def partial(start: str, end: str) -> list[str]:
+        params = {"interval": "week", "start": start, "end": end}
+        return list(client.get("/v1/timeseries", params=params).json()["partial"])
+
+    assert partial("2023-01-02", "2023-04-03") == []
+    assert partial("2023-01-04", "2023-04-05") == ["2023-01-02", "2023-04-03"]
+    months = client.get("/v1/timeseries", params={"start": "2023-01-01", "end": "2023-03-15"})
+    assert months.json()["partial"] == ["2023-03-01"]
     assert client.get("/v1/timeseries", params={"id": "x"}).status_code == 400
 
 
