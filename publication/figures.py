@@ -295,3 +295,17 @@ def visible_names(snap: Snapshot, rules: PublicRules, cursor: Cursor) -> Names:
         return Names(frozenset(offenses), frozenset(categories))
 
     return snap.memo(VISIBLE_NAMES, (rules, until), build)
+
+
+def whole_area_counts(
+    snap: Snapshot, rules: PublicRules, cursor: Cursor, period: Period, until: date
+) -> dict[str, int | None]:
+    """The whole area's published count of every offense-tree node in a period, by name.
+
+    Names as the offense forest spells them (``*``, ``c:<category>``, ``o:<offense>``);
+    None where the release withholds the cell. These are cells /v1/aggregate publishes
+    for the whole area already.
+    """
+    table = tables.published_table(snap, tables.TOTAL, period.year, rules, cursor, until, wait=True)
+    names = tables.forest(snap).names
+    return {name: table.value_of("", period.code, node) for node, name in enumerate(names)}

@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import Principal, PrincipalDep
 from api.deps import SnapshotDep
 from api.errors import ERROR_RESPONSES
+from disclosure.offenses import ALL
 from publication import tables
-from publication.figures import today
+from publication.figures import today, whole_area_counts
 from store import Store
 from store.engine import version as engine_version
 from store.query import snapshot_summary
@@ -42,16 +43,20 @@ class Meta(BaseModel):
     model_config = ConfigDict(extra="forbid")
     snapshot: int = Field(description="Snapshot these figures come from.")
     records: int | None = Field(
-        description="Number of incident records (of the key's sources); null for the public."
+        description="Incident records (of the key's sources); for the public, the release's "
+        "whole-area count of the default period (`public.default`; sensitive offenses apart), "
+        "null if withheld."
     )
     date_min: str | None = Field(description="First local date (inclusive).")
     date_max: str | None = Field(description="Last local date (inclusive).")
     sources: list[str] = Field(description="Source profiles present.")
     categories: dict[str, int | None] = Field(
-        description="Records per category; the public gets the names only (null counts)."
+        description="Records per category; for the public, the published categories and their "
+        "whole-area counts of the default period (null where withheld)."
     )
     offenses: dict[str, int | None] = Field(
-        description="Records per offense name; the public gets the names only (null counts)."
+        description="Records per offense name; for the public, the published offenses and "
+        "their whole-area counts of the default period (null where withheld)."
     )
     layers: list[str] = Field(description="Boundary layers (usable as `unit`).")
     street_layer: str | None = Field(description="The street network, if any.")
@@ -118,22 +123,23 @@ def _meta(request: Request, principal: Principal, snap: Snapshot, until: date) -
     categories: dict[str, int | None] = dict(summary.categories)
     offenses: dict[str, int | None] = dict(summary.offenses)
     rules = request.app.state.rules  # ``until`` comes with the cache key: one day, one answer
+    default = tables.default_period(manifest, until)
     if principal.public:
-        # Names for building filters; no counts (they would include the recent days and
-        # rare offenses), and no date inside the publication delay.
-        records = None
+        # The release's own figures: the whole area's published counts of the default
+        # period (null where withheld), of the published names only (a name alone can say
+        # that a rare case happened), and no date inside the publication delay.
         cursor = request.app.state.engine.cursor()
         try:
             names, groups = tables.published_names(snap, rules, cursor, until)
+            shown = whole_area_counts(snap, rules, cursor, default, until)
         finally:
             cursor.close()
-        # Only what the release publishes: a name alone can say that a rare case happened.
-        categories = dict.fromkeys(c for c in categories if c in groups)
-        offenses = dict.fromkeys(o for o in offenses if o in names)
+        records = shown.get(ALL)
+        categories = {c: shown.get("c:" + c) for c in categories if c in groups}
+        offenses = {o: shown.get("o:" + o) for o in offenses if o in names}
         last = until - timedelta(days=1)
         if date_max is not None and date_max > last.isoformat():
             date_max = last.isoformat()
-    default = tables.default_period(manifest, until)
     layers = manifest.boundary_layers
     finest = rules.finest_h3 if principal.public else 12
     units = [f"h3:{r}" for r in range(5, finest + 1)] + layers

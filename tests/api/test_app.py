@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import ServerSettings
 from ingest.pipeline import ingest
 from ingest.profiles import load_profile
+from publication import tables
 from store import Store
 from store.keys import KeyRing, Role
 from tests.conftest import SAMPLE_CSV, sample_head
 
 
-def test_health_and_meta(empty_store: Store, tmp_path: Path) -> None:
+def test_health_and_meta(
+    empty_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with TestClient(create_app(ServerSettings(store=empty_store.root))) as client:
         health = client.get("/health").json()
         assert health["status"] == "ok" and health["snapshot"] is None
@@ -25,17 +29,27 @@ def test_health_and_meta(empty_store: Store, tmp_path: Path) -> None:
            load_profile("fgj-cdmx"))  # fmt: skip
     ingest(empty_store, [str(SAMPLE_CSV)], load_profile("fgj-cdmx"))
     _, key = KeyRing(empty_store.root).create(Role.analyst)
+    monkeypatch.setattr(tables, "INLINE_COUNTS", 10**9)  # the H3 table in the request
     with TestClient(create_app(ServerSettings(store=empty_store.root))) as client:
         meta = client.get("/v1/meta", headers={"X-API-Key": key}).json()
         assert meta["snapshot"] == 2 and meta["records"] == 50_000
         assert meta["sources"] == ["fgj-cdmx"]
         assert sum(meta["categories"].values()) == 50_000
         assert "h3:8" in meta["units"]
-        # The public gets the names to filter by, not the counts.
+        # The public gets the release's figures: the whole area's published counts of the
+        # default period, the very totals /v1/aggregate publishes, and only offenses the
+        # release publishes (issue #20; test_limits checks which).
         public = client.get("/v1/meta").json()
-        # Only offenses the release publishes are named (issue #20; test_limits checks which).
-        assert public["records"] is None and set(public["offenses"]) < set(meta["offenses"])
-        assert all(v is None for v in public["categories"].values())
+        assert set(public["offenses"]) < set(meta["offenses"])
+        whole = client.get("/v1/aggregate", params={"unit": "h3:5"}).json()
+        assert "total" in whole, whole
+        assert public["records"] == whole["total"] is not None and public["records"] >= 5
+        for name, count in list(public["offenses"].items())[:5]:
+            total = client.get("/v1/aggregate", params={"unit": "h3:5", "offense": name})
+            assert count == total.json()["total"] and (count is None or count >= 5)
+        robbery = client.get("/v1/aggregate", params={"unit": "h3:5",
+                                                      "category": "robo_transeunte"})  # fmt: skip
+        assert public["categories"]["robo_transeunte"] == robbery.json()["total"]
         old = client.get("/v1/meta", params={"as_of": 1}, headers={"X-API-Key": key}).json()
         assert old["snapshot"] == 1 and old["records"] == 20_000
         missing = client.get("/v1/meta", params={"as_of": 9})
