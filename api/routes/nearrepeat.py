@@ -13,7 +13,7 @@ from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from geo.crs import WGS84, transform_xy, utm_crs_for
 from geo.errors import GeoError
-from geo.nearrepeat import knox
+from geo.nearrepeat import date_precision, knox
 from store.filters import FilterError
 from store.records import points
 
@@ -52,6 +52,7 @@ class KnoxResponse(BaseModel):
     pairs: int = Field(description="Pairs closer than the last distance edge.")
     permutations: int
     seed: int
+    time_precision: str = Field(description="What the dates were known to: `day`.")
     filters: dict[str, Any]
     table: list[KnoxCell]
 
@@ -112,6 +113,15 @@ def get_near_repeat(
     crs = utm_crs_for(float(np.median(lon)), float(np.median(lat))) if lon.size else None
     x, y = transform_xy(lon, lat, WGS84, crs) if crs else (lon, lat)
     days = table.column("local_date").cast("int32").to_numpy().astype(np.float64)
+    precision = date_precision(days)
+    if precision == "month":
+        raise FilterError(
+            "time_bands",
+            time_bands,
+            "the records' dates are months only (each is the 1st of its month): how many days "
+            "apart two incidents were is unknown, and a Knox table of them would show nothing; "
+            "near repeats need day-precise dates",
+        )
     try:
         result = knox(x, y, days, d_edges, t_edges, permutations, seed, max_work=MAX_WORK)
     except GeoError as exc:
@@ -141,6 +151,7 @@ def get_near_repeat(
         "pairs": result.pairs,
         "permutations": permutations,
         "seed": seed,
+        "time_precision": precision,
         "filters": echo(flt),
         "table": cells,
     }

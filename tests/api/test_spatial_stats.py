@@ -10,6 +10,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import geopandas as gpd
@@ -152,6 +153,7 @@ def test_near_repeat_table_equals_brute_force(client: TestClient, sample_store: 
               "time_bands": "0,7,14,28", "permutations": 49, "seed": 9}  # fmt: skip
     body = client.get("/v1/near-repeat", params=params).json()
     assert body["crs"] == "EPSG:32614" and body["intervals"] == "[from, to)"
+    assert body["time_precision"] == "day"
     x, y, t = _projected(sample_store, "offense = ? AND local_date >= ? AND local_date < ?",
                          [ROBBERY, date(2021, 1, 1), date(2024, 1, 1)])  # fmt: skip
     assert body["events"] == x.size > 500
@@ -199,3 +201,29 @@ def test_kernel_density_surface(client: TestClient, sample_store: Store) -> None
     wide = client.get("/v1/hotspots", params={"method": "kde", "bandwidth": 19024})
     assert wide.status_code == 400 and wide.json()["parameter"] == "bandwidth"
     assert "use cells of at least" in wide.json()["message"]
+
+
+def test_near_repeat_refuses_month_only_dates(empty_store: Store, tmp_path: Path) -> None:
+    """police.uk dates are months: a Knox table of them would show observed = expected."""
+    from ingest.pipeline import ingest
+    from ingest.profiles import load_profile
+    from store.keys import KeyRing, Role
+    from tests.conftest import DATA
+
+    path = DATA / "west_yorkshire" / "2018-07-west-yorkshire-street.csv.gz"
+    ingest(empty_store, [str(path)], load_profile("police-uk"))
+    _, key = KeyRing(empty_store.root).create(Role.analyst)
+    with TestClient(create_app(ServerSettings(store=empty_store.root))) as c:
+        got = c.get("/v1/near-repeat", params={"offense": "Burglary"}, headers={"X-API-Key": key})
+    assert got.status_code == 400 and got.json()["parameter"] == "time_bands"
+    assert "months only" in got.json()["message"]
+
+
+def test_date_precision() -> None:
+    from geo.nearrepeat import date_precision
+
+    firsts = np.array(["2018-07-01", "2018-08-01", "2019-01-01"], "datetime64[D]").astype(np.int64)
+    assert date_precision(firsts) == "month"
+    assert date_precision(firsts + 1) == "day"
+    assert date_precision(np.append(firsts, firsts[0] + 3)) == "day"
+    assert date_precision(firsts[:2]) == "day"  # too few to tell
