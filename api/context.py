@@ -18,7 +18,7 @@ from api.auth import Principal, PrincipalDep
 from api.deps import CommonFilters, CursorDep, FiltersDep, SnapshotDep
 from disclosure.rules import PublicRules
 from publication.figures import PublicView, public_view, visible_names
-from store.aggregate import Unit
+from store.aggregate import Unit, time_unknown
 from store.engine import Cursor
 from store.filters import Filters
 from store.names import resolve, snapshot_names
@@ -65,6 +65,18 @@ class Ask:
         else:
             names = snapshot_names(self.snap)
         return resolve(flt, names, names)
+
+    def echo(self, flt: Filters) -> dict[str, Any]:
+        """The filters as answered (``echo``), with what an hour window left out.
+
+        ``time_unknown_left_out``: records matching every other filter whose time of day
+        is unknown, which an hour window leaves out (present with an hour window only).
+        """
+        out = echo(flt)
+        left_out = time_unknown(self.snap, flt, self.cursor)
+        if left_out is not None:
+            out["time_unknown_left_out"] = left_out
+        return out
 
     def answering(self, unit: Unit | None) -> tuple[Filters, PublicView | None]:
         """The filters the request is answered with, and the public view (None for a key)."""

@@ -329,6 +329,28 @@ def unit_names(snap: Snapshot, unit: Unit) -> dict[str, str | None]:
     )
 
 
+def time_unknown(
+    snap: Snapshot, filters: Filters, con: duckdb.DuckDBPyConnection | None = None
+) -> int | None:
+    """Records an hour window leaves out because their time of day is unknown.
+
+    Those matching every other filter whose hour is imputed; None without an hour window.
+    """
+    if filters.hour_from is None:
+        return None
+    rest = replace(filters, hour_from=None, hour_to=None)
+    files = [str(snap.path(f.path)) for f in snap.files_between(rest.start, rest.end)]
+    if not files:
+        return 0
+    where, params = rest.where(snap.boundary_layers)
+    with _cursor(con) as cur:
+        row = cur.execute(
+            f"SELECT count(*) FROM read_parquet(?) WHERE ({where}) AND time_imputed",
+            [files, *params],
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 INTERVALS = {"day": "day", "week": "week", "month": "month"}
 
 

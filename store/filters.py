@@ -161,7 +161,9 @@ class Filters:
             parts.append("NOT sensitive")
         if self.hour_from is not None and self.hour_to is not None:
             joiner = "AND" if self.hour_from < self.hour_to else "OR"
-            parts.append(f"(local_hour >= ? {joiner} local_hour < ?)")
+            # Only records whose time of day is known: an imputed hour (a date without a
+            # time, or a filler such as 00:00) would fall in a window by accident.
+            parts.append(f"(local_hour >= ? {joiner} local_hour < ?) AND NOT time_imputed")
             params.extend([self.hour_from, self.hour_to])
         if self.weekdays:
             parts.append(f"(isodow(local_date) - 1) IN ({', '.join('?' * len(self.weekdays))})")

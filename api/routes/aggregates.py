@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.context import Ask, AskDep, echo
+from api.context import Ask, AskDep
 from api.deps import query_group
 from api.errors import ERROR_RESPONSES
 from api.responses import csv_safe, json_response
@@ -150,7 +150,7 @@ def get_aggregate(
     payload = {
         "snapshot": ask.snap.id,
         "unit": unit,
-        "filters": echo(flt),
+        "filters": ask.echo(flt),
         "total": total,
         "unassigned": unassigned,
         "privacy": privacy,
@@ -341,7 +341,7 @@ def get_timeseries(
         "interval": interval.value,
         "unit": unit,
         "id": id,
-        "filters": echo(flt),
+        "filters": ask.echo(flt),
         "privacy": privacy,
         "partial": partial,
         "rows": rows,
@@ -455,7 +455,7 @@ def get_compare(ask: AskDep, params: ComparePeriodsDep) -> Any:
         a=[d.isoformat() for d in params.a],
         b=[d.isoformat() for d in params.b],
         rank=params.rank,
-        filters=echo(flt),
+        filters=ask.echo(flt),
         privacy=privacy,
         rows=[CompareRow(**r) for r in rows],
     )

@@ -8,7 +8,7 @@ import numpy as np
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.context import AskDep, echo
+from api.context import AskDep
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from api.routes.aggregates import UNIT_DESCRIPTION, UNIT_PATTERN
@@ -105,6 +105,6 @@ def get_concentration(
         "units_for_half": c.units_for_half,
         "share_of_units_for_half": c.units_for_half / n if n else 0.0,
         "lorenz": lorenz,
-        "filters": echo(flt),
+        "filters": ask.echo(flt),
     }
     return json_response(body, ask.headers)

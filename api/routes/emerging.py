@@ -10,7 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.context import AskDep, echo
+from api.context import AskDep
 from api.deps import query_group
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
@@ -163,7 +163,7 @@ def get_emerging(ask: AskDep, params: EmergingParamsDep) -> Any:
         "summary": dict(sorted(Counter(str(c) for c in result.labels).items())),
         "categories": list(LABELS),
         "warnings": _warnings(steps, cube),
-        "filters": echo(flt),
+        "filters": ask.echo(flt),
         "rows": rows,
     }
     return json_response(body, ask.headers)

@@ -9,7 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.context import Ask, AskDep, echo
+from api.context import Ask, AskDep
 from api.deps import query_group
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
@@ -221,7 +221,7 @@ def get_hotspots(ask: AskDep, params: HotspotParamsDep) -> Any:
         "permutations": params.permutations,
         "seed": params.seed if params.permutations else None,
         "warnings": warnings(sa, y),
-        "filters": echo(flt),
+        "filters": ask.echo(flt),
         "rows": rows,
     }
     return json_response(body, ask.headers)
@@ -240,7 +240,12 @@ def _density(ask: Ask, params: HotspotParams) -> Any:
         )
     except ParameterError as exc:
         raise FilterError(exc.parameter, exc.value, str(exc)) from None
-    body = {"snapshot": ask.snap.id, "method": params.method, **vars(surface), "filters": echo(flt)}
+    body = {
+        "snapshot": ask.snap.id,
+        "method": params.method,
+        **vars(surface),
+        "filters": ask.echo(flt),
+    }
     return json_response(body, ask.headers)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.context import AskDep, echo
+from api.context import AskDep
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from geo.crs import WGS84, transform_xy, utm_crs_for
@@ -152,7 +152,7 @@ def get_near_repeat(
         "permutations": permutations,
         "seed": seed,
         "time_precision": precision,
-        "filters": echo(flt),
+        "filters": ask.echo(flt),
         "table": cells,
     }
     return json_response(body, ask.headers)

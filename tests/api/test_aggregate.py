@@ -26,8 +26,9 @@ def served(sample_store: Store, analyst_key: str) -> Iterator[tuple[TestClient, 
     # The oracle reads exactly the files `cuadra info --json` names.
     info = json.loads(CliRunner().invoke(cli, ["info", "--store", str(root), "--json"]).output)
     frame = pd.concat(
-        [pq.read_table(f, columns=["local_date", "local_hour", "offense", "category", "lon", "lat",
-                                     "h3", "colonia", "cuadrante", "street_id"]).to_pandas()
+        [pq.read_table(f, columns=["local_date", "local_hour", "time_imputed", "offense",
+                                     "category", "lon", "lat", "h3", "colonia", "cuadrante",
+                                     "street_id"]).to_pandas()
          for f in info["files"]]
     )  # fmt: skip
     for col in ("offense", "category", "colonia", "cuadrante", "street_id"):
@@ -40,6 +41,18 @@ def served(sample_store: Store, analyst_key: str) -> Iterator[tuple[TestClient, 
 
 
 def oracle(frame: pd.DataFrame, unit: str, **f: object) -> dict[str, int]:
+    sel = matching(frame, **f)
+    if unit.startswith("h3:"):
+        res = int(unit[3:])
+        keys = [h3.cell_to_parent(h3.int_to_str(int(c)), res) for c in sel.h3]
+    else:
+        keys = sel["street_id" if unit == "street" else unit].tolist()
+    counts = pd.Series(keys, dtype=object).dropna().value_counts()
+    return {str(k): int(v) for k, v in counts.items()}
+
+
+def matching(frame: pd.DataFrame, **f: object) -> pd.DataFrame:
+    """The records the filters select, by the documented rules (docs/api.md)."""
     sel = frame
     if "start" in f:
         sel = sel[sel.local_date >= pd.Timestamp(str(f["start"]))]
@@ -49,6 +62,7 @@ def oracle(frame: pd.DataFrame, unit: str, **f: object) -> dict[str, int]:
         sel = sel[sel.offense == f["offense"]]
     if "hour_from" in f:
         a, b = int(f["hour_from"]), int(f["hour_to"])  # type: ignore[call-overload]
+        sel = sel[~sel.time_imputed]  # an hour window counts records with a real time only
         sel = (
             sel[(sel.local_hour >= a) & (sel.local_hour < b)]
             if a < b
@@ -62,13 +76,7 @@ def oracle(frame: pd.DataFrame, unit: str, **f: object) -> dict[str, int]:
     if "within" in f:
         layer, ident = str(f["within"]).split(":", 1)
         sel = sel[sel[layer] == ident]
-    if unit.startswith("h3:"):
-        res = int(unit[3:])
-        keys = [h3.cell_to_parent(h3.int_to_str(int(c)), res) for c in sel.h3]
-    else:
-        keys = sel["street_id" if unit == "street" else unit].tolist()
-    counts = pd.Series(keys, dtype=object).dropna().value_counts()
-    return {str(k): int(v) for k, v in counts.items()}
+    return sel
 
 
 CASES = [
@@ -92,6 +100,12 @@ def test_counts_equal_the_oracle(
     assert got == oracle(frame, unit, **CASES[case])
     assert body["total"] == sum(got.values()) + body["unassigned"]
     assert body["snapshot"] == 4  # 3 layer snapshots, then the ingest
+    if "hour_from" in CASES[case]:  # the answer says what the window left out
+        rest = {k: v for k, v in CASES[case].items() if k not in ("hour_from", "hour_to")}
+        unknown = int(matching(frame, **rest).time_imputed.sum())
+        assert body["filters"]["time_unknown_left_out"] == unknown > 0
+    else:
+        assert "time_unknown_left_out" not in body["filters"]
 
 
 def test_h3_levels_nest_and_layers_balance(served: tuple[TestClient, pd.DataFrame]) -> None:
