@@ -527,7 +527,7 @@ def _port_in_use(host: str, port: int) -> Exception | None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            return StoreError(
+            return OSError(
                 f"cannot listen on {host}:{port} ({exc.strerror or exc}): another server holds "
                 "it; stop it, or choose another port with --port or CUADRA_PORT"
             )

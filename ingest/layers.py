@@ -124,19 +124,7 @@ def read_boundaries(
     if missing.any():
         notes["skipped_empty"] += int(missing.sum())
 
-    ids_raw = _field(frame, id_field, "id")
-    ids = [str(i) for i in range(n)] if ids_raw is None else [_text(v) for v in ids_raw]
-    names_raw = _field(frame, name_field, "name")
-    names = [None] * n if names_raw is None else [_text(v) for v in names_raw]
-    pop_raw = _field(frame, population_field, "population")
-    pop = (
-        None
-        if pop_raw is None
-        else np.asarray(
-            [np.nan if v is None else float(v) for v in pop_raw],  # type: ignore[arg-type]
-            dtype=np.float64,  # type: ignore[arg-type]
-        )
-    )
+    ids, names, pop = _attributes(frame, n, id_field, name_field, population_field)
     keep = ~missing & np.array([i is not None and i != "" for i in ids])
     if (~missing & ~keep).any():
         raise IngestError(
@@ -163,6 +151,32 @@ def read_boundaries(
         BoundaryData(ids=[str(i) for i in ids], names=names, population=pop, polygons=geoms),
         dict(notes),
     )
+
+
+def _attributes(
+    frame: Any,
+    n: int,
+    id_field: str | None,
+    name_field: str | None,
+    population_field: str | None,
+) -> tuple[list[str | None], list[str | None], npt.NDArray[np.float64] | None]:
+    """Each feature's id (its position without an id field), name and population."""
+    ids_raw = _field(frame, id_field, "id")
+    ids: list[str | None] = (
+        [str(i) for i in range(n)] if ids_raw is None else [_text(v) for v in ids_raw]
+    )
+    names_raw = _field(frame, name_field, "name")
+    names: list[str | None] = [None] * n if names_raw is None else [_text(v) for v in names_raw]
+    pop_raw = _field(frame, population_field, "population")
+    pop = (
+        None
+        if pop_raw is None
+        else np.asarray(
+            [np.nan if v is None else float(v) for v in pop_raw],  # type: ignore[arg-type]
+            dtype=np.float64,  # type: ignore[arg-type]
+        )
+    )
+    return ids, names, pop
 
 
 def _dissolve(

@@ -373,18 +373,7 @@ def _to_records(
         "repairs": _repairs_column(*repairs.values()),
     }
     clock.lap("gathering columns")
-    enriched = enrichment.result()
-    clock.lap("waiting for enrichment")
-    at_arr = pa.array(at)
-    for name, values in enriched.layers.items():
-        columns[name] = values.take(at_arr)
-    columns["street_id"] = (
-        enriched.street.take(at_arr)
-        if enriched.street is not None
-        else pa.nulls(rows.size, pa.dictionary(pa.int32(), pa.string()))
-    )
-    records = pa.table(columns)
-    clock.lap("gathering enriched columns")
+    records = pa.table({**columns, **_layer_columns(enrichment, at, clock)})
     return _Built(
         records=records,
         repairs=Counter({r.value: int(m.sum()) for r, m in repairs.items() if m.any()}),
@@ -392,6 +381,24 @@ def _to_records(
         time_imputed=int(times.imputed[rows].sum()),
         duplicates=int((~first).sum()),
     )
+
+
+def _layer_columns(enrichment: Enrichment, at: np.ndarray, clock: _Clock) -> dict[str, pa.Array]:
+    """Each boundary layer's id and the street id of the records, once the workers are done.
+
+    ``at`` is each record's position among the located points the workers enriched.
+    """
+    enriched = enrichment.result()
+    clock.lap("waiting for enrichment")
+    take = pa.array(at)
+    columns = {name: values.take(take) for name, values in enriched.layers.items()}
+    columns["street_id"] = (
+        enriched.street.take(take)
+        if enriched.street is not None
+        else pa.nulls(at.size, pa.dictionary(pa.int32(), pa.string()))
+    )
+    clock.lap("gathering enriched columns")
+    return columns
 
 
 def _incident_ids(

@@ -118,21 +118,7 @@ def build_cubes(part: pa.Table, specs: Sequence[CubeSpec]) -> dict[str, pa.Table
     n_base = len(offense_dict) * n_month * n_source
     out = {}
     for spec in specs:
-        cells: npt.NDArray[np.uint64] | None = None
-        if spec.family == H3_FAMILY:
-            cells, unit = _distinct(h3_parent(part.column("h3").to_numpy(), CUBE_H3_RES))
-            n_unit = cells.size + 1
-        else:
-            assert spec.ids is not None
-            unit, values = _codes(part.column(spec.column))
-            position = pc.index_in(values, value_set=spec.ids)
-            if position.null_count:
-                missing_id = values.filter(pc.is_null(position))[0]
-                raise StoreError(f"{spec.family} id {missing_id} is not in the layer")
-            # Dictionary index -> position in the layer (-1 stays "no unit").
-            lookup = np.append(position.to_numpy(zero_copy_only=False), -1).astype(np.int64)
-            unit = lookup[unit]
-            n_unit = len(spec.ids) + 1
+        unit, n_unit, cells = _unit_codes(part, spec)
         key = base * n_unit + (unit + 1)
         keys, counts = _count_keys(key, n_base * n_unit)
         unit_code = keys % n_unit - 1
@@ -168,6 +154,27 @@ def build_cubes(part: pa.Table, specs: Sequence[CubeSpec]) -> dict[str, pa.Table
             }
         )
     return out
+
+
+def _unit_codes(
+    part: pa.Table, spec: CubeSpec
+) -> tuple[npt.NDArray[np.int64], int, npt.NDArray[np.uint64] | None]:
+    """Each row's unit code (-1: none) and how many codes there are, "none" included.
+
+    For H3, also the distinct cells the codes index.
+    """
+    if spec.family == H3_FAMILY:
+        cells, unit = _distinct(h3_parent(part.column("h3").to_numpy(), CUBE_H3_RES))
+        return unit, cells.size + 1, cells
+    assert spec.ids is not None
+    codes, values = _codes(part.column(spec.column))
+    position = pc.index_in(values, value_set=spec.ids)
+    if position.null_count:
+        missing_id = values.filter(pc.is_null(position))[0]
+        raise StoreError(f"{spec.family} id {missing_id} is not in the layer")
+    # Dictionary index -> position in the layer (-1 stays "no unit").
+    lookup = np.append(position.to_numpy(zero_copy_only=False), -1).astype(np.int64)
+    return lookup[codes], len(spec.ids) + 1, None
 
 
 def _distinct(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from store.filters import FilterError, Filters
 from store.query import offense_triples
-from store.snapshot import Snapshot
+from store.snapshot import Kind, Snapshot
 
 
 def fold(name: str) -> str:
@@ -32,10 +32,17 @@ class Names:
     categories: Collection[str]
 
 
+NAMES = Kind("offense and category names", items=8)
+
+
 def snapshot_names(snap: Snapshot) -> Names:
-    """Every offense and category of a snapshot."""
-    triples = offense_triples(snap)
-    return Names({o for o, _, _ in triples}, {c for _, c, _ in triples})
+    """Every offense and category of a snapshot (kept with it)."""
+
+    def build() -> Names:
+        triples = offense_triples(snap)
+        return Names(frozenset(o for o, _, _ in triples), frozenset(c for _, c, _ in triples))
+
+    return snap.memo(NAMES, (), build)
 
 
 def resolve(flt: Filters, known: Names, suggest: Names) -> Filters:

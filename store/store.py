@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from cachetools import LRUCache
 
 from store.cubes import CUBES, CubeSpec, build_rollup, cube_specs, rollup_key
 from store.errors import StoreError
@@ -54,7 +55,8 @@ DEFAULT_STREET_DISTANCE = 50.0
 ROLLUP_MIN_FILES = 16
 # Street grids are stored for this reach; a larger snapping distance rebuilds the grid.
 STREET_REACH = DEFAULT_STREET_DISTANCE
-# Snapshot objects a store keeps (the current one and a few older ones read with as_of).
+# Snapshot objects a store keeps, least recently asked for first out (the current one and
+# a few older ones read with as_of).
 KEPT_SNAPSHOTS = 8
 
 # The enrich stage for stored records: the new layer version's column (ingest supplies it).
@@ -71,7 +73,7 @@ class Store:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
         self.memo = Memo()  # what readers derive from snapshots, bounded per kind
-        self._snapshots: dict[tuple[int, str], Snapshot] = {}
+        self._snapshots: LRUCache[tuple[int, str], Snapshot] = LRUCache(maxsize=KEPT_SNAPSHOTS)
         self._snapshots_lock = threading.Lock()
 
     # -- reading ---------------------------------------------------------------------
@@ -87,8 +89,6 @@ class Store:
         with self._snapshots_lock:
             snap = self._snapshots.get(key)
             if snap is None:
-                if len(self._snapshots) >= KEPT_SNAPSHOTS:
-                    self._snapshots.pop(next(iter(self._snapshots)))  # the oldest asked for
                 snap = self._snapshots[key] = Snapshot(self, manifest)
         return snap
 

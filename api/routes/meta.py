@@ -14,7 +14,7 @@ from api.deps import SnapshotDep
 from api.errors import ERROR_RESPONSES
 from disclosure.offenses import ALL
 from publication import tables
-from publication.figures import today, whole_area_counts
+from publication.figures import today, visible_names, whole_area_counts
 from store import Store
 from store.engine import version as engine_version
 from store.query import snapshot_summary
@@ -130,13 +130,13 @@ def _meta(request: Request, principal: Principal, snap: Snapshot, until: date) -
         # that a rare case happened), and no date inside the publication delay.
         cursor = request.app.state.engine.cursor()
         try:
-            names, groups = tables.published_names(snap, rules, cursor, until)
+            visible = visible_names(snap, rules, cursor)
             shown = whole_area_counts(snap, rules, cursor, default, until)
         finally:
             cursor.close()
         records = shown.get(ALL)
-        categories = {c: shown.get("c:" + c) for c in categories if c in groups}
-        offenses = {o: shown.get("o:" + o) for o in offenses if o in names}
+        categories = {c: shown.get("c:" + c) for c in categories if c in visible.categories}
+        offenses = {o: shown.get("o:" + o) for o in offenses if o in visible.offenses}
         last = until - timedelta(days=1)
         if date_max is not None and date_max > last.isoformat():
             date_max = last.isoformat()

@@ -13,7 +13,7 @@ from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from geo.crs import WGS84, transform_xy, utm_crs_for
 from geo.errors import GeoError
-from geo.nearrepeat import date_precision, knox
+from geo.nearrepeat import Knox, date_precision, knox
 from store.filters import FilterError
 from store.records import points
 
@@ -126,6 +126,26 @@ def get_near_repeat(
         result = knox(x, y, days, d_edges, t_edges, permutations, seed, max_work=MAX_WORK)
     except GeoError as exc:
         raise FilterError("distance_bands", distance_bands, str(exc)) from None
+    body = {
+        "snapshot": ask.snap.id,
+        "method": "knox",
+        "intervals": "[from, to)",
+        "distance_bands": d_edges,
+        "time_bands": t_edges,
+        "crs": crs,
+        "events": result.events,
+        "pairs": result.pairs,
+        "permutations": permutations,
+        "seed": seed,
+        "time_precision": precision,
+        "filters": ask.echo(flt),
+        "table": _table(result, d_edges, t_edges),
+    }
+    return json_response(body, ask.headers)
+
+
+def _table(result: Knox, d_edges: list[float], t_edges: list[float]) -> list[dict[str, Any]]:
+    """One cell per (distance band, time band): observed, expected, ratio and p."""
     cells = []
     for r in range(len(d_edges) - 1):
         for c in range(len(t_edges) - 1):
@@ -140,19 +160,4 @@ def get_near_repeat(
                     "p": float(result.p[r, c]),
                 }
             )
-    body = {
-        "snapshot": ask.snap.id,
-        "method": "knox",
-        "intervals": "[from, to)",
-        "distance_bands": d_edges,
-        "time_bands": t_edges,
-        "crs": crs,
-        "events": result.events,
-        "pairs": result.pairs,
-        "permutations": permutations,
-        "seed": seed,
-        "time_precision": precision,
-        "filters": ask.echo(flt),
-        "table": cells,
-    }
-    return json_response(body, ask.headers)
+    return cells
