@@ -118,6 +118,15 @@ SchedulerOpt = Annotated[
         help="Dask scheduler address (tcp://host:8786); none: a local cluster of 2 workers.",
     ),
 ]
+ReplaceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--replace",
+        help="The files are the source's whole new release (a revised file): its records "
+        "replace the source's records in the store (reclassified ones take their new "
+        "values, dropped ones are gone). Older snapshots keep the old ones; see cuadra diff.",
+    ),
+]
 BatchRowsOpt = Annotated[
     int,
     typer.Option(
@@ -139,6 +148,7 @@ def ingest(
     engine: EngineOpt = EngineName.local,
     scheduler: SchedulerOpt = None,
     batch_rows: BatchRowsOpt = 1_000_000,
+    replace: ReplaceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Validate, enrich and commit incident files as one new snapshot.
@@ -165,6 +175,7 @@ def ingest(
                 batch_rows=batch_rows,
                 engine=engine.value,
                 scheduler=scheduler,
+                replace=replace,
             )
     except (IngestError, StoreError) as exc:
         _fail(exc)
@@ -208,6 +219,8 @@ def _print_report(data: dict[str, Any]) -> None:
         t.add_row(f"in {layer}", f"{n:,}")
     if data["rejects_file"]:
         t.add_row("rejects file", data["rejects_file"])
+    if data["replaced"]:
+        t.add_row("replaced batches", ", ".join(b[:12] for b in data["replaced"]))
     t.add_row("seconds", f"{data['seconds']:.2f}")
     out.print(t)
 
@@ -375,6 +388,90 @@ def info(
     for n, lay in manifest.layers.items():
         out.print(f"layer {n}: {lay.kind} v{lay.version}, {lay.features:,} features")
     out.print(f"{len(manifest.files)} data files (use --json to list them)")
+
+
+@app.command()
+def diff(
+    before: Annotated[
+        int | None, typer.Argument(min=1, help="The earlier snapshot [default: AFTER's parent].")
+    ] = None,
+    after: Annotated[
+        int | None, typer.Argument(min=1, help="The later snapshot [default: the current one].")
+    ] = None,
+    unit: Annotated[
+        str, typer.Option("--unit", help="colonia, cuadrante, street, h3:5..12, ...")
+    ] = "colonia",
+    rows: Annotated[int, typer.Option("--rows", min=0, help="Cells listed (largest moves).")] = 20,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What changed between two snapshots, per unit, offense and month (cuadra diff 4 5).
+
+    Records new in AFTER (late cases), deleted, or moved to another unit, offense or month
+    (reclassified), and the net change of each cell's count; the largest moves first.
+    """
+    from store.aggregate import Unit
+    from store.diff import diff as run
+    from store.engine import open_engine
+    from store.filters import Filters
+
+    st = _store(store)
+    try:
+        new = st.snapshot(after)
+        parent = before if before is not None else new.manifest.parent
+        if parent is None:
+            raise StoreError(f"snapshot {new.id} is the first: give the one to compare with")
+        old = st.snapshot(parent)
+        if old.id > new.id:
+            raise StoreError(f"snapshot {old.id} is later than {new.id}: give the earlier first")
+        con = open_engine()
+        try:
+            result = run(old, new, Unit.parse(unit, new.manifest), Filters(), con)
+        finally:
+            con.close()
+    except StoreError as exc:
+        _fail(exc)
+        return
+    listed = result.rows.slice(0, rows).to_pylist()
+    for row in listed:
+        row["month"] = row["month"].strftime("%Y-%m")
+    if as_json:
+        data = {
+            "from": old.id,
+            "to": new.id,
+            "unit": unit,
+            "totals": result.totals,
+            "largest": result.largest(),
+            "rows": listed,
+            "rows_total": result.rows.num_rows,
+        }
+        out.print_json(json.dumps(data, ensure_ascii=False))
+        return
+    _print_diff(result.totals, listed, result.rows.num_rows, (old.id, new.id, unit))
+
+
+def _print_diff(
+    totals: dict[str, int], listed: list[dict[str, Any]], cells: int, what: tuple[int, int, str]
+) -> None:
+    old, new, unit = what
+    t = totals
+    out.print(
+        f"[bold]Snapshot {old} → {new}[/bold] by {unit}: {t['net']:+,} records "
+        f"({t['new']:,} new, {t['deleted']:,} deleted, {t['revised_out']:,} moved "
+        f"to another {unit}, offense or month); {cells:,} cells changed"
+    )
+    if not listed:
+        return
+    table = Table(box=None, pad_edge=False)
+    for name in ("unit", "offense", "month", "new", "moved in", "deleted", "moved out", "net"):
+        table.add_column(name, justify="right" if name not in ("unit", "offense") else "left")
+    for r in listed:
+        label = r["name"] or r["unit_id"] or "(outside every unit)"
+        counts = (r["new"], r["revised_in"], r["deleted"], r["revised_out"])
+        table.add_row(
+            label, r["offense"], r["month"], *(f"{n:,}" for n in counts), f"{r['net']:+,}"
+        )
+    out.print(table)
 
 
 class KeyRole(StrEnum):

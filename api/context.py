@@ -22,7 +22,10 @@ from store.aggregate import Unit, time_unknown
 from store.engine import Cursor
 from store.filters import Filters
 from store.names import resolve, snapshot_names
-from store.snapshot import Snapshot
+from store.snapshot import Kind, Snapshot
+
+LEFT_OUT = Kind("records an hour window left out", items=1024)
+LEFT_OUT_HEADER = "X-Cuadra-Time-Unknown-Left-Out"
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,30 @@ class Ask:
         is unknown, which an hour window leaves out (present with an hour window only).
         """
         out = echo(flt)
-        left_out = time_unknown(self.snap, flt, self.cursor)
+        left_out = self.left_out(flt)
         if left_out is not None:
             out["time_unknown_left_out"] = left_out
         return out
+
+    def left_out(self, flt: Filters) -> int | None:
+        """Records an hour window leaves out for an unknown time of day; None without one.
+
+        Counted once per snapshot and filters: every tile of a map asks the same.
+        """
+        if flt.hour_from is None:
+            return None
+        return self.snap.memo(LEFT_OUT, flt, lambda: time_unknown(self.snap, flt, self.cursor))
+
+    def headers_for(self, flt: Filters) -> dict[str, str]:
+        """``headers`` and, with an hour window, ``X-Cuadra-Time-Unknown-Left-Out``.
+
+        For answers without a ``filters`` field: records, tiles (the whole selection's
+        count, the same on every tile).
+        """
+        left_out = self.left_out(flt)
+        if left_out is None:
+            return self.headers
+        return {**self.headers, LEFT_OUT_HEADER: str(left_out)}
 
     def answering(self, unit: Unit | None) -> tuple[Filters, PublicView | None]:
         """The filters the request is answered with, and the public view (None for a key)."""

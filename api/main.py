@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.context import LEFT_OUT_HEADER
 from api.errors import add_exception_handlers
 from api.privacy import rules_from_settings
 from api.ratelimit import RateLimit
@@ -28,6 +29,7 @@ from api.routes import (
     meta,
     nearrepeat,
     pages,
+    snapshots,
     tiles,
 )
 from api.settings import ServerSettings
@@ -66,6 +68,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     add_exception_handlers(app)
     app.include_router(meta.router)
+    app.include_router(snapshots.router)
     app.include_router(aggregates.router)
     app.include_router(incidents.router)
     app.include_router(hotspots.router)
@@ -97,7 +100,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET"],
             allow_headers=["Authorization", "X-API-Key", "If-None-Match"],
-            expose_headers=["ETag", "X-Cuadra-Snapshot"],
+            expose_headers=["ETag", "X-Cuadra-Snapshot", LEFT_OUT_HEADER],
             max_age=600,
         )
     # Pure ASGI, not @app.middleware: BaseHTTPMiddleware adds a fixed cost to every

@@ -58,6 +58,8 @@ class IngestReport:
     assigned: dict[str, int] = field(default_factory=dict)
     rejects_file: str | None = None
     parts: int = 0  # the input was read and written in this many parts
+    replaced: list[str] = field(default_factory=list)  # batches an --replace release replaced
+    date_precision: str = "day"  # the profile's: "day" or "month"
     engine: str = "local"
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -91,6 +93,7 @@ def ingest(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     engine: str = "local",
     scheduler: str | None = None,
+    replace: bool = False,
 ) -> IngestReport:
     """Ingest input files through a profile and commit them as one snapshot.
 
@@ -114,6 +117,11 @@ def ingest(
     engine, scheduler
         ``local`` (this process) or ``dask`` (tasks on a Dask LocalCluster, or on the
         scheduler at ``scheduler``); both commit the same snapshot.
+    replace
+        The inputs are the source's whole new release (a revised file): the snapshot
+        holds the source's records from these inputs only, so reclassified records take
+        their new values and records the release dropped are gone. Without it an ingest
+        adds records whose id the store does not hold yet.
 
     Returns
     -------
@@ -132,7 +140,7 @@ def ingest(
             return _already(parent, batch_id, profile, paths, stages.started)
         stages.begin("validating, enriching and writing")
         results = _run_parts(
-            store, txn, paths, profile, now, batch_id, batch_rows, engine, scheduler
+            store, txn, paths, profile, now, batch_id, batch_rows, engine, scheduler, replace
         )
         input_rows = sum(r.input_rows for r in results)
         if expect_rows is not None and input_rows != expect_rows:
@@ -148,7 +156,9 @@ def ingest(
         if not report.balanced():  # a bug, never the input's fault
             raise IngestError(f"row accounting does not balance: {report.to_dict()}")
         files = [f for r in results for f in r.files]
-        report.snapshot = txn.commit(files, _batch(report)).snapshot
+        committed = txn.commit(files, _batch(report), replace)
+        report.snapshot = committed.snapshot
+        report.replaced = committed.batches[batch_id].replaced
     report.stage_seconds = stages.end()
     report.seconds = round(time.perf_counter() - stages.started, 3)
     return report
@@ -205,6 +215,7 @@ def _run_parts(
     batch_rows: int,
     engine: str,
     scheduler: str | None,
+    replace: bool,
 ) -> list[PartResult]:
     """Every part of the inputs validated, enriched and written, on the chosen engine."""
     parent = txn.parent
@@ -219,7 +230,8 @@ def _run_parts(
     if engine == "local" and parent is not None:
         # Load the layers on a worker while this thread reads the input.
         worker_pool().submit(preload_layers, store, parent)
-    existing = store.existing_ids(parent, profile.name)
+    # A replacing release is compared with nothing stored: its records are the source's.
+    existing = store.existing_ids(None if replace else parent, profile.name)
     stored = None
     if len(existing):
         import polars as pl
@@ -266,6 +278,7 @@ def _report(
         assigned=assigned,
         parts=len(results),
         engine=engine,
+        date_precision=profile.date_precision,
     )
 
 
@@ -281,6 +294,7 @@ def _batch(report: IngestReport) -> Batch:
         duplicates=report.duplicates,
         report="",
         rejects=report.rejects_file,
+        date_precision=report.date_precision,
     )
 
 

@@ -70,6 +70,11 @@ class Parse(_Strict):
     null_values: list[str] = Field(default_factory=lambda: ["", "NA", "N/A", "NULL", "null"])
     start_date: date | None = Field(None, description="Records before this date are rejected.")
     layer: str | None = Field(None, description="Layer to read in a multi-layer file.")
+    date_precision: Literal["day", "month"] | None = Field(
+        None,
+        description="What the source's dates are known to; default: `month` when no date "
+        "format reads the day (%d, %e, %j, ...), else `day`.",
+    )
     identical_rows: Literal["duplicate", "distinct"] = Field(
         "duplicate",
         description="Rows identical in every column and without an id: duplicates of one "
@@ -138,6 +143,15 @@ class Profile(_Strict):
         if self.columns.x is not None and self.parse.crs is None:
             raise ValueError("x/y columns need parse.crs (e.g. 'EPSG:32614')")
         return self
+
+    @property
+    def date_precision(self) -> str:
+        """``day`` or ``month``: declared (``[parse] date_precision``), else read off the formats."""
+        from ingest.times import carries_day
+
+        if self.parse.date_precision is not None:
+            return self.parse.date_precision
+        return "day" if any(carries_day(f) for f in self.parse.date_format) else "month"
 
 
 def builtin_profiles() -> list[str]:

@@ -70,6 +70,16 @@ def _missing(values: pa.Array, profile: Profile) -> Mask:
 TIME_DIRECTIVES = ("%H", "%I", "%T", "%R", "%r", "%X", "%c")
 
 
+# Directives that read the day of the month (or a whole date): a format without any of
+# them ("%Y-%m", police.uk's months) gives dates known to the month only.
+DAY_DIRECTIVES = ("%d", "%e", "%j", "%x", "%c", "%D", "%F")
+
+
+def carries_day(fmt: str) -> bool:
+    """Whether a date format reads the day, not only the month."""
+    return any(d in fmt.replace("%%", "") for d in DAY_DIRECTIVES)
+
+
 def carries_time(fmt: str) -> bool:
     """Whether a date format reads the time of day too (its records need no imputed time)."""
     return any(d in fmt.replace("%%", "") for d in TIME_DIRECTIVES)

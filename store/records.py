@@ -136,7 +136,7 @@ def export_parquet(
 def points(
     snap: Snapshot, filters: Filters, con: duckdb.DuckDBPyConnection, limit: int
 ) -> pa.Table:
-    """lon, lat and local_date of every matching record (at most ``limit``).
+    """lon, lat, local_date and source of every matching record (at most ``limit``).
 
     For statistics over points (kernel density, near repeats); StoreError when more than
     ``limit`` records match, so that memory stays bounded: narrow the filters.
@@ -148,10 +148,14 @@ def points(
                 "lon": pa.array([], pa.float64()),
                 "lat": pa.array([], pa.float64()),
                 "local_date": pa.array([], pa.date32()),
+                "source": pa.array([], pa.string()),
             }
         )
     where, params = filters.where(snap.boundary_layers)
-    sql = f"SELECT lon, lat, local_date FROM read_parquet(?) WHERE {where} LIMIT ?"
+    sql = (
+        "SELECT lon, lat, local_date, source::VARCHAR AS source "
+        f"FROM read_parquet(?) WHERE {where} LIMIT ?"
+    )
     table: pa.Table = con.sql(sql, params=[files, *params, limit + 1]).to_arrow_table()
     if table.num_rows > limit:
         raise FilterError(

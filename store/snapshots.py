@@ -39,6 +39,9 @@ class DataFile:
     max_date: str
     # Pre-aggregated cube files of this data file, by unit family (store/cubes.py).
     cubes: dict[str, str] = field(default_factory=dict)
+    # The source of its records (one per file: an ingest reads one profile); None in
+    # manifests written before sources were recorded.
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,10 @@ class Batch:
     duplicates: int
     report: str
     rejects: str | None
+    # With ``cuadra ingest --replace``: the source's earlier batches this one replaced.
+    replaced: list[str] = field(default_factory=list)
+    # What the source's dates are known to: "day", or "month" (police.uk).
+    date_precision: str = "day"
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,11 @@ class Manifest:
     def boundary_layers(self) -> list[str]:
         """Names of the boundary layers, in the order their columns appear."""
         return [n for n, layer in self.layers.items() if layer.kind == "boundary"]
+
+    @property
+    def month_sources(self) -> set[str]:
+        """Sources whose profile declares (or whose date formats give) months, not days."""
+        return {b.source for b in self.batches.values() if b.date_precision == "month"}
 
     def to_json(self) -> str:
         """Serialise as the manifest file's text."""

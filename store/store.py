@@ -214,22 +214,40 @@ class Store:
                 txn.close()
 
     def commit_files(
-        self, parent: Manifest | None, files: list[DataFile], batch: Batch
+        self,
+        parent: Manifest | None,
+        files: list[DataFile],
+        batch: Batch,
+        replace_source: bool = False,
     ) -> Manifest:
         """Publish a snapshot that adds already written incident files as one batch.
 
+        With ``replace_source`` the batch is the source's whole release: the parent's files
+        and batches of that source are left out of the new snapshot (they stay in the
+        parent's), and the batch records which ones it replaced.
+
         Its year rollups are the parent's plus the new files' cubes (or, where the parent
-        has none, the sum of every file's cubes); a store of a few files has none.
+        has none or files were left out, the sum of every file's cubes); a store of a few
+        files has none.
         """
-        every = [*(parent.files if parent else []), *files]
+        files = [replace(f, source=batch.source) for f in files]
+        kept = list(parent.files) if parent else []
+        batches = dict(parent.batches) if parent else {}
+        if replace_source and parent is not None:
+            kept = [f for f in kept if batch.source not in self.file_sources(f)]
+            replaced = sorted(b for b, old in batches.items() if old.source == batch.source)
+            batches = {b: old for b, old in batches.items() if b not in replaced}
+            batch = replace(batch, replaced=replaced)
+        every = [*kept, *files]
         snapshot = (parent.snapshot + 1) if parent else 1
+        dropped = parent is not None and len(kept) < len(parent.files)
         rollups: dict[str, str] = {}
         families = set.intersection(*(set(f.cubes) for f in every)) if every else set()
         if len(every) <= ROLLUP_MIN_FILES and not (parent and parent.rollups):
             families = set()  # a few files' cubes are as quick to read as one rollup
         for family in sorted(families):
             key = rollup_key(family, yearly=True)
-            if parent is not None and key in parent.rollups:
+            if parent is not None and key in parent.rollups and not dropped:
                 inputs = [parent.rollups[key], *(f.cubes[family] for f in files)]
             else:
                 inputs = [f.cubes[family] for f in every]
@@ -240,15 +258,22 @@ class Store:
             snapshot=snapshot,
             parent=parent.snapshot if parent else None,
             created_at=_now(),
-            operation="ingest",
+            operation=f"replace {batch.source}" if batch.replaced else "ingest",
             files=every,
             layers=dict(parent.layers) if parent else {},
-            batches={**(parent.batches if parent else {}), batch.batch: batch},
+            batches={**batches, batch.batch: batch},
             street_layer=parent.street_layer if parent else None,
             rollups=rollups,
         )
         publish(self.root, manifest)
         return manifest
+
+    def file_sources(self, data_file: DataFile) -> set[str]:
+        """The sources of a data file's records (read from the file for old manifests)."""
+        if data_file.source is not None:
+            return {data_file.source}
+        column = read_parquet(self.root / data_file.path, columns=["source"]).column("source")
+        return set(pc.unique(column.cast(pa.string())).to_pylist())
 
     def add_boundary(
         self,
@@ -339,13 +364,14 @@ class Store:
             street_layer=street_layer,
         )
         column = layer.name if layer.kind == "boundary" else "street_id"
-        files = []
+        files: list[DataFile] = []
         specs = self.cube_specs(draft) if parent and parent.files else []
         for f in parent.files if parent else []:
             table = read_parquet(self.root / f.path)
             table = _set_column(table, column, enrich(table, draft, layer))
             conformed = conform(table, draft.boundary_layers)
-            files.extend(write_incidents(self.root, conformed, "relayer", specs))
+            written = write_incidents(self.root, conformed, "relayer", specs)
+            files.extend(replace(w, source=f.source) for w in written)
         manifest = replace(draft, files=files)
         publish(self.root, manifest)
         return manifest

@@ -83,9 +83,12 @@ class Transaction:
         pacsv.write_csv(pa.concat_tables(tables, promote_options="default"), self._rejects)
         return str(self._rejects)
 
-    def commit(self, files: list[DataFile], batch: Batch) -> Manifest:
-        """Publish a snapshot of the parent's files and ``files`` as one batch."""
-        self.committed = self.store.commit_files(self.parent, files, batch)
+    def commit(self, files: list[DataFile], batch: Batch, replace_source: bool = False) -> Manifest:
+        """Publish a snapshot of the parent's files and ``files`` as one batch.
+
+        ``replace_source``: the batch replaces the parent's records of its source.
+        """
+        self.committed = self.store.commit_files(self.parent, files, batch, replace_source)
         return self.committed
 
     def abort(self) -> None:

@@ -20,6 +20,9 @@ POINTS = CDMX / "fgj_carpetas_2019_2024_points.parquet"
 COLONIAS = CDMX / "colonias_iecm.gpkg"
 CUADRANTES = CDMX / "cuadrantes_2023.gpkg"
 STREETS = CDMX / "streets_geochicas_person_named_2018.geojson"
+SSP_CSV = CDMX / "ssp_crime_lat_long_2013_2016.csv.gz"
+# What the second of two simulated releases does to the first (two_releases).
+RECLASSIFIED, DELETED = 60, 30
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -50,6 +53,62 @@ def sample_head(path: Path, rows: int) -> Path:
     with gzip.open(path, "wt", encoding="utf-8", newline="") as out:
         out.writelines(lines)
     return path
+
+
+def two_releases(
+    csv: Path, tmp: Path, rows: int, columns: tuple[str, str, str]
+) -> tuple[tuple[Path, Path], int]:
+    """Release 1 and 2 of a seeded sample of a real file, as CSV files, and the late count.
+
+    Release 1 lacks half of the sample's last month (cases reported late); release 2 has
+    them, RECLASSIFIED earlier records under another real offense of the file, and
+    DELETED earlier records fewer.
+
+    ``columns``: the file's date, offense and latitude columns (rows without coordinates,
+    which ingest rejects, are left out of the sample).
+    """
+    import numpy as np
+    import pandas as pd
+
+    date_column, offense, lat = columns
+    rng = np.random.default_rng(20261204)
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    frame = frame[pd.to_numeric(frame[lat], errors="coerce").notna()]
+    frame = frame.iloc[np.sort(rng.choice(len(frame), rows, replace=False))].reset_index(drop=True)
+    last_month = frame[date_column].str[:7].max()
+    in_last = np.flatnonzero(frame[date_column].str[:7].to_numpy() == last_month)
+    late = rng.choice(in_last, len(in_last) // 2, replace=False)
+    earlier = np.setdiff1d(np.arange(len(frame)), in_last)
+    picked = rng.choice(earlier, RECLASSIFIED + DELETED, replace=False)
+    reclassified, deleted = picked[:RECLASSIFIED], picked[RECLASSIFIED:]
+    second = frame.copy()
+    offenses = sorted(set(frame[offense]))
+    # Each picked record gets another real offense of the file.
+    for i in reclassified:
+        old = second.at[i, offense]
+        second.at[i, offense] = next(o for o in offenses if o != old)
+    second = second.drop(index=deleted)
+    first = frame.drop(index=late)
+    paths = tmp / "release-1.csv", tmp / "release-2.csv"
+    first.to_csv(paths[0], index=False)
+    second.to_csv(paths[1], index=False)
+    return paths, len(late)
+
+
+def ingest_two_releases(
+    store: Store, tmp: Path, csv: Path, rows: int, columns: tuple[str, str, str], profile: str
+) -> tuple[int, int, int]:
+    """Release 1 ingested, then release 2 with ``--replace`` (two_releases): both snapshots
+    and the number of late cases."""
+    from ingest.pipeline import ingest
+    from ingest.profiles import load_profile
+
+    (one, two), late = two_releases(csv, tmp, rows, columns)
+    prof = load_profile(profile)
+    first = ingest(store, [str(one)], prof).snapshot
+    second = ingest(store, [str(two)], prof, replace=True).snapshot
+    assert first is not None and second is not None
+    return first, second, late
 
 
 @pytest.fixture(scope="session")

@@ -123,3 +123,35 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
     assert revoked.exit_code == 0 and ring.authenticate(key["key"]) is None
     again = runner.invoke(app, ["keys", "revoke", key["id"], "--store", store])
     assert again.exit_code == 2 and "already revoked" in again.output
+
+
+def test_ingest_replace_then_diff(layers_store_template: Path, tmp_path: Path) -> None:
+    """A revised release through the command line, and `cuadra diff` saying what it changed."""
+    import shutil
+
+    from tests.conftest import DELETED, RECLASSIFIED, two_releases
+
+    store = tmp_path / "store"
+    shutil.copytree(layers_store_template, store)
+    (one, two), late = two_releases(
+        SAMPLE_CSV, tmp_path, 3000, ("fecha_hecho", "delito", "latitud")
+    )
+    for path, extra in ((one, []), (two, ["--replace"])):
+        result = runner.invoke(
+            app, ["ingest", str(path), "-p", "fgj-cdmx", "--store", str(store), *extra]
+        )
+        assert result.exit_code == 0, result.output
+    assert "replaced batches" in result.output
+    shown = runner.invoke(app, ["diff", "--store", str(store), "--unit", "alcaldia", "--rows", "5"])
+    assert shown.exit_code == 2 and "unknown unit" in shown.output
+    shown = runner.invoke(app, ["diff", "--store", str(store), "--rows", "5"])
+    assert shown.exit_code == 0, shown.output
+    assert "Snapshot 4 → 5 by colonia" in shown.output
+    assert f"{late:,} new, {DELETED:,} deleted, {RECLASSIFIED:,} moved" in shown.output
+    data = json.loads(
+        runner.invoke(app, ["diff", "4", "5", "--store", str(store), "--json"]).output
+    )
+    assert data["totals"]["net"] == late - DELETED and len(data["rows"]) == 20
+    for args, message in ((["4", "1"], "later"), (["9"], "no snapshot 9")):
+        refused = runner.invoke(app, ["diff", *args, "--store", str(store)])
+        assert refused.exit_code == 2 and message in refused.output, refused.output

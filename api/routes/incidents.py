@@ -121,7 +121,7 @@ def get_incidents(
     # Checked now: a stream that has started can no longer answer 400.
     flt.check(ask.snap.boundary_layers)
     _audit(ask.snap.store, ask.principal, ask.request, format.value)
-    headers = ask.headers
+    headers = ask.headers_for(flt)
     if format is IncidentFormat.json:
         after = decode_cursor(cursor) if cursor else None
         rows, next_cursor = page(ask.snap, flt, limit, after, ask.cursor)

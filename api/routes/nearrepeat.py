@@ -113,15 +113,20 @@ def get_near_repeat(
     crs = utm_crs_for(float(np.median(lon)), float(np.median(lat))) if lon.size else None
     x, y = transform_xy(lon, lat, WGS84, crs) if crs else (lon, lat)
     days = table.column("local_date").cast("int32").to_numpy().astype(np.float64)
-    precision = date_precision(days)
-    if precision == "month":
+    monthly = sorted(ask.snap.manifest.month_sources & set(table.column("source").to_pylist()))
+    if monthly or date_precision(days) == "month":
+        why = (
+            f"the dates of {', '.join(monthly)} are months only (its profile says so)"
+            if monthly
+            else "the records' dates are months only (each is the 1st of its month)"
+        )
         raise FilterError(
             "time_bands",
             time_bands,
-            "the records' dates are months only (each is the 1st of its month): how many days "
-            "apart two incidents were is unknown, and a Knox table of them would show nothing; "
-            "near repeats need day-precise dates",
+            f"{why}: how many days apart two incidents were is unknown, and a Knox table of "
+            "them would show nothing; near repeats need day-precise dates",
         )
+    precision = "day"
     try:
         result = knox(x, y, days, d_edges, t_edges, permutations, seed, max_work=MAX_WORK)
     except GeoError as exc:

@@ -18,7 +18,7 @@ from api.errors import ERROR_RESPONSES
 from api.responses import json_response
 from api.tile_data import area_bounds, cell_layer
 from store.aggregate import Unit
-from store.filters import FilterError
+from store.filters import FilterError, Filters
 from store.snapshot import Snapshot
 from tiles.grid import MAX_ZOOM, MIN_ZOOM, TILE_SIZE, Bounds, hex_res, mercator_bounds
 from tiles.layer import CellLayer
@@ -48,14 +48,14 @@ def _bounds(z: int, x: int, y: int) -> Bounds:
     return mercator_bounds(z, x, y)
 
 
-def _serve(ask: Ask, etag: str, media: str, render: Callable[[], bytes]) -> Response:
+def _serve(ask: Ask, flt: Filters, etag: str, media: str, render: Callable[[], bytes]) -> Response:
     # Keyed tiles may hold what the public may not see: private caches only.
     scope = "public" if ask.principal.public else "private"
     headers = {
         "ETag": etag,
         "Cache-Control": f"{scope}, max-age={MAX_AGE}",
         "Vary": "Authorization, X-API-Key",
-        **ask.headers,
+        **ask.headers_for(flt),
     }
     if etag in ask.request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
@@ -74,10 +74,10 @@ def _etag(layer: CellLayer, *parts: object) -> str:
     return '"' + hashlib.sha256(repr((layer.key, *parts)).encode()).hexdigest()[:32] + '"'
 
 
-def _heat_layer(ask: Ask) -> CellLayer:
+def _heat_layer(ask: Ask) -> tuple[CellLayer, Filters]:
     res = HEAT_RES if not ask.principal.public else ask.request.app.state.settings.tiles_public_res
     flt, pub = ask.answering(Unit("h3", res=res))
-    return cell_layer(ask.snap, res, flt, pub, ask.rules, ask.cursor)
+    return cell_layer(ask.snap, res, flt, pub, ask.rules, ask.cursor), flt
 
 
 @router.get(
@@ -88,10 +88,10 @@ def _heat_layer(ask: Ask) -> CellLayer:
 )
 def get_heatmap_2x(ask: AskDep, z: Z, x: X, y: Y) -> Response:
     """The heatmap tile at twice the pixels (same area, same colours)."""
-    layer = _heat_layer(ask)
+    layer, flt = _heat_layer(ask)
     etag = _etag(layer, "heat", z, x, y, 2)
     return _serve(
-        ask, etag, "image/png", lambda: layer.heatmap_png(_bounds(z, x, y), z, 2 * TILE_SIZE)
+        ask, flt, etag, "image/png", lambda: layer.heatmap_png(_bounds(z, x, y), z, 2 * TILE_SIZE)
     )
 
 
@@ -108,9 +108,9 @@ def get_heatmap(ask: AskDep, z: Z, x: X, y: Y) -> Response:
     resolution 9 (suppression applied; never points). One colour scale per zoom and filter
     set. Example: `/v1/tiles/heatmap/13/1838/3666.png?offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA`.
     """
-    layer = _heat_layer(ask)
+    layer, flt = _heat_layer(ask)
     etag = _etag(layer, "heat", z, x, y, 1)
-    return _serve(ask, etag, "image/png", lambda: layer.heatmap_png(_bounds(z, x, y), z))
+    return _serve(ask, flt, etag, "image/png", lambda: layer.heatmap_png(_bounds(z, x, y), z))
 
 
 @router.get(
@@ -132,7 +132,7 @@ def get_hex(ask: AskDep, z: Z, x: X, y: Y) -> Response:
     layer = cell_layer(ask.snap, res, flt, pub, ask.rules, ask.cursor)
     etag = _etag(layer, "hex", z, x, y)
 
-    return _serve(ask, etag, MVT, lambda: layer.hexagons_mvt(_bounds(z, x, y)))
+    return _serve(ask, flt, etag, MVT, lambda: layer.hexagons_mvt(_bounds(z, x, y)))
 
 
 def _tilejson(request: Request, snap: Snapshot, kind: Literal["heatmap", "hex"]) -> dict[str, Any]:

@@ -49,11 +49,18 @@ document.addEventListener("DOMContentLoaded", function () {
     var el = document.getElementById("cuadra-status");
     if (el) { el.textContent = text; }
   }
+  /* The first error of a load stays on screen: a request ending after it must not say "ready". */
+  var failed = null;
+  function fail(e) {
+    failed = failed || e.message;
+    document.body.dataset.error = failed;
+    status(t.error + ": " + failed);
+  }
   function busy(delta) {
     pending += delta;
     document.body.dataset.pending = String(pending);
-    if (pending === 0) { document.body.dataset.layersReady = "1"; status(t.ready); }
-    else { status(t.loading); }
+    if (pending === 0) { document.body.dataset.layersReady = "1"; status(failed ? t.error + ": " + failed : t.ready); }
+    else if (!failed) { status(t.loading); }
   }
   function getJSON(path) {
     busy(1);
@@ -124,6 +131,7 @@ document.addEventListener("DOMContentLoaded", function () {
     if (config.boundaryLayers.indexOf("colonia") < 0) { return Promise.resolve(); }
     return Promise.all([loadOutlines("colonia"), getJSON("/v1/aggregate?" + query([["unit", "colonia"]]))])
       .then(function (res) {
+        adoptResolved(res[1].filters || {});
         var byId = {};
         res[1].rows.forEach(function (r) { byId[r.unit_id] = r; });
         var key = state.metric === "rate" ? "rate_per_100k" : "count";
@@ -148,7 +156,7 @@ document.addEventListener("DOMContentLoaded", function () {
         colonias.addData(res[0]);
         document.body.dataset.coloniasLoaded = String(res[1].rows.length);
         legend.update();
-      }).catch(function (e) { status(t.error + ": " + e.message); });
+      }).catch(fail);
   }
   function loadCuadrantes() {
     if (config.boundaryLayers.indexOf("cuadrante") < 0) { return Promise.resolve(); }
@@ -167,7 +175,7 @@ document.addEventListener("DOMContentLoaded", function () {
           return { weight: 0.4, color: "#777", fillColor: c || "#ffffff", fillOpacity: c ? 0.7 : 0 };
         };
         hotspots.addData(res[0]);
-      }).catch(function (e) { status(t.error + ": " + e.message); });
+      }).catch(fail);
   }
 
   /* The monthly chart of the selection (or of the clicked colonia). */
@@ -207,7 +215,7 @@ document.addEventListener("DOMContentLoaded", function () {
     }
     return getJSON("/v1/timeseries?" + query(extra))
       .then(function (b) { drawChart(b.rows, title); })
-      .catch(function (e) { status(t.error + ": " + e.message); });
+      .catch(fail);
   }
 
   /* Legend: the colonia classes, the heatmap ramp, the hot spot classes. */
@@ -271,6 +279,17 @@ document.addEventListener("DOMContentLoaded", function () {
       '<button id="f-apply" type="button">' + esc(t.apply) + '</button><div id="cuadra-status" class="cuadra-status"></div></form>';
     return div;
   };
+  /* A name typed in the URL (other case, no accents) is answered as the real one: the
+     answer's filters say which, and the inputs show it. */
+  function adoptResolved(filters) {
+    [["offense", "offenses", "f-offense"], ["category", "categories", "f-category"]].forEach(function (p) {
+      var real = filters[p[1]];
+      if (!real || real.length !== 1 || filterValue(p[0]) === real[0]) { return; }
+      state.filters = state.filters.map(function (kv) { return kv[0] === p[0] ? [p[0], real[0]] : kv; });
+      var input = document.getElementById(p[2]);
+      if (input) { input.value = real[0]; }
+    });
+  }
   function loadOffenses() {
     return getJSON("/v1/meta").then(function (meta) {
       var select = document.getElementById("f-offense");
@@ -280,7 +299,7 @@ document.addEventListener("DOMContentLoaded", function () {
         opt.value = o; opt.textContent = o; opt.selected = filterValue("offense") === o;
         select.appendChild(opt);
       });
-    }).catch(function (e) { status(t.error + ": " + e.message); });
+    }).catch(fail);
   }
   function readPanel() {
     var keep = state.filters.filter(function (kv) {
@@ -300,6 +319,8 @@ document.addEventListener("DOMContentLoaded", function () {
     history.replaceState(null, "", "?" + params.toString());
   }
   function reload() {
+    failed = null;
+    delete document.body.dataset.error;
     document.body.dataset.layersReady = "0";
     tileUrls();
     var jobs = [loadColonias(), loadChart()];

@@ -108,6 +108,32 @@ def test_counts_equal_the_oracle(
         assert "time_unknown_left_out" not in body["filters"]
 
 
+def test_records_and_tiles_say_what_an_hour_window_left_out(
+    served: tuple[TestClient, pd.DataFrame],
+) -> None:
+    """Answers without a filters field carry the count in a header (the whole selection's)."""
+    import mercantile
+
+    client, frame = served
+    case = CASES[1]
+    rest = {k: v for k, v in case.items() if k not in ("hour_from", "hour_to")}
+    unknown = str(int(matching(frame, **rest).time_imputed.sum()))
+    tile = mercantile.tile(-99.14, 19.43, 11)
+    paths = [
+        "/v1/incidents",
+        f"/v1/tiles/heatmap/{tile.z}/{tile.x}/{tile.y}.png",
+        f"/v1/tiles/hex/{tile.z}/{tile.x}/{tile.y}.mvt",
+    ]
+    for path in paths:
+        for fmt in ("json", "csv") if path == "/v1/incidents" else (None,):
+            params = {**case, **({"format": fmt} if fmt else {})}
+            response = client.get(path, params=params)
+            assert response.status_code in (200, 204), response.text
+            assert response.headers["x-cuadra-time-unknown-left-out"] == unknown, path
+            plain = client.get(path, params={**rest, **({"format": fmt} if fmt else {})})
+            assert "x-cuadra-time-unknown-left-out" not in plain.headers
+
+
 def test_h3_levels_nest_and_layers_balance(served: tuple[TestClient, pd.DataFrame]) -> None:
     client, frame = served
     for res in range(6, 13):

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,6 +180,21 @@ def test_map_in_chromium(server: str, browser: object) -> None:
     _wait(
         driver, f"document.getElementById('cuadra-chart').textContent.includes({json.dumps(name)})"
     )
+
+
+def test_map_inputs_resolve_names(server: str, browser: object) -> None:
+    """A name typed in the URL shows as the real one; an unknown one says the closest."""
+    driver = browser
+    real = "ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA"
+    typed = urllib.parse.quote(real.lower())
+    driver.get(f"{server}/map?start=2023-01-01&end=2024-01-01&offense={typed}")  # type: ignore[attr-defined]
+    _wait(driver, "document.body.dataset.layersReady === '1' && document.getElementById('f-offense').options.length > 1 && document.getElementById('f-offense').value !== ''")  # fmt: skip
+    assert driver.execute_script("return document.getElementById('f-offense').value") == real  # type: ignore[attr-defined]
+    assert int(driver.execute_script("return document.body.dataset.coloniasLoaded")) > 0  # type: ignore[attr-defined]
+    driver.get(f"{server}/map?start=2023-01-01&end=2024-01-01&offense=ROBO%20DE%20UNICORNIO")  # type: ignore[attr-defined]
+    _wait(driver, "document.body.dataset.layersReady === '1' && !!document.body.dataset.error")
+    shown = driver.execute_script("return document.getElementById('cuadra-status').textContent")  # type: ignore[attr-defined]
+    assert "unknown offense" in shown and "closest" in shown, shown
 
 
 def test_embed_in_chromium(server: str, browser: object) -> None:

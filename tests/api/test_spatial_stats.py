@@ -216,7 +216,31 @@ def test_near_repeat_refuses_month_only_dates(empty_store: Store, tmp_path: Path
     with TestClient(create_app(ServerSettings(store=empty_store.root))) as c:
         got = c.get("/v1/near-repeat", params={"offense": "Burglary"}, headers={"X-API-Key": key})
     assert got.status_code == 400 and got.json()["parameter"] == "time_bands"
-    assert "months only" in got.json()["message"]
+    assert "police-uk are months only (its profile says so)" in got.json()["message"]
+
+
+def test_a_profile_declares_its_date_precision(empty_store: Store, tmp_path: Path) -> None:
+    """Day-shaped dates of a source that says they are months (a monthly export) are months."""
+    from ingest.pipeline import ingest
+    from ingest.profiles import PROFILES_DIR, load_profile
+    from store.keys import KeyRing, Role
+    from tests.conftest import sample_head
+
+    assert load_profile("police-uk").date_precision == "month"  # "%Y-%m": no day to read
+    assert load_profile("fgj-cdmx").date_precision == "day"
+    text = (PROFILES_DIR / "fgj-cdmx.toml").read_text(encoding="utf-8")
+    text = text.replace('name = "fgj-cdmx"', 'name = "fgj-monthly"')
+    text = text.replace("[parse]\n", '[parse]\ndate_precision = "month"\n')
+    profile_path = tmp_path / "fgj-monthly.toml"
+    profile_path.write_text(text, encoding="utf-8")
+    profile = load_profile(str(profile_path))
+    assert profile.date_precision == "month"
+    ingest(empty_store, [str(sample_head(tmp_path / "head.csv.gz", 3000))], profile)
+    _, key = KeyRing(empty_store.root).create(Role.analyst)
+    with TestClient(create_app(ServerSettings(store=empty_store.root))) as c:
+        got = c.get("/v1/near-repeat", headers={"X-API-Key": key})
+    assert got.status_code == 400, got.text
+    assert "fgj-monthly are months only" in got.json()["message"]
 
 
 def test_date_precision() -> None:
