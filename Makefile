@@ -3,20 +3,26 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Leaflet and Leaflet.VectorGrid for /map and /embed, served by Cuadra itself (no CDN):
-# fetched from the npm registry with npm, pinned here.
+# Leaflet, Leaflet.VectorGrid and protomaps-leaflet (the basemap) for /map and /embed,
+# Swagger UI and ReDoc for /docs and /redoc, served by Cuadra itself (no CDN): fetched
+# from the npm registry with npm, pinned here.
 LEAFLET    := 1.9.4
 VECTORGRID := 1.3.0
+PROTOMAPS  := 5.1.0
+SWAGGER    := 5.29.0
+REDOC      := 2.5.0
 VENDOR     := api/static/vendor
-ASSETS     := $(VENDOR)/.installed-$(LEAFLET)-$(VECTORGRID)
+ASSETS     := $(VENDOR)/.installed-$(LEAFLET)-$(VECTORGRID)-$(PROTOMAPS)-$(SWAGGER)-$(REDOC)
 # The browser tests drive Debian's Chromium through its ChromeDriver.
 BROWSER    := /usr/bin/chromedriver
 
 .PHONY: demo test lint test-slow bench fuzz clean-store assets
 
 $(ASSETS):
-	rm -rf $(VENDOR) .cache/npm && mkdir -p $(VENDOR)/leaflet $(VENDOR)/vectorgrid .cache/npm
-	cd .cache/npm && npm pack --silent leaflet@$(LEAFLET) leaflet.vectorgrid@$(VECTORGRID) >/dev/null
+	rm -rf $(VENDOR) .cache/npm && mkdir -p .cache/npm \
+		$(VENDOR)/leaflet $(VENDOR)/vectorgrid $(VENDOR)/protomaps $(VENDOR)/swagger $(VENDOR)/redoc
+	cd .cache/npm && npm pack --silent leaflet@$(LEAFLET) leaflet.vectorgrid@$(VECTORGRID) \
+		protomaps-leaflet@$(PROTOMAPS) swagger-ui-dist@$(SWAGGER) redoc@$(REDOC) >/dev/null
 	tar -xzf .cache/npm/leaflet-$(LEAFLET).tgz -C $(VENDOR)/leaflet --strip-components=2 \
 		package/dist/leaflet.js package/dist/leaflet.css package/dist/images
 	tar -xzf .cache/npm/leaflet-$(LEAFLET).tgz -C $(VENDOR)/leaflet --strip-components=1 package/LICENSE
@@ -24,6 +30,17 @@ $(ASSETS):
 		--strip-components=2 package/dist/Leaflet.VectorGrid.bundled.min.js
 	tar -xzf .cache/npm/leaflet.vectorgrid-$(VECTORGRID).tgz -C $(VENDOR)/vectorgrid \
 		--strip-components=1 package/package.json
+	tar -xzf .cache/npm/protomaps-leaflet-$(PROTOMAPS).tgz -C $(VENDOR)/protomaps \
+		--strip-components=2 package/dist/protomaps-leaflet.js
+	tar -xzf .cache/npm/protomaps-leaflet-$(PROTOMAPS).tgz -C $(VENDOR)/protomaps \
+		--strip-components=1 package/LICENSE
+	tar -xzf .cache/npm/swagger-ui-dist-$(SWAGGER).tgz -C $(VENDOR)/swagger --strip-components=1 \
+		package/swagger-ui-bundle.js package/swagger-ui.css package/favicon-32x32.png package/LICENSE
+	tar -xzf .cache/npm/redoc-$(REDOC).tgz -C $(VENDOR)/redoc --strip-components=2 \
+		package/bundles/redoc.standalone.js
+	tar -xzf .cache/npm/redoc-$(REDOC).tgz -C $(VENDOR)/redoc --strip-components=1 package/LICENSE
+	# ReDoc's sidebar logo is fetched from its CDN, which /redoc must not ask: no image instead.
+	sed -i 's#https://cdn.redoc.ly/redoc/logo-mini.svg#data:,#' $(VENDOR)/redoc/redoc.standalone.js
 	touch $@
 
 assets: $(ASSETS)

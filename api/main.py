@@ -65,6 +65,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         summary="Georeferenced crime aggregates, hotspots and tiles from an H3-indexed store.",
         version=version("cuadra"),
         lifespan=lifespan,
+        # /docs and /redoc are served with their assets from /static (api/routes/pages.py).
+        docs_url=None,
+        redoc_url=None,
     )
     add_exception_handlers(app)
     app.include_router(meta.router)

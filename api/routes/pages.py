@@ -1,4 +1,6 @@
-"""The analyst map (/map) and the dashboard embed (/embed): folium pages served offline.
+"""The analyst map (/map), the dashboard embed (/embed) and the API reference (/docs, /redoc).
+
+Every page is served offline: its scripts and styles come from /static.
 
 Leaflet, Leaflet.VectorGrid and our script are served by Cuadra itself under /static (no
 CDN); the basemap is a setting, and without one the layers sit on a plain background.
@@ -14,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import folium
 from fastapi import APIRouter, Query, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 
 from api.deps import FiltersDep, SnapshotDep
@@ -187,3 +190,44 @@ def get_embed(
             "layers", layers, f"unknown layer {unknown[0]!r}; use {', '.join(LAYERS)}"
         )
     return _page(request, snap, True, lang, chosen, metric)
+
+
+# The reference pages may load nothing from outside this server: ReDoc's sidebar asks a CDN
+# for its logo, which this policy refuses in the browser (the page hides the broken image).
+OWN_ONLY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; font-src 'self' data:"
+)
+
+
+def _own_only(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = OWN_ONLY
+    return page
+
+
+@router.get("/docs", include_in_schema=False)
+def swagger_ui() -> HTMLResponse:
+    """The interactive API reference (Swagger UI), its script and styles served from /static."""
+    page = get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="Cuadra — API",
+        swagger_js_url="/static/vendor/swagger/swagger-ui-bundle.js",
+        swagger_css_url="/static/vendor/swagger/swagger-ui.css",
+        swagger_favicon_url="/static/vendor/swagger/favicon-32x32.png",
+        # No validator badge: it would ask a server outside this network about the schema.
+        swagger_ui_parameters={"validatorUrl": None},
+    )
+    return _own_only(page)
+
+
+@router.get("/redoc", include_in_schema=False)
+def redoc() -> HTMLResponse:
+    """The API reference as one page (ReDoc), served from /static without web fonts."""
+    page = get_redoc_html(
+        openapi_url="/openapi.json",
+        title="Cuadra — API",
+        redoc_js_url="/static/vendor/redoc/redoc.standalone.js",
+        redoc_favicon_url="/static/vendor/swagger/favicon-32x32.png",
+        with_google_fonts=False,
+    )
+    return _own_only(page)

@@ -70,7 +70,9 @@ document.addEventListener("DOMContentLoaded", function () {
       return r.json();
     }, function (e) { busy(-1); throw e; });
   }
-  function fmt(n) { return n === null || n === undefined ? "–" : Number(n).toLocaleString(config.lang); }
+  /* Mexico's formats (1,234.5), not Spain's (1.234,5): "es" alone reads as Spain's. */
+  var numbers = new Intl.NumberFormat(config.lang === "es" ? "es-MX" : "en", { maximumFractionDigits: 1 });
+  function fmt(n) { return n === null || n === undefined ? "–" : numbers.format(Number(n)); }
   function esc(s) {
     return String(s).replace(/[&<>"']/g, function (c) {
       return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
@@ -354,5 +356,5 @@ document.addEventListener("DOMContentLoaded", function () {
   Promise.all([loadColonias(), config.embed ? Promise.resolve() : loadChart(),
                config.layers.indexOf("cuadrantes") >= 0 ? loadCuadrantes() : Promise.resolve(),
                config.layers.indexOf("hotspots") >= 0 ? loadHotspots() : Promise.resolve()]);
-  window.cuadra = { state: state, reload: reload, layers: byName };
+  window.cuadra = { state: state, reload: reload, layers: byName, fmt: fmt };
 });

@@ -119,7 +119,7 @@ def browser() -> Iterator[object]:
     # Headless, and quiet on a closed network: no background connections to refuse.
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1280,860",
+                 "--disable-component-update", "--disable-sync", "--window-size=1280,860", "--lang=es-MX",
                  f"--user-data-dir={profile}"):  # fmt: skip
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
@@ -155,6 +155,9 @@ def test_map_in_chromium(server: str, browser: object) -> None:
     assert "Mapa de calor" in find(By.CSS_SELECTOR, ".leaflet-control-layers")[0].text
     SHOTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SHOTS / "map.png"))  # type: ignore[attr-defined]
+    # Mexico's number format (Spain's would read 105.597,3), in the legend too.
+    assert driver.execute_script("return window.cuadra.fmt(105597.25)") == "105,597.3"  # type: ignore[attr-defined]
+    assert not re.search(r"\d\.\d{3}(?!\d)|\d,\d{1,2}(?!\d)", legend), legend
     # Filters reload the layers in place: same page, new tile URLs.
     driver.execute_script("window.cuadraMarker = 42;")  # type: ignore[attr-defined]
     select = find(By.ID, "f-category")[0]
@@ -195,6 +198,25 @@ def test_map_inputs_resolve_names(server: str, browser: object) -> None:
     _wait(driver, "document.body.dataset.layersReady === '1' && !!document.body.dataset.error")
     shown = driver.execute_script("return document.getElementById('cuadra-status').textContent")  # type: ignore[attr-defined]
     assert "unknown offense" in shown and "closest" in shown, shown
+
+
+def test_api_reference_offline(server: str, browser: object) -> None:
+    """/docs and /redoc list the routes with nothing fetched from outside 127.0.0.1."""
+    driver = browser
+    driver.get(f"{server}/docs")  # type: ignore[attr-defined]
+    _wait(driver, "document.querySelectorAll('.opblock').length > 10")
+    paths = driver.execute_script("return [...document.querySelectorAll('.opblock-summary-path')].map(e => e.textContent)")  # type: ignore[attr-defined]  # fmt: skip
+    assert "/v1/aggregate" in paths and "/v1/snapshots/diff" in paths
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SHOTS / "docs.png"))  # type: ignore[attr-defined]
+    driver.get(f"{server}/redoc")  # type: ignore[attr-defined]
+    _wait(driver, "document.body.textContent.includes('/v1/snapshots/diff')")
+    for page in ("/docs", "/redoc"):
+        driver.get(f"{server}{page}")  # type: ignore[attr-defined]
+        _wait(driver, "document.readyState === 'complete'")
+        urls = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")  # type: ignore[attr-defined]  # fmt: skip
+        outside = [u for u in urls if not u.startswith(server) and not u.startswith("data:")]
+        assert not outside, outside
 
 
 def test_embed_in_chromium(server: str, browser: object) -> None:
