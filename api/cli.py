@@ -474,6 +474,36 @@ def _print_diff(
     out.print(table)
 
 
+basemap_app = typer.Typer(
+    help="The map's basemap, cut from the store's own layers.", no_args_is_help=True
+)
+app.add_typer(basemap_app, name="basemap")
+
+
+@basemap_app.command("build")
+def basemap_build(
+    store: StoreOpt = None,
+    maxzoom: Annotated[
+        int, typer.Option("--maxzoom", min=12, max=17, help="Deepest zoom cut (the map overzooms).")
+    ] = 15,
+) -> None:
+    """Write <store>/basemap/basemap.pmtiles from the current layers (outlines, names, streets).
+
+    The map draws it beneath the data, served by Cuadra itself at /v1/tiles/basemap:
+    no tile server or internet needed. Run it again after adding a layer.
+    """
+    from api.basemap import build_store_basemap
+
+    try:
+        path, tiles = build_store_basemap(_store(store), maxzoom=maxzoom)
+    except (StoreError, ValueError) as exc:
+        _fail(exc)
+        return
+    out.print(
+        f"[bold green]Built[/bold green] {path}: {tiles:,} tiles, {path.stat().st_size:,} bytes"
+    )
+
+
 class KeyRole(StrEnum):
     """Roles a key can have (public access needs none)."""
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from api.basemap import archive_path, build_store_basemap
 from ingest.layers import add_boundary_file, add_street_file
 from ingest.pipeline import ingest
 from ingest.profiles import load_profile
@@ -71,6 +72,10 @@ def prepare_demo(store: Store, data_dir: Path | None, out: Console) -> None:
     if "calles" not in layers:
         out.print("Adding streets (Geochicas, partial network) ...")
         add_street_file(store, "calles", folder / STREETS, name_field="name", id_field="id")
+    if not archive_path(store).exists() or any(n not in layers for n, *_ in boundaries):
+        out.print("Building the basemap from the layers ...")
+        _, tiles = build_store_basemap(store)
+        out.print(f"basemap: {tiles:,} tiles in {archive_path(store)}")
     out.print(f"Ingesting {POINTS} ...")
     report = ingest(store, [str(folder / POINTS)], load_profile("fgj-cdmx"))
     out.print(

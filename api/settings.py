@@ -23,8 +23,15 @@ class ServerSettings(StoreSettings):
 
     host: str = Field("127.0.0.1", description="Address to listen on (CUADRA_HOST).")
     port: int = Field(8000, ge=1, le=65535, description="Port (CUADRA_PORT).")
+    basemap: str | None = Field(
+        None,
+        description="The map's basemap (CUADRA_BASEMAP): a PMTiles file (a Protomaps extract, "
+        "or one `cuadra basemap build` wrote) served at /v1/tiles/basemap, or an XYZ raster URL "
+        "template; none: the store's own archive (<store>/basemap/basemap.pmtiles) when built, "
+        "else a plain background.",
+    )
     basemap_url: str | None = Field(
-        None, description="XYZ basemap template for the map pages; none: plain background."
+        None, description="Older name of an XYZ raster basemap (CUADRA_BASEMAP_URL)."
     )
     request_timeout: float = Field(
         30.0, gt=0, le=3600, description="Seconds a request's query may run before it is stopped."

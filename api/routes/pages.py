@@ -3,7 +3,7 @@
 Every page is served offline: its scripts and styles come from /static.
 
 Leaflet, Leaflet.VectorGrid and our script are served by Cuadra itself under /static (no
-CDN); the basemap is a setting, and without one the layers sit on a plain background.
+CDN); the basemap is the store's own archive (api/basemap.py) or the setting's.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 
+from api import basemap
 from api.deps import FiltersDep, SnapshotDep
 from api.errors import ERROR_RESPONSES
 from api.tile_data import area_bounds
@@ -33,6 +34,7 @@ VENDOR = STATIC / "vendor"
 SCRIPTS = [
     ("leaflet", "/static/vendor/leaflet/leaflet.js"),
     ("vectorgrid", "/static/vendor/vectorgrid/Leaflet.VectorGrid.bundled.min.js"),
+    ("protomaps", "/static/vendor/protomaps/protomaps-leaflet.js"),
 ]
 STYLES = [("leaflet_css", "/static/vendor/leaflet/leaflet.css"), ("cuadra_css", "/static/map.css")]
 TITLES = {"es": "Cuadra — mapa de incidencia delictiva", "en": "Cuadra — crime map"}
@@ -76,9 +78,10 @@ def _page(
     # Our copies, not folium's CDN links: the page works on closed networks.
     fmap.default_js = SCRIPTS
     fmap.default_css = STYLES
-    if settings.basemap_url:
+    base = basemap.choose(settings.basemap, settings.basemap_url, snap.store)
+    if base.kind == "xyz":
         folium.TileLayer(
-            tiles=settings.basemap_url, attr=settings.attribution, name="basemap", max_zoom=MAX_ZOOM
+            tiles=base.url, attr=settings.attribution, name="basemap", max_zoom=MAX_ZOOM
         ).add_to(fmap)
     filters = [[k, v] for k, v in request.query_params.multi_items() if k in FILTER_KEYS]
     config = {
@@ -93,7 +96,8 @@ def _page(
         "attribution": settings.attribution,
         "minZoom": MIN_ZOOM,
         "maxZoom": MAX_ZOOM,
-        "basemap": bool(settings.basemap_url),
+        # "cuadra" (the store's own archive), "protomaps" (an extract), "xyz" or "none".
+        "basemap": {"kind": base.kind, "url": base.url, "maxZoom": base.max_zoom},
         "bounds": [[bounds[1], bounds[0]], [bounds[3], bounds[2]]],
     }
     # JSON inside <script>: "</" must not close the element.

@@ -12,6 +12,7 @@ from cachetools import LRUCache
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
+from api import basemap
 from api.context import Ask, AskDep
 from api.deps import FiltersDep, SnapshotDep
 from api.errors import ERROR_RESPONSES
@@ -155,3 +156,26 @@ def get_hex_tilejson(request: Request, snap: SnapshotDep, filters: FiltersDep) -
     """TileJSON 3.0 with the `hex` vector layer; filters carried into the URL template."""
     filters.to_filters()
     return json_response(_tilejson(request, snap, "hex"), {})
+
+
+@router.get(
+    "/basemap/{z}/{x}/{y}.mvt",
+    summary="Basemap tile: the stored layers' outlines, names and streets (no counts)",
+    response_class=Response,
+    responses={200: {"content": {MVT: {}}}, **TILE_RESPONSES},
+)
+def get_basemap(request: Request, z: Z, x: X, y: Y) -> Response:
+    """The reference beneath the map, from the store's own archive or CUADRA_BASEMAP's.
+
+    Layers `boundaries` (`layer`, `name`), `labels` (`layer`, `name`, `area`) and `streets`
+    (`name`): what the stored layers hold, no incident. `cuadra basemap build` writes the
+    store's archive (docs/operations.md). 204 where the archive has no tile.
+    """
+    _bounds(z, x, y)
+    settings = request.app.state.settings
+    chosen = basemap.choose(settings.basemap, settings.basemap_url, request.app.state.store)
+    data, encoding = basemap.tile(chosen, z, x, y)
+    headers = {"Cache-Control": f"public, max-age={MAX_AGE}", **encoding}
+    if not data:
+        return Response(status_code=204, headers={"Cache-Control": headers["Cache-Control"]})
+    return Response(data, media_type=MVT, headers=headers)

@@ -79,6 +79,52 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   }
 
+  /* The basemap beneath the data: the store's own archive (outlines and names of its
+     layers, its streets) or a Protomaps extract, drawn by protomaps-leaflet from
+     /v1/tiles/basemap; names on a pane above the choropleth so that they stay readable. */
+  function addBasemap() {
+    var b = config.basemap;
+    if (!b || (b.kind !== "cuadra" && b.kind !== "protomaps") || !window.protomapsL) { return; }
+    var P = window.protomapsL;
+    map.createPane("basemap").style.zIndex = 150;
+    var names = map.createPane("basemap-names");
+    names.style.zIndex = 450;
+    names.style.pointerEvents = "none";
+    var common = { url: b.url, maxDataZoom: b.maxZoom, attribution: "" };
+    if (b.kind === "protomaps") {
+      P.leafletLayer(Object.assign({ flavor: "light", lang: config.lang, pane: "basemap" }, common)).addTo(map);
+      return;
+    }
+    function of(layer) { return function (z, f) { return f.props.layer === layer; }; }
+    function notOf(layers) { return function (z, f) { return layers.indexOf(f.props.layer) < 0; }; }
+    var halo = { fill: "#333", stroke: "#fff", width: 2.5 };
+    P.leafletLayer(Object.assign({
+      pane: "basemap",
+      backgroundColor: "#f4f1ea",
+      paintRules: [
+        { dataLayer: "boundaries", symbolizer: new P.PolygonSymbolizer({ fill: "#ebe6da" }), filter: of("alcaldia") },
+        { dataLayer: "streets", symbolizer: new P.LineSymbolizer({ color: "#c9c2b3", width: P.exp(1.6, [[13, 1.5], [18, 9]]) }) },
+        { dataLayer: "streets", symbolizer: new P.LineSymbolizer({ color: "#ffffff", width: P.exp(1.6, [[13, 0.8], [18, 7]]) }) },
+        { dataLayer: "boundaries", symbolizer: new P.LineSymbolizer({ color: "#b7ae9c", width: 0.6 }), filter: notOf(["alcaldia"]) },
+        { dataLayer: "boundaries", symbolizer: new P.LineSymbolizer({ color: "#8c8271", width: 1.6 }), filter: of("alcaldia") }
+      ],
+      labelRules: []
+    }, common)).addTo(map);
+    P.leafletLayer(Object.assign({
+      pane: "basemap-names",
+      paintRules: [],
+      labelRules: [
+        { dataLayer: "labels", maxzoom: 12, filter: of("alcaldia"),
+          symbolizer: new P.CenteredTextSymbolizer(Object.assign({ labelProps: ["name"], font: "600 13px sans-serif", textTransform: "uppercase" }, halo)) },
+        { dataLayer: "labels", minzoom: 13, filter: of("colonia"),
+          symbolizer: new P.CenteredTextSymbolizer(Object.assign({ labelProps: ["name"], font: "500 11px sans-serif" }, halo)) },
+        { dataLayer: "streets", minzoom: 15,
+          symbolizer: new P.LineLabelSymbolizer(Object.assign({ labelProps: ["name"], font: "italic 10px sans-serif" }, halo)) }
+      ]
+    }, common)).addTo(map);
+  }
+  addBasemap();
+
   /* Heatmap and hexagon tiles: their URLs carry the filters; setUrl reloads in place. */
   var tileOpts = { minZoom: config.minZoom, maxZoom: config.maxZoom, attribution: config.attribution };
   var heat = L.tileLayer("", Object.assign({ opacity: 0.85 }, tileOpts));
