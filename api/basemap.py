@@ -31,8 +31,14 @@ def archive_path(store: Store) -> Path:
     return store.root / FOLDER / ARCHIVE
 
 
-def build_store_basemap(store: Store, maxzoom: int = 15, attribution: str = "") -> tuple[Path, int]:
-    """Write the store's basemap from its current layers; the archive and its tile count."""
+def build_store_basemap(
+    store: Store, maxzoom: int = 15, attribution: str = "", path: Path | None = None
+) -> tuple[Path, int]:
+    """Write the store's basemap from its current layers; the archive and its tile count.
+
+    ``path``: where (default: the store's own archive, which the map uses unless
+    CUADRA_BASEMAP names another).
+    """
     snap = store.snapshot()
     layers = []
     units = [Unit("layer", layer=name) for name in snap.boundary_layers]
@@ -52,7 +58,7 @@ def build_store_basemap(store: Store, maxzoom: int = 15, attribution: str = "") 
                 minzoom_for(kind, len(geoms)),
             )
         )
-    path = archive_path(store)
+    path = path or archive_path(store)
     return path, build_basemap(layers, path, maxzoom=maxzoom, attribution=attribution)
 
 
@@ -86,13 +92,16 @@ _lock = threading.Lock()
 
 
 def _reader(path: Path) -> Reader:
-    # An archive is read through one memory map per file version (path, modification time).
+    # An archive is read through one memory map per file version (path, modification time);
+    # a rebuilt archive replaces the old map (the file is replaced whole, never rewritten).
     key = (str(path), path.stat().st_mtime_ns)
     with _lock:
         reader = _readers.get(key)
         if reader is None:
-            handle = open(path, "rb")  # noqa: SIM115 - held open by the map while served
-            reader = _readers[key] = Reader(MmapSource(handle))
+            for old in [k for k in _readers if k[0] == key[0]]:
+                del _readers[old]
+            with open(path, "rb") as handle:  # the map outlives the descriptor
+                reader = _readers[key] = Reader(MmapSource(handle))
     return reader
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import gzip
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mapbox_vector_tile
@@ -68,8 +68,17 @@ def build_basemap(
     maxzoom: int = 15,
     attribution: str = "",
 ) -> int:
-    """Write the archive at ``path`` (replaced whole); the number of tiles written."""
-    prepared = [_Prepared.of(layer) for layer in layers if len(layer.geometries)]
+    """Write the archive at ``path`` (replaced whole); the number of tiles written.
+
+    The boundary layer with the fewest units starts at ``minzoom`` whatever its own, so
+    that a city view always has a reference.
+    """
+    layers = [layer for layer in layers if len(layer.geometries)]
+    boundaries = [layer for layer in layers if layer.kind == "boundary"]
+    if boundaries:
+        coarsest = min(boundaries, key=lambda layer: len(layer.geometries))
+        layers = [replace(x, minzoom=minzoom) if x is coarsest else x for x in layers]
+    prepared = [_Prepared.of(layer) for layer in layers]
     if not prepared:
         raise ValueError("the store has no boundary or street layer to draw a basemap from")
     west, south, east, north = _bounds(prepared)
@@ -84,10 +93,11 @@ def build_basemap(
             "tile_compression": Compression.GZIP,
             "min_zoom": minzoom,
             "max_zoom": maxzoom,
-            "min_lon_e7": int(west * 1e7),
-            "min_lat_e7": int(south * 1e7),
-            "max_lon_e7": int(east * 1e7),
-            "max_lat_e7": int(north * 1e7),
+            # Outward to the next 1e-7 degree: the header's box holds every feature.
+            "min_lon_e7": math.floor(west * 1e7),
+            "min_lat_e7": math.floor(south * 1e7),
+            "max_lon_e7": math.ceil(east * 1e7),
+            "max_lat_e7": math.ceil(north * 1e7),
             "center_zoom": minzoom + 3,
             "center_lon_e7": int((west + east) / 2 * 1e7),
             "center_lat_e7": int((south + north) / 2 * 1e7),

@@ -402,5 +402,5 @@ document.addEventListener("DOMContentLoaded", function () {
   Promise.all([loadColonias(), config.embed ? Promise.resolve() : loadChart(),
                config.layers.indexOf("cuadrantes") >= 0 ? loadCuadrantes() : Promise.resolve(),
                config.layers.indexOf("hotspots") >= 0 ? loadHotspots() : Promise.resolve()]);
-  window.cuadra = { state: state, reload: reload, layers: byName, fmt: fmt };
+  window.cuadra = { map: map, state: state, reload: reload, layers: byName, fmt: fmt };
 });

@@ -78,14 +78,20 @@ def test_layer_outlines(client: TestClient, sample_store: Store) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(sample_store: Store) -> Iterator[str]:
+def server(sample_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from api.basemap import build_store_basemap
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # The store's own basemap, named by the setting (the shared store stays as it is).
+    archive = tmp_path_factory.mktemp("basemap") / "cdmx.pmtiles"
+    build_store_basemap(sample_store, maxzoom=14, path=archive)
     env = {
         **os.environ,
         "CUADRA_RATE_PUBLIC": "100000/minute",
         "CUADRA_RATE_TILES": "100000/minute",
+        "CUADRA_BASEMAP": str(archive),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "api.entry", "serve", "--store", str(sample_store.root), "--port", str(port)],
@@ -183,6 +189,32 @@ def test_map_in_chromium(server: str, browser: object) -> None:
     _wait(
         driver, f"document.getElementById('cuadra-chart').textContent.includes({json.dumps(name)})"
     )
+
+
+def test_basemap_is_drawn_beneath_the_layers_offline(server: str, browser: object) -> None:
+    """At zoom 14 over the Centro: outlines and streets of the store's layers, all from here."""
+    driver = browser
+    driver.get(f"{server}/map?layers=colonias&start=2023-01-01&end=2024-01-01")  # type: ignore[attr-defined]
+    _wait(driver, "document.body.dataset.layersReady === '1'")
+    urls = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")  # type: ignore[attr-defined]  # fmt: skip
+    assert all(u.startswith(server) or u.startswith("data:") for u in urls), urls
+    # The browser keeps 250 entries by default: room for the tiles of the next view.
+    driver.execute_script("performance.clearResourceTimings(); performance.setResourceTimingBufferSize(5000)")  # type: ignore[attr-defined]  # fmt: skip
+    driver.execute_script("window.cuadra.map.setView([19.4326, -99.1332], 14)")  # type: ignore[attr-defined]
+    _wait(driver, "document.querySelectorAll('.leaflet-basemap-pane canvas').length >= 4 && document.body.dataset.layersReady === '1'")  # fmt: skip
+    time.sleep(1.5)  # protomaps-leaflet paints after the tiles arrive
+    # Pixels unlike the background colour: outlines and streets were painted.
+    painted = driver.execute_script(  # type: ignore[attr-defined]
+        "return [...document.querySelectorAll('.leaflet-basemap-pane canvas')].map(c => {"
+        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;"
+        " for (let i = 0; i < d.length; i += 4) { if (Math.abs(d[i] - 244) + Math.abs(d[i+1] - 241) + Math.abs(d[i+2] - 234) > 40) n++; }"
+        " return n; }).reduce((a, b) => a + b, 0)"
+    )
+    assert painted > 2000, painted
+    urls = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")  # type: ignore[attr-defined]  # fmt: skip
+    assert any("/v1/tiles/basemap/" in u for u in urls), urls
+    assert all(u.startswith(server) or u.startswith("data:") for u in urls), urls
+    driver.save_screenshot(str(SHOTS / "map-basemap.png"))  # type: ignore[attr-defined]
 
 
 def test_map_inputs_resolve_names(server: str, browser: object) -> None:
