@@ -118,10 +118,9 @@ def ingest(
         ``local`` (this process) or ``dask`` (tasks on a Dask LocalCluster, or on the
         scheduler at ``scheduler``); both commit the same snapshot.
     replace
-        The inputs are the source's whole new release (a revised file): the snapshot
-        holds the source's records from these inputs only, so reclassified records take
-        their new values and records the release dropped are gone. Without it an ingest
-        adds records whose id the store does not hold yet.
+        The inputs are the source's whole new release (a revised file): the snapshot holds
+        the source's records from them only (reclassified ones with their new values, dropped
+        ones gone). Without it, records whose id the store holds are duplicates.
 
     Returns
     -------
