@@ -67,9 +67,10 @@ class ServerSettings(StoreSettings):
     tiles_public_res: int = Field(
         9, ge=5, le=10, description="H3 resolution of the published counts behind public heatmaps."
     )
-    attribution: str = Field(
-        "Datos: FGJ CDMX, datos abiertos · Cuadra",
-        description="Attribution shown on maps and in TileJSON.",
+    attribution: str | None = Field(
+        None,
+        description="Attribution shown on maps and in TileJSON; none: the stored sources' "
+        "profiles' `attribution` (`Datos: FGJ CDMX, datos abiertos · Cuadra`).",
     )
     cors_origins: tuple[str, ...] = Field(
         (),

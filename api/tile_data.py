@@ -18,6 +18,7 @@ from store.aggregate import Unit
 from store.engine import Cursor
 from store.filters import Filters
 from store.layers import read_layer_columns
+from store.query import records_extent
 from store.snapshot import Kind, Snapshot
 from tiles.layer import CellLayer
 
@@ -48,9 +49,12 @@ def cell_layer(
 
 
 def area_bounds(snap: Snapshot) -> tuple[float, float, float, float] | None:
-    """Longitude/latitude bounds of the first boundary layer (None without one)."""
+    """Longitude/latitude bounds of the first boundary layer, else of the records.
+
+    A store of another city without layers (police.uk, H3 only) opens over its own data.
+    """
     if not snap.boundary_layers:
-        return None
+        return records_extent(snap)
     path = snap.path(snap.layer(snap.boundary_layers[0]).path)
 
     def bounds() -> tuple[float, float, float, float]:
@@ -60,3 +64,18 @@ def area_bounds(snap: Snapshot) -> tuple[float, float, float, float] | None:
         return float(west), float(south), float(east), float(north)
 
     return snap.memo(AREA_BOUNDS, (), bounds)
+
+
+def attribution(setting: str | None, snap: Snapshot) -> str:
+    """The credit maps and TileJSON show: the setting, else each stored source's own."""
+    if setting:
+        return setting
+    from ingest.profiles import load_profile
+
+    credits = []
+    for source in sorted({b.source for b in snap.manifest.batches.values()}):
+        try:
+            credits.append(load_profile(source).attribution or source)
+        except Exception:  # noqa: BLE001 - a profile given by path at ingest: its name
+            credits.append(source)
+    return f"Datos: {', '.join(credits)} · Cuadra" if credits else "Cuadra"

@@ -125,6 +125,10 @@ class Profile(_Strict):
     timezone: str
     description: str | None = None
     url: str | None = Field(None, description="Where the official file can be downloaded.")
+    attribution: str | None = Field(
+        None,
+        description="How maps credit the source (`FGJ CDMX, datos abiertos`); default: its name.",
+    )
     columns: Columns
     parse: Parse = Field(default_factory=Parse)
     bounds: Bounds = Field(default_factory=Bounds)

@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, Response
 from api import basemap
 from api.deps import FiltersDep, SnapshotDep
 from api.errors import ERROR_RESPONSES
-from api.tile_data import area_bounds
+from api.tile_data import area_bounds, attribution
 from ingest.taxonomy import TAXONOMY_DIR
 from store.filters import FilterError
 from store.snapshot import Snapshot
@@ -79,10 +79,11 @@ def _page(
     fmap.default_js = SCRIPTS
     fmap.default_css = STYLES
     base = basemap.choose(settings.basemap, settings.basemap_url, snap.store)
+    credit = attribution(settings.attribution, snap)
     if base.kind == "xyz":
-        folium.TileLayer(
-            tiles=base.url, attr=settings.attribution, name="basemap", max_zoom=MAX_ZOOM
-        ).add_to(fmap)
+        folium.TileLayer(tiles=base.url, attr=credit, name="basemap", max_zoom=MAX_ZOOM).add_to(
+            fmap
+        )
     filters = [[k, v] for k, v in request.query_params.multi_items() if k in FILTER_KEYS]
     config = {
         "map": fmap.get_name(),
@@ -93,7 +94,7 @@ def _page(
         "filters": filters,
         "boundaryLayers": snap.boundary_layers,
         "categories": _category_labels(),
-        "attribution": settings.attribution,
+        "attribution": credit,
         "minZoom": MIN_ZOOM,
         "maxZoom": MAX_ZOOM,
         # "cuadra" (the store's own archive), "protomaps" (an extract), "xyz" or "none".

@@ -17,7 +17,7 @@ from api.context import Ask, AskDep
 from api.deps import FiltersDep, SnapshotDep
 from api.errors import ERROR_RESPONSES
 from api.responses import json_response
-from api.tile_data import area_bounds, cell_layer
+from api.tile_data import area_bounds, attribution, cell_layer
 from store.aggregate import Unit
 from store.filters import FilterError, Filters
 from store.snapshot import Snapshot
@@ -141,7 +141,8 @@ def _tilejson(request: Request, snap: Snapshot, kind: Literal["heatmap", "hex"])
     suffix = "png" if kind == "heatmap" else "mvt"
     url = f"{str(request.base_url).rstrip('/')}/v1/tiles/{kind}/{{z}}/{{x}}/{{y}}.{suffix}"
     url += f"?{query}" if query else ""
-    return tilejson(kind, url, area_bounds(snap), request.app.state.settings.attribution)
+    credit = attribution(request.app.state.settings.attribution, snap)
+    return tilejson(kind, url, area_bounds(snap), credit)
 
 
 @router.get("/heatmap.json", summary="TileJSON 3.0 of the heatmap tiles")

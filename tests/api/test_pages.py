@@ -261,3 +261,24 @@ def test_embed_in_chromium(server: str, browser: object) -> None:
     assert not find(By.ID, "cuadra-filters")  # minimal chrome
     assert "Legend" in find(By.ID, "cuadra-legend")[0].text
     driver.save_screenshot(str(SHOTS / "embed.png"))  # type: ignore[attr-defined]
+
+
+def test_a_store_of_another_city_opens_over_it(empty_store: Store) -> None:
+    """police.uk West Yorkshire, no boundary layer: the map and TileJSON fit its records."""
+    from ingest.pipeline import ingest
+    from ingest.profiles import load_profile
+    from tests.conftest import DATA
+
+    path = DATA / "west_yorkshire" / "2018-07-west-yorkshire-street.csv.gz"
+    ingest(empty_store, [str(path)], load_profile("police-uk"))
+    with TestClient(create_app(ServerSettings(store=empty_store.root))) as c:
+        config = _config(c.get("/map").text)
+        tilejson = c.get("/v1/tiles/hex.json").json()
+    (south, west), (north, east) = config["bounds"]  # type: ignore[misc]
+    # Leeds and Bradford, not Mexico City.
+    assert -2.3 < west < east < -1.1 and 53.4 < south < north < 54.1, config["bounds"]
+    assert tilejson["bounds"] == [west, south, east, north]
+    assert config["boundaryLayers"] == []
+    # Its own credit, from its profile; not FGJ's.
+    credit = "Datos: police.uk, Open Government Licence v3.0 · Cuadra"
+    assert config["attribution"] == tilejson["attribution"] == credit
