@@ -54,6 +54,7 @@ def build_store_basemap(
                 unit.layer,
                 kind,
                 geoms,
+                attrs.column("unit_id").cast("string").to_pylist(),
                 attrs.column("name").to_pylist(),
                 minzoom_for(kind, len(geoms)),
             )

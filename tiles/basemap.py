@@ -4,10 +4,11 @@ Most state networks cannot reach a tile CDN, so the map's reference (the outline
 of the stored boundary layers, the stored streets with their names) is built from what the
 store holds and served by Cuadra itself. Three MVT layers:
 
-- ``boundaries``: polygons of each boundary layer (properties ``layer``, ``name``);
+- ``boundaries``: polygons of each boundary layer (properties ``layer``, ``id``, ``name``);
 - ``labels``: a point inside each polygon, with ``layer``, ``name`` and ``area`` (m², for
   the renderer to place large units' names first);
-- ``streets``: street segments (``name``).
+- ``streets``: street segments (``layer``, ``id``: the ``street_id``, ``name``), which the
+  map also colours by the counts ``/v1/aggregate?unit=street`` publishes.
 
 A layer appears from its ``minzoom`` on: few large units (alcaldías) early, colonias and
 streets at city and street zooms. Geometries are simplified to half a pixel of each zoom
@@ -45,6 +46,7 @@ class BasemapLayer:
     layer: str  # the store's name: colonia, alcaldia, calles
     kind: str  # "boundary" or "street"
     geometries: npt.NDArray[np.object_]  # shapely, lon/lat (WGS84)
+    ids: Sequence[str]  # the units' ids: the map joins counts to them (street_id, colonia)
     names: Sequence[str | None]
     minzoom: int
 
@@ -188,7 +190,7 @@ def _features(
         target = "streets" if src.kind == "street" else "boundaries"
         for i, geom in zip(hit, clipped, strict=True):
             if not geom.is_empty:
-                props = {"layer": src.layer, "name": src.names[i] or ""}
+                props = {"layer": src.layer, "id": src.ids[i], "name": src.names[i] or ""}
                 out[target].append({"geometry": geom, "properties": props})
         if label_tree is not None and layer.labels is not None and layer.areas is not None:
             inside = shapely.box(box.left, box.bottom, box.right, box.top)
@@ -239,7 +241,7 @@ def _encode(features: dict[str, list[dict[str, object]]], box: mercantile.Bbox) 
 def _metadata(
     layers: Sequence[_Prepared], attribution: str, minzoom: int, maxzoom: int
 ) -> dict[str, object]:
-    fields = {"layer": "String", "name": "String"}
+    fields = {"layer": "String", "id": "String", "name": "String"}
     return {
         "name": NAME,
         "attribution": attribution,

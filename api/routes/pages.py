@@ -38,7 +38,7 @@ SCRIPTS = [
 ]
 STYLES = [("leaflet_css", "/static/vendor/leaflet/leaflet.css"), ("cuadra_css", "/static/map.css")]
 TITLES = {"es": "Cuadra — mapa de incidencia delictiva", "en": "Cuadra — crime map"}
-LAYERS = ("heatmap", "hex", "colonias", "cuadrantes", "hotspots")
+LAYERS = ("heatmap", "hex", "colonias", "cuadrantes", "hotspots", "streets")
 FILTER_KEYS = (
     "as_of",
     "start",
@@ -93,6 +93,7 @@ def _page(
         "metric": metric,
         "filters": filters,
         "boundaryLayers": snap.boundary_layers,
+        "streetLayer": snap.manifest.street_layer,
         "categories": _category_labels(),
         "attribution": credit,
         "minZoom": MIN_ZOOM,

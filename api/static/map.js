@@ -16,7 +16,9 @@ document.addEventListener("DOMContentLoaded", function () {
       whole: "toda la selección", withheld: "sin dato publicado", density: "densidad (relativa)",
       hot: "caliente", cold: "frío", none: "sin patrón", key: "Clave de analista (opcional)",
       keyNeeded: "Los puntos calientes necesitan una clave de analista.", loading: "Cargando…",
-      ready: "Listo", error: "Error", lang: "English", noData: "Sin datos"
+      ready: "Listo", error: "Error", lang: "English", noData: "Sin datos",
+      withheldMonths: "Sin meses publicados: cada mes queda por debajo del umbral de privacidad.",
+      streets: "Calles", topStreets: "Calles con más incidentes en la vista", zoomIn: "Acerque el mapa para ver calles."
     },
     en: {
       filters: "Filters", start: "From", end: "Until (exclusive)", category: "Category",
@@ -28,7 +30,9 @@ document.addEventListener("DOMContentLoaded", function () {
       whole: "whole selection", withheld: "not published", density: "density (relative)",
       hot: "hot", cold: "cold", none: "no pattern", key: "Analyst key (optional)",
       keyNeeded: "Hot spots need an analyst key.", loading: "Loading…", ready: "Ready",
-      error: "Error", lang: "Español", noData: "No data"
+      error: "Error", lang: "Español", noData: "No data",
+      withheldMonths: "No month published: each falls below the privacy threshold.",
+      streets: "Streets", topStreets: "Streets with most incidents in view", zoomIn: "Zoom in to see streets."
     }
   };
   var t = T[config.lang] || T.es;
@@ -166,10 +170,30 @@ document.addEventListener("DOMContentLoaded", function () {
     while (i < breaks.length && v > breaks[i]) { i++; }
     return RAMP[Math.min(i, RAMP.length - 1)];
   }
+  /* Class breaks at the quintiles, each once: a class that would repeat a break (6 – 6)
+     is merged into its neighbour. */
   function quantiles(values) {
-    var s = values.filter(function (v) { return v !== null; }).sort(function (a, b) { return a - b; });
+    var s = values.filter(function (v) { return v !== null && v !== undefined; }).sort(function (a, b) { return a - b; });
     if (!s.length) { return []; }
-    return [0.2, 0.4, 0.6, 0.8].map(function (q) { return s[Math.floor(q * (s.length - 1))]; });
+    var out = [];
+    [0.2, 0.4, 0.6, 0.8].forEach(function (q) {
+      var v = s[Math.floor(q * (s.length - 1))];
+      if (!out.length || v > out[out.length - 1]) { out.push(v); }
+    });
+    if (out[out.length - 1] >= s[s.length - 1]) { out.pop(); }  // no empty top class
+    return out;
+  }
+  /* Legend rows of a classed layer: one per class actually drawn. */
+  function classRows(cuts) {
+    if (!cuts) { return ""; }
+    var html = "", lo = 0;
+    for (var i = 0; i <= cuts.length; i++) {
+      var hi = cuts[i];
+      html += "<div><i style=\"background:" + RAMP[i] + "\"></i>" +
+        (hi === undefined ? "> " + fmt(lo) : fmt(lo) + " – " + fmt(hi)) + "</div>";
+      lo = hi;
+    }
+    return html;
   }
   function loadOutlines(layer) {
     if (outlines[layer]) { return Promise.resolve(outlines[layer]); }
@@ -238,6 +262,12 @@ document.addEventListener("DOMContentLoaded", function () {
     var el = document.getElementById("cuadra-chart");
     if (!el) { return; }
     var w = 280, h = 110, pad = 22;
+    if (rows.length && rows.every(function (r) { return r.count === null; })) {
+      // Every month withheld (a street's months fall below k): say so, not a line at zero.
+      el.innerHTML = '<div class="title">' + esc(t.chart) + " — " + esc(title) + "</div><div>" + esc(t.withheldMonths) + "</div>";
+      document.body.dataset.chartPoints = "0";
+      return;
+    }
     var max = Math.max.apply(null, rows.map(function (r) { return r.count || 0; }).concat([1]));
     var pts = rows.map(function (r, i) {
       var x = pad + (rows.length > 1 ? i * (w - 2 * pad) / (rows.length - 1) : 0);
@@ -266,6 +296,75 @@ document.addEventListener("DOMContentLoaded", function () {
       .catch(fail);
   }
 
+  /* Streets: the basemap's street segments coloured by the counts /v1/aggregate?unit=street
+     publishes, joined by street_id here (the same numbers, no new public figure); a click
+     gives the street's count and months, a panel the top streets in view. */
+  var STREET_ZOOM = 13;
+  var streetCounts = {}, streetBreaks = [];
+  function streetColour(n) {
+    var i = 0;
+    while (i < streetBreaks.length && n > streetBreaks[i]) { i++; }
+    return RAMP[Math.min(i, RAMP.length - 1)];
+  }
+  var streets = config.streetLayer && config.basemap && config.basemap.kind === "cuadra" ?
+    L.vectorGrid.protobuf(config.basemap.url, {
+      minZoom: STREET_ZOOM, maxZoom: config.maxZoom, maxNativeZoom: config.basemap.maxZoom,
+      interactive: true,
+      getFeatureId: function (f) { return f.properties.id; },
+      vectorTileLayerStyles: {
+        boundaries: function () { return []; },
+        labels: function () { return []; },
+        streets: function (p, z) {
+          var r = streetCounts[p.id];
+          if (!r) { return { weight: 1, color: "#8c8271", opacity: 0.5 }; }
+          return { weight: z >= 16 ? 7 : 4, color: streetColour(r.count), opacity: 0.95 };
+        }
+      }
+    }) : null;
+  function loadStreets() {
+    if (!streets || !map.hasLayer(streets)) { return Promise.resolve(); }
+    return getJSON("/v1/aggregate?" + query([["unit", "street"]])).then(function (b) {
+      streetCounts = {};
+      b.rows.forEach(function (r) { streetCounts[r.unit_id] = r; });
+      streetBreaks = quantiles(b.rows.map(function (r) { return r.count; }));
+      streets.redraw();
+      document.body.dataset.streetsLoaded = String(b.rows.length);
+      legend.update();
+      return loadTopStreets();
+    }).catch(fail);
+  }
+  if (streets) {
+    streets.on("click", function (e) {
+      var p = e.layer.properties, r = streetCounts[p.id];
+      L.popup().setLatLng(e.latlng).setContent("<b>" + esc(p.name || p.id) + "</b><br>" +
+        (r ? fmt(r.count) + " " + t.incidents : t.withheld)).openOn(map);
+      state.selected = { unit: "street", id: p.id, name: p.name };
+      document.body.dataset.streetClicked = p.id;
+      loadChart();
+    });
+  }
+  var topStreets = L.control({ position: "bottomleft" });
+  topStreets.onAdd = function () {
+    var div = L.DomUtil.create("div", "cuadra-panel cuadra-top");
+    div.id = "cuadra-top-streets";
+    div.style.display = "none";
+    return div;
+  };
+  function loadTopStreets() {
+    var el = document.getElementById("cuadra-top-streets");
+    if (!el) { return Promise.resolve(); }
+    if (!streets || !map.hasLayer(streets)) { el.style.display = "none"; return Promise.resolve(); }
+    el.style.display = "";
+    if (map.getZoom() < STREET_ZOOM) { el.innerHTML = esc(t.zoomIn); return Promise.resolve(); }
+    var b = map.getBounds();
+    var box = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(function (v) { return v.toFixed(5); }).join(",");
+    return getJSON("/v1/aggregate?" + query([["unit", "street"], ["bbox", box]])).then(function (body) {
+      el.innerHTML = '<div class="title">' + esc(t.topStreets) + "</div><ol>" + body.rows.slice(0, 8).map(function (r) {
+        return "<li>" + esc(r.name || r.unit_id) + " — " + fmt(r.count) + "</li>";
+      }).join("") + "</ol>";
+    }).catch(fail);
+  }
+
   /* Legend: the colonia classes, the heatmap ramp, the hot spot classes. */
   var legend = L.control({ position: "bottomright" });
   legend.onAdd = function () {
@@ -278,18 +377,15 @@ document.addEventListener("DOMContentLoaded", function () {
     if (!this._div) { return; }
     var label = state.metric === "rate" ? t.rate : t.count;
     var html = "<h2>" + esc(t.legend) + "</h2><div>" + esc(t.colonias) + " — " + esc(label) + "</div>";
-    var lo = 0;
-    RAMP.forEach(function (c, i) {
-      var hi = breaks[i];
-      html += "<div><i style=\"background:" + c + "\"></i>" +
-        (hi === undefined ? "> " + fmt(lo) : fmt(lo) + " – " + fmt(hi)) + "</div>";
-      if (hi !== undefined) { lo = hi; }
-    });
+    html += colonias.getLayers().length ? classRows(breaks) : "";
     html += "<div><i style=\"background:#cccccc\"></i>" + esc(t.withheld) + "</div>";
     html += "<div>" + esc(t.heatmap) + " — " + esc(t.density) + '</div><div class="ramp"></div>';
     html += "<div>" + esc(t.hex) + " — " + esc(t.count) + "</div><div>" + HEX_BREAKS.map(function (b, i) {
       return '<i style="background:' + HEX_COLOURS[i] + '"></i>' + fmt(b) + (i === HEX_BREAKS.length - 1 ? "+" : "");
     }).join(" ") + "</div>";
+    if (streets && map.hasLayer(streets) && streetBreaks.length) {
+      html += "<div>" + esc(t.streets) + " — " + esc(t.count) + "</div>" + classRows(streetBreaks);
+    }
     html += "<div>" + esc(t.hotspots) + ': <i style="background:#b2182b"></i>' + esc(t.hot) +
       ' <i style="background:#2166ac"></i>' + esc(t.cold) + "</div>";
     this._div.innerHTML = html;
@@ -371,7 +467,7 @@ document.addEventListener("DOMContentLoaded", function () {
     delete document.body.dataset.error;
     document.body.dataset.layersReady = "0";
     tileUrls();
-    var jobs = [loadColonias(), loadChart()];
+    var jobs = [loadColonias(), loadChart(), loadStreets()];
     if (map.hasLayer(hotspots)) { jobs.push(loadHotspots()); }
     return Promise.all(jobs);
   }
@@ -382,7 +478,8 @@ document.addEventListener("DOMContentLoaded", function () {
   overlays[t.hex] = hex;
   if (config.boundaryLayers.indexOf("colonia") >= 0) { overlays[t.colonias] = colonias; overlays[t.hotspots] = hotspots; }
   if (config.boundaryLayers.indexOf("cuadrante") >= 0) { overlays[t.cuadrantes] = cuadrantes; }
-  var byName = { heatmap: heat, hex: hex, colonias: colonias, cuadrantes: cuadrantes, hotspots: hotspots };
+  if (streets) { overlays[t.streets] = streets; }
+  var byName = { heatmap: heat, hex: hex, colonias: colonias, cuadrantes: cuadrantes, hotspots: hotspots, streets: streets };
   map.fitBounds(config.bounds);
   tileUrls();
   config.layers.forEach(function (name) { if (byName[name]) { byName[name].addTo(map); } });
@@ -392,15 +489,20 @@ document.addEventListener("DOMContentLoaded", function () {
     chart.addTo(map);
     loadOffenses();
     document.getElementById("f-apply").addEventListener("click", function () { readPanel(); reload(); });
+    topStreets.addTo(map);
     map.on("overlayadd", function (e) {
       if (e.layer === hotspots) { loadHotspots(); }
       if (e.layer === cuadrantes) { loadCuadrantes(); }
+      if (e.layer === streets) { loadStreets(); }
     });
+    map.on("overlayremove", function (e) { if (e.layer === streets) { loadTopStreets(); legend.update(); } });
+    map.on("moveend", function () { if (streets && map.hasLayer(streets)) { loadTopStreets(); } });
   }
   legend.addTo(map);
   document.body.dataset.layersReady = "0";
   Promise.all([loadColonias(), config.embed ? Promise.resolve() : loadChart(),
                config.layers.indexOf("cuadrantes") >= 0 ? loadCuadrantes() : Promise.resolve(),
-               config.layers.indexOf("hotspots") >= 0 ? loadHotspots() : Promise.resolve()]);
+               config.layers.indexOf("hotspots") >= 0 ? loadHotspots() : Promise.resolve(),
+               loadStreets()]);
   window.cuadra = { map: map, state: state, reload: reload, layers: byName, fmt: fmt };
 });

@@ -217,6 +217,41 @@ def test_basemap_is_drawn_beneath_the_layers_offline(server: str, browser: objec
     driver.save_screenshot(str(SHOTS / "map-basemap.png"))  # type: ignore[attr-defined]
 
 
+def test_streets_street_by_street(server: str, browser: object) -> None:
+    """The Calles layer: segments coloured by the published street counts, a click gives the
+    street's count as /v1/aggregate?unit=street does, a panel lists the top streets in view."""
+    driver = browser
+    period = "start=2023-01-01&end=2024-01-01"
+    driver.get(f"{server}/map?{period}")  # type: ignore[attr-defined]
+    _wait(driver, "document.body.dataset.layersReady === '1'")
+    driver.execute_script(  # type: ignore[attr-defined]
+        "const c = window.cuadra; c.map.setView([19.4326, -99.1332], 15); c.map.addLayer(c.layers.streets);"
+    )
+    _wait(driver, "Number(document.body.dataset.streetsLoaded) > 0 && document.querySelectorAll('#cuadra-top-streets li').length > 0 && document.body.dataset.layersReady === '1'")  # fmt: skip
+    with urllib.request.urlopen(f"{server}/v1/aggregate?unit=street&{period}") as answer:
+        rows = json.load(answer)["rows"]
+    top = rows[0]
+    driver.execute_script(  # type: ignore[attr-defined]
+        "window.cuadra.layers.streets.fire('click', {latlng: window.cuadra.map.getCenter(),"
+        " layer: {properties: {id: arguments[0], name: arguments[1]}}});",
+        top["unit_id"],
+        top["name"],
+    )
+    _wait(driver, "document.querySelector('.leaflet-popup-content') !== null")
+    popup = driver.execute_script("return document.querySelector('.leaflet-popup-content').textContent")  # type: ignore[attr-defined]  # fmt: skip
+    shown = driver.execute_script("return window.cuadra.fmt(arguments[0])", top["count"])  # type: ignore[attr-defined]
+    assert top["name"] in popup and f"{shown} incidentes" in popup, popup
+    _wait(
+        driver,
+        f"document.getElementById('cuadra-chart').textContent.includes({json.dumps(top['name'])})",
+    )
+    legend = driver.execute_script("return document.getElementById('cuadra-legend').textContent")  # type: ignore[attr-defined]
+    assert "Calles" in legend
+    driver.execute_script("window.cuadra.map.closePopup()")  # type: ignore[attr-defined]
+    time.sleep(1)
+    driver.save_screenshot(str(SHOTS / "map-streets.png"))  # type: ignore[attr-defined]
+
+
 def test_map_inputs_resolve_names(server: str, browser: object) -> None:
     """A name typed in the URL shows as the real one; an unknown one says the closest."""
     driver = browser

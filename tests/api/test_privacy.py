@@ -351,6 +351,8 @@ ROUTES = [
     ("/v1/hotspots/emerging", {"unit": "h3:6", "start": "2023-01-01", "end": "2024-01-01"}),
     ("/v1/near-repeat", {"start": "2023-01-01", "end": "2023-04-01"}),
     ("/v1/hotspots", {"method": "kde", "start": "2023-01-01", "end": "2023-04-01"}),
+    ("/v1/snapshots", {}),
+    ("/v1/snapshots/diff", {"unit": "colonia"}),
 ]  # fmt: skip
 ANALYST_ONLY = ("/v1/incidents", "/v1/hotspots", "/v1/concentration", "/v1/hotspots/emerging",
                 "/v1/near-repeat")  # fmt: skip
@@ -420,6 +422,17 @@ def test_authorization_matrix(
         assert none if principal == "analyst-ssp" else not none
     if path == "/v1/near-repeat" or "method" in params:
         assert body["events"] == 0 if principal == "analyst-ssp" else body["events"] > 0
+    if path == "/v1/snapshots":  # counts and batches for keys, of their sources only
+        newest = body["snapshots"][0]
+        expected = {"public": None, "analyst-ssp": 0}.get(principal, 50_000)
+        assert newest["records"] == expected
+        assert (newest["batches"] is None) == (principal == "public")
+    if path == "/v1/snapshots/diff":  # the ingest of the sample, seen by role
+        assert body["released"] == (principal == "public")
+        if principal == "public":
+            assert "new" not in body["totals"] and body["privacy"]["k"] >= 5
+        else:
+            assert body["totals"]["new"] == (0 if principal == "analyst-ssp" else 50_000)
 
 
 def test_rate_limits_per_address_and_per_key(

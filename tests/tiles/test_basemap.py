@@ -68,10 +68,13 @@ def test_the_colonia_under_a_point_is_named_in_its_tile(
     # Streets at street zooms, with their names; none at city zoom.
     assert any(f["properties"]["name"] for f in layers["streets"]["features"])
     assert "streets" not in _decode(archive, 11, *CENTRO)
-    # Only outlines, names and areas: no count or id of an incident anywhere.
+    # Only outlines, unit ids, names and areas: no count or record anywhere.
     for layer in layers.values():
         for feature in layer["features"]:
-            assert set(feature["properties"]) <= {"layer", "name", "area"}
+            assert set(feature["properties"]) <= {"layer", "id", "name", "area"}
+    street_ids = {f["properties"]["id"] for f in layers["streets"]["features"]}
+    stored = set(Store(layers_store_template).layer_ids(snap.manifest, "calles").to_pylist())
+    assert street_ids and street_ids <= stored
 
 
 def test_few_large_units_first(archive: Reader) -> None:
