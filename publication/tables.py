@@ -30,7 +30,7 @@ from disclosure.table import TOTAL, Counts, Family, Nesting, PublishedTable, bui
 from store.aggregate import Unit
 from store.engine import Cursor, open_engine
 from store.monthly import monthly_counts, nesting
-from store.query import offense_triples
+from store.query import published_offense_triples
 from store.snapshot import Kind, Snapshot
 from store.snapshots import Manifest
 from store.store import Store
@@ -57,8 +57,12 @@ YEAR_ROWS = Kind("records per year", items=256)
 
 
 def forest(snap: Snapshot) -> Forest:
-    """The offense forest of a snapshot (its offenses read once per snapshot)."""
-    return snap.memo(FORESTS, (), lambda: offense_forest(offense_triples(snap)))
+    """The offense forest of a snapshot's release (its offenses read once per snapshot).
+
+    With the offenses of files earlier snapshots held: a published month is read from
+    the snapshot of its publication day, which may hold an offense this one dropped.
+    """
+    return snap.memo(FORESTS, (), lambda: offense_forest(published_offense_triples(snap)))
 
 
 def unit_family(unit: Unit | None) -> str:

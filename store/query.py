@@ -85,6 +85,31 @@ def offense_triples(snap: Snapshot) -> tuple[tuple[str, str, bool], ...]:
     return snap.memo(OFFENSES, (), lambda: _triples(files))
 
 
+def published_offense_triples(snap: Snapshot) -> tuple[tuple[str, str, bool], ...]:
+    """The triples of the snapshot and of every file an earlier snapshot held and it does not.
+
+    The public release reads each month from the snapshot of its publication day, so an
+    offense a later release dropped (``ingest --replace``: all its records reclassified or
+    deleted) is still counted there. A snapshot's own triple wins over an older one.
+    """
+
+    def build() -> tuple[tuple[str, str, bool], ...]:
+        current = {f.path for f in snap.manifest.files}
+        dropped: set[str] = set()
+        for seq in snap.store.snapshots():
+            if seq >= snap.id:
+                break
+            older = snap.store.require_manifest(seq)
+            dropped.update(f.path for f in older.files if f.path not in current)
+        merged = {
+            o: (o, c, s) for o, c, s in _triples(tuple(str(snap.path(p)) for p in sorted(dropped)))
+        }
+        merged.update({o: (o, c, s) for o, c, s in offense_triples(snap)})
+        return tuple(sorted(merged.values()))
+
+    return snap.memo(OFFENSES, "published", build)
+
+
 def _triples(files: tuple[str, ...]) -> tuple[tuple[str, str, bool], ...]:
     if not files:
         return ()

@@ -19,6 +19,7 @@ from store.aggregate import Unit
 from store.diff import diff
 from store.filters import Filters
 from store.keys import KeyRing, Role
+from store.query import offense_triples
 from tests.conftest import DELETED, RECLASSIFIED, SAMPLE_CSV, ingest_two_releases
 
 
@@ -115,3 +116,33 @@ def test_the_public_sees_release_cells_that_do_not_move(served) -> None:  # type
         agg = _get(client, "/v1/aggregate", params={**year, "as_of": seq})
         assert public["totals"]["before" if seq == 4 else "after"] == agg["total"]
     assert "new" not in public["totals"] and "privacy" in public
+
+
+def test_an_offense_a_revision_dropped_stays_in_the_published_months(
+    layers_store_template: Path, tmp_path: Path
+) -> None:
+    """Release 2 deletes every record of one offense: the public release, which reads 2023
+    from release 1, still knows the offense (it failed with a KeyError before)."""
+    import pandas as pd
+
+    from ingest.pipeline import ingest
+    from ingest.profiles import load_profile
+    from tests.conftest import sample_head
+
+    shutil.copytree(layers_store_template, tmp_path / "store")
+    store = Store(tmp_path / "store")
+    first = sample_head(tmp_path / "release-1.csv.gz", 3000)
+    frame = pd.read_csv(first, dtype=str, keep_default_na=False)
+    gone = frame["delito"].value_counts().index[-1]  # the rarest offense of the release
+    frame[frame["delito"] != gone].to_csv(tmp_path / "release-2.csv", index=False)
+    profile = load_profile("fgj-cdmx")
+    ingest(store, [str(first)], profile)
+    ingest(store, [str(tmp_path / "release-2.csv")], profile, replace=True)
+    assert gone not in {o for o, _, _ in offense_triples(store.snapshot())}
+    tables.clear()
+    with TestClient(create_app(ServerSettings(store=store.root))) as client:
+        year = {"start": "2019-01-01", "end": "2020-01-01"}
+        assert client.get("/v1/meta").status_code == 200
+        assert client.get("/v1/aggregate", params={"unit": "colonia", **year}).status_code == 200
+        diff_body = client.get("/v1/snapshots/diff", params=year).json()
+        assert diff_body["released"] is True and diff_body["rows"] == []
