@@ -17,6 +17,7 @@ document.addEventListener("DOMContentLoaded", function () {
       hot: "caliente", cold: "frío", none: "sin patrón", key: "Clave de analista (opcional)",
       keyNeeded: "Los puntos calientes necesitan una clave de analista.", loading: "Cargando…",
       ready: "Listo", error: "Error", lang: "English", noData: "Sin datos",
+      period: "Periodo publicado", other: "— otro (con clave) —",
       withheldMonths: "Sin meses publicados: cada mes queda por debajo del umbral de privacidad.",
       streets: "Calles", topStreets: "Calles con más incidentes en la vista", zoomIn: "Acerque el mapa para ver calles."
     },
@@ -31,6 +32,7 @@ document.addEventListener("DOMContentLoaded", function () {
       hot: "hot", cold: "cold", none: "no pattern", key: "Analyst key (optional)",
       keyNeeded: "Hot spots need an analyst key.", loading: "Loading…", ready: "Ready",
       error: "Error", lang: "Español", noData: "No data",
+      period: "Published period", other: "— other (with a key) —",
       withheldMonths: "No month published: each falls below the privacy threshold.",
       streets: "Streets", topStreets: "Streets with most incidents in view", zoomIn: "Zoom in to see streets."
     }
@@ -236,7 +238,11 @@ document.addEventListener("DOMContentLoaded", function () {
   }
   var HOT = { hot_99: "#b2182b", hot_95: "#ef8a62", hot_90: "#fddbc7", cold_90: "#d1e5f0", cold_95: "#67a9cf", cold_99: "#2166ac" };
   function loadHotspots() {
-    if (!state.key) { status(t.keyNeeded); return Promise.resolve(); }
+    if (!state.key) {
+      status(t.keyNeeded);
+      L.popup().setLatLng(map.getCenter()).setContent(esc(t.keyNeeded)).openOn(map);
+      return Promise.resolve();
+    }
     return Promise.all([loadOutlines("colonia"), getJSON("/v1/hotspots?" + query([["unit", "colonia"]]))])
       .then(function (res) {
         var cls = {};
@@ -410,6 +416,7 @@ document.addEventListener("DOMContentLoaded", function () {
     params.set("lang", other);
     div.innerHTML = '<form id="cuadra-form" autocomplete="off" onsubmit="return false">' + "<h2>" + esc(t.filters) + '<span class="cuadra-lang"><a id="cuadra-lang" href="?' +
       esc(params.toString()) + '">' + esc(t.lang) + "</a></span></h2>" +
+      '<label for="f-period">' + esc(t.period) + '</label><select id="f-period"><option value="">' + esc(t.other) + "</option></select>" +
       '<div class="row"><div><label for="f-start">' + esc(t.start) + '</label><input id="f-start" type="date" value="' + esc(filterValue("start")) + '"></div>' +
       '<div><label for="f-end">' + esc(t.end) + '</label><input id="f-end" type="date" value="' + esc(filterValue("end")) + '"></div></div>' +
       '<label for="f-category">' + esc(t.category) + '</label><select id="f-category"><option value="">' + esc(t.all) + "</option>" +
@@ -434,8 +441,49 @@ document.addEventListener("DOMContentLoaded", function () {
       if (input) { input.value = real[0]; }
     });
   }
+  /* The public's periods: whole years, quarters and months of the release, newest first;
+     picking one fills the dates (any other window earns a 400 without a key). */
+  function periodChoices(meta) {
+    var until = meta.public.published_until, first = (meta.date_min || until).slice(0, 4);
+    var out = [], months = new Intl.DateTimeFormat(config.lang === "es" ? "es-MX" : "en", { month: "long", year: "numeric", timeZone: "UTC" });
+    function iso(y, m) { return y + "-" + String(m).padStart(2, "0") + "-01"; }
+    function next(y, m, n) { var k = y * 12 + (m - 1) + n; return iso(Math.floor(k / 12), k % 12 + 1); }
+    for (var y = Number(until.slice(0, 4)); y >= Number(first); y--) {
+      if (next(y, 1, 12) <= until) { out.push([String(y), iso(y, 1), next(y, 1, 12)]); }
+      for (var q = 4; q >= 1; q--) {
+        if (next(y, 3 * q - 2, 3) <= until) { out.push([(config.lang === "es" ? "T" : "Q") + q + " " + y, iso(y, 3 * q - 2), next(y, 3 * q - 2, 3)]); }
+      }
+      for (var m = 12; m >= 1; m--) {
+        if (next(y, m, 1) <= until) { out.push([months.format(new Date(iso(y, m) + "T00:00:00Z")), iso(y, m), next(y, m, 1)]); }
+      }
+    }
+    return out;
+  }
+  function fillPeriods(meta) {
+    var select = document.getElementById("f-period");
+    if (!select || !meta.public) { return; }
+    periodChoices(meta).forEach(function (p) {
+      var opt = document.createElement("option");
+      opt.value = p[1] + "/" + p[2]; opt.textContent = p[0];
+      opt.selected = filterValue("start") === p[1] && filterValue("end") === p[2];
+      select.appendChild(opt);
+    });
+    select.addEventListener("change", function () {
+      if (!select.value) { return; }
+      var se = select.value.split("/");
+      document.getElementById("f-start").value = se[0];
+      document.getElementById("f-end").value = se[1];
+    });
+    // The dates drawn: without start and end the public sees the release's default period.
+    if (!filterValue("start") && !filterValue("end") && !state.key && meta.public.default) {
+      document.getElementById("f-start").value = meta.public.default[0];
+      document.getElementById("f-end").value = meta.public.default[1];
+      select.value = meta.public.default[0] + "/" + meta.public.default[1];
+    }
+  }
   function loadOffenses() {
     return getJSON("/v1/meta").then(function (meta) {
+      fillPeriods(meta);
       var select = document.getElementById("f-offense");
       if (!select) { return; }
       Object.keys(meta.offenses).sort().forEach(function (o) {

@@ -252,6 +252,31 @@ def test_streets_street_by_street(server: str, browser: object) -> None:
     driver.save_screenshot(str(SHOTS / "map-streets.png"))  # type: ignore[attr-defined]
 
 
+
+def test_public_periods_and_the_hot_spot_key(server: str, browser: object) -> None:
+    """The panel shows the period drawn, offers the release's periods, and hot spots say
+    they need a key instead of staying empty."""
+    from selenium.webdriver.support.ui import Select
+
+    driver = browser
+    driver.get(f"{server}/map")  # type: ignore[attr-defined]
+    _wait(driver, "document.body.dataset.layersReady === '1' && document.getElementById('f-period').options.length > 10")  # fmt: skip
+    with urllib.request.urlopen(f"{server}/v1/meta") as answer:
+        default = json.load(answer)["public"]["default"]
+    value = driver.execute_script("return [document.getElementById('f-start').value, document.getElementById('f-end').value]")  # type: ignore[attr-defined]  # fmt: skip
+    assert value == default
+    period = Select(driver.find_element("id", "f-period"))  # type: ignore[attr-defined]
+    labels = [o.text for o in period.options]
+    assert "2023" in labels and "T1 2023" in labels and "enero de 2023" in labels, labels[:20]
+    period.select_by_visible_text("T2 2023")
+    driver.find_element("id", "f-apply").click()  # type: ignore[attr-defined]
+    _wait(driver, "document.body.dataset.layersReady === '1' && [...document.querySelectorAll('img.leaflet-tile')].some(i => i.src.includes('start=2023-04-01') && i.src.includes('end=2023-07-01'))")  # fmt: skip
+    assert not driver.execute_script("return document.body.dataset.error || ''")  # type: ignore[attr-defined]
+    driver.execute_script("window.cuadra.map.addLayer(window.cuadra.layers.hotspots)")  # type: ignore[attr-defined]
+    _wait(driver, "document.querySelector('.leaflet-popup-content') !== null")
+    popup = driver.execute_script("return document.querySelector('.leaflet-popup-content').textContent")  # type: ignore[attr-defined]  # fmt: skip
+    assert "clave de analista" in popup
+
 def test_map_inputs_resolve_names(server: str, browser: object) -> None:
     """A name typed in the URL shows as the real one; an unknown one says the closest."""
     driver = browser
