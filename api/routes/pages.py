@@ -26,7 +26,7 @@ from api.tile_data import area_bounds, attribution
 from ingest.taxonomy import TAXONOMY_DIR
 from store.filters import FilterError
 from store.snapshot import Snapshot
-from tiles.grid import MAX_ZOOM, MIN_ZOOM
+from tiles.grid import MAX_ZOOM, MIN_ZOOM, hex_res
 
 router = APIRouter(tags=["pages"], responses=ERROR_RESPONSES)
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -97,6 +97,10 @@ def _page(
         "categories": _category_labels(),
         "attribution": credit,
         "minZoom": MIN_ZOOM,
+        # The H3 resolution of hexagon tiles by zoom, and the finest the public sees: the
+        # map asks /v1/aggregate for the cells in view to class them.
+        "hexRes": {z: hex_res(z) for z in range(MIN_ZOOM, MAX_ZOOM + 1)},
+        "finestH3": request.app.state.rules.finest_h3,
         "maxZoom": MAX_ZOOM,
         # "cuadra" (the store's own archive), "protomaps" (an extract), "xyz" or "none".
         "basemap": {"kind": base.kind, "url": base.url, "maxZoom": base.max_zoom},

@@ -41,7 +41,7 @@ document.addEventListener("DOMContentLoaded", function () {
   var state = { filters: config.filters.slice(), metric: config.metric, key: "", selected: null };
   var pending = 0;
   var RAMP = ["#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026"];
-  var HEX_BREAKS = [1, 5, 10, 25, 50, 100, 250];
+  var HEX_BREAKS = [1, 5, 10, 25, 50, 100, 250];  // until the cells in view are counted
   var HEX_COLOURS = ["#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#f03b20", "#bd0026"];
 
   function query(extra) {
@@ -149,6 +149,23 @@ document.addEventListener("DOMContentLoaded", function () {
       }
     }
   }, tileOpts));
+  /* Hexagon classes from the cells in view (quintiles of their published counts), so that
+     a city view is not all top class; recomputed as the view or the filters change. */
+  function loadHexClasses() {
+    if (!map.hasLayer(hex)) { return Promise.resolve(); }
+    var res = config.hexRes[Math.round(map.getZoom())] || 9;
+    if (!state.key) { res = Math.min(res, config.finestH3); }
+    var b = map.getBounds();
+    var box = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(function (v) { return v.toFixed(5); }).join(",");
+    return getJSON("/v1/aggregate?" + query([["unit", "h3:" + res], ["bbox", box]])).then(function (body) {
+      var cuts = quantiles(body.rows.map(function (r) { return r.count; }));
+      HEX_BREAKS = [body.rows.length ? Math.min.apply(null, body.rows.map(function (r) { return r.count; })) : 1].concat(cuts.map(function (c) { return c + 1; }));
+      HEX_COLOURS = HEX_BREAKS.map(function (_, i) { return RAMP[i]; });
+      hex.redraw();
+      document.body.dataset.hexBreaks = HEX_BREAKS.join(",");
+      legend.update();
+    }).catch(fail);
+  }
   hex.on("click", function (e) {
     var p = e.layer.properties;
     L.popup().setLatLng(e.latlng).setContent(
@@ -379,23 +396,34 @@ document.addEventListener("DOMContentLoaded", function () {
     this.update();
     return this._div;
   };
+  /* Only the layers the map draws: an embed of hexagons lists hexagons, a store without
+     colonias no colonia classes. */
   legend.update = function () {
     if (!this._div) { return; }
     var label = state.metric === "rate" ? t.rate : t.count;
-    var html = "<h2>" + esc(t.legend) + "</h2><div>" + esc(t.colonias) + " — " + esc(label) + "</div>";
-    html += colonias.getLayers().length ? classRows(breaks) : "";
-    html += "<div><i style=\"background:#cccccc\"></i>" + esc(t.withheld) + "</div>";
-    html += "<div>" + esc(t.heatmap) + " — " + esc(t.density) + '</div><div class="ramp"></div>';
-    html += "<div>" + esc(t.hex) + " — " + esc(t.count) + "</div><div>" + HEX_BREAKS.map(function (b, i) {
-      return '<i style="background:' + HEX_COLOURS[i] + '"></i>' + fmt(b) + (i === HEX_BREAKS.length - 1 ? "+" : "");
-    }).join(" ") + "</div>";
+    var html = "<h2>" + esc(t.legend) + "</h2>";
+    if (map.hasLayer(colonias) && config.boundaryLayers.indexOf("colonia") >= 0) {
+      html += "<div>" + esc(t.colonias) + " — " + esc(label) + "</div>" + classRows(breaks) +
+        "<div><i style=\"background:#cccccc\"></i>" + esc(t.withheld) + "</div>";
+    }
+    if (map.hasLayer(heat)) {
+      html += "<div>" + esc(t.heatmap) + " — " + esc(t.density) + '</div><div class="ramp"></div>';
+    }
+    if (map.hasLayer(hex)) {
+      html += "<div>" + esc(t.hex) + " — " + esc(t.count) + "</div><div>" + HEX_BREAKS.map(function (b, i) {
+        return '<i style="background:' + HEX_COLOURS[i] + '"></i>' + fmt(b) + (i === HEX_BREAKS.length - 1 ? "+" : "");
+      }).join(" ") + "</div>";  // each class from its break up to the next
+    }
     if (streets && map.hasLayer(streets) && streetBreaks.length) {
       html += "<div>" + esc(t.streets) + " — " + esc(t.count) + "</div>" + classRows(streetBreaks);
     }
-    html += "<div>" + esc(t.hotspots) + ': <i style="background:#b2182b"></i>' + esc(t.hot) +
-      ' <i style="background:#2166ac"></i>' + esc(t.cold) + "</div>";
+    if (map.hasLayer(hotspots)) {
+      html += "<div>" + esc(t.hotspots) + ': <i style="background:#b2182b"></i>' + esc(t.hot) +
+        ' <i style="background:#2166ac"></i>' + esc(t.cold) + "</div>";
+    }
     this._div.innerHTML = html;
   };
+  map.on("overlayadd overlayremove", function () { legend.update(); });
 
   /* The filter panel (not on /embed): dates, category, offense, hours, metric, key. */
   function filterValue(name) {
@@ -515,7 +543,7 @@ document.addEventListener("DOMContentLoaded", function () {
     delete document.body.dataset.error;
     document.body.dataset.layersReady = "0";
     tileUrls();
-    var jobs = [loadColonias(), loadChart(), loadStreets()];
+    var jobs = [loadColonias(), loadChart(), loadStreets(), loadHexClasses()];
     if (map.hasLayer(hotspots)) { jobs.push(loadHotspots()); }
     return Promise.all(jobs);
   }
@@ -542,15 +570,19 @@ document.addEventListener("DOMContentLoaded", function () {
       if (e.layer === hotspots) { loadHotspots(); }
       if (e.layer === cuadrantes) { loadCuadrantes(); }
       if (e.layer === streets) { loadStreets(); }
+      if (e.layer === hex) { loadHexClasses(); }
     });
     map.on("overlayremove", function (e) { if (e.layer === streets) { loadTopStreets(); legend.update(); } });
-    map.on("moveend", function () { if (streets && map.hasLayer(streets)) { loadTopStreets(); } });
+    map.on("moveend", function () {
+      if (streets && map.hasLayer(streets)) { loadTopStreets(); }
+      loadHexClasses();
+    });
   }
   legend.addTo(map);
   document.body.dataset.layersReady = "0";
   Promise.all([loadColonias(), config.embed ? Promise.resolve() : loadChart(),
                config.layers.indexOf("cuadrantes") >= 0 ? loadCuadrantes() : Promise.resolve(),
                config.layers.indexOf("hotspots") >= 0 ? loadHotspots() : Promise.resolve(),
-               loadStreets()]);
+               loadStreets(), loadHexClasses()]);
   window.cuadra = { map: map, state: state, reload: reload, layers: byName, fmt: fmt };
 });

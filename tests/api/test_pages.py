@@ -252,7 +252,6 @@ def test_streets_street_by_street(server: str, browser: object) -> None:
     driver.save_screenshot(str(SHOTS / "map-streets.png"))  # type: ignore[attr-defined]
 
 
-
 def test_public_periods_and_the_hot_spot_key(server: str, browser: object) -> None:
     """The panel shows the period drawn, offers the release's periods, and hot spots say
     they need a key instead of staying empty."""
@@ -276,6 +275,7 @@ def test_public_periods_and_the_hot_spot_key(server: str, browser: object) -> No
     _wait(driver, "document.querySelector('.leaflet-popup-content') !== null")
     popup = driver.execute_script("return document.querySelector('.leaflet-popup-content').textContent")  # type: ignore[attr-defined]  # fmt: skip
     assert "clave de analista" in popup
+
 
 def test_map_inputs_resolve_names(server: str, browser: object) -> None:
     """A name typed in the URL shows as the real one; an unknown one says the closest."""
@@ -319,7 +319,15 @@ def test_embed_in_chromium(server: str, browser: object) -> None:
     _wait(driver, "document.body.dataset.layersReady === '1' && document.querySelectorAll('.leaflet-tile-container svg path, .leaflet-tile path').length > 0")  # fmt: skip
     find = driver.find_elements  # type: ignore[attr-defined]
     assert not find(By.ID, "cuadra-filters")  # minimal chrome
-    assert "Legend" in find(By.ID, "cuadra-legend")[0].text
+    legend = find(By.ID, "cuadra-legend")[0].text
+    assert "Legend" in legend and "H3 hexagons" in legend and "Colonias" in legend
+    assert "Heatmap" not in legend and "Hot spots" not in legend  # not drawn here
+    # Hexagon classes from the cells in view: increasing breaks, several classes drawn.
+    _wait(driver, "!!document.body.dataset.hexBreaks && document.body.dataset.layersReady === '1'")
+    breaks = [int(b) for b in driver.execute_script("return document.body.dataset.hexBreaks").split(",")]  # type: ignore[attr-defined]  # fmt: skip
+    assert len(breaks) >= 3 and breaks == sorted(set(breaks)), breaks
+    fills = driver.execute_script("return new Set([...document.querySelectorAll('.leaflet-tile path')].map(p => p.getAttribute('fill'))).size")  # type: ignore[attr-defined]  # fmt: skip
+    assert fills >= 3, fills
     driver.save_screenshot(str(SHOTS / "embed.png"))  # type: ignore[attr-defined]
 
 
