@@ -96,8 +96,14 @@ class CellLayer:
         order = np.argsort(x, kind="stable")
         return cls(res, cells[order], counts[order], x[order], y[order], key)
 
-    def heatmap_png(self, bounds: Bounds, z: int, size: int = TILE_SIZE) -> bytes:
-        """The heatmap tile of ``bounds`` at zoom ``z``, ``size`` pixels a side (b"": empty)."""
+    def heatmap_png(
+        self, bounds: Bounds, z: int, size: int = TILE_SIZE, scale: float | None = None
+    ) -> bytes:
+        """The heatmap tile of ``bounds`` at zoom ``z``, ``size`` pixels a side (b"": empty).
+
+        ``scale``: the density that takes the top colour, when a set of layers shares one
+        (the months of an animation); the layer's own otherwise.
+        """
         radius = self.radius(z)
         near = self.near(bounds, radius)
         if near.size == 0:
@@ -105,7 +111,7 @@ class CellLayer:
         values = heatmap.density(
             self.x[near], self.y[near], self.counts[near], bounds, radius, size
         )
-        index = heatmap.levels(values, self.scale(z))
+        index = heatmap.levels(values, self.scale(z) if scale is None else scale)
         return heatmap.encode_png(index) if index.any() else b""
 
     def hexagons_mvt(self, bounds: Bounds) -> bytes:

@@ -5,22 +5,24 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from cachetools import LRUCache
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from api import basemap
 from api.context import Ask, AskDep
-from api.deps import FiltersDep, SnapshotDep
+from api.deps import FiltersDep, SnapshotDep, query_group
 from api.errors import ERROR_RESPONSES
 from api.responses import json_response
 from api.tile_data import area_bounds, attribution, cell_layer
 from store.aggregate import Unit
 from store.filters import FilterError, Filters
-from store.snapshot import Snapshot
+from store.snapshot import Kind, Snapshot
 from tiles.grid import MAX_ZOOM, MIN_ZOOM, TILE_SIZE, Bounds, hex_res, mercator_bounds
 from tiles.layer import CellLayer
 from tiles.tilejson import tilejson
@@ -75,10 +77,87 @@ def _etag(layer: CellLayer, *parts: object) -> str:
     return '"' + hashlib.sha256(repr((layer.key, *parts)).encode()).hexdigest()[:32] + '"'
 
 
+def _heat_res(ask: Ask) -> int:
+    return HEAT_RES if not ask.principal.public else ask.request.app.state.settings.tiles_public_res
+
+
 def _heat_layer(ask: Ask) -> tuple[CellLayer, Filters]:
-    res = HEAT_RES if not ask.principal.public else ask.request.app.state.settings.tiles_public_res
+    res = _heat_res(ask)
     flt, pub = ask.answering(Unit("h3", res=res))
     return cell_layer(ask.snap, res, flt, pub, ask.rules, ask.cursor), flt
+
+
+MAX_SCALE_MONTHS = 36
+
+
+@dataclass(frozen=True)
+class HeatScale:
+    """One colour scale for the months of an animation (the heatmap's own otherwise)."""
+
+    scale_start: Annotated[
+        date | None,
+        Query(
+            description="With scale_end: the top colour is the highest monthly density of "
+            "the whole months in [scale_start, scale_end) (at most 36), so that the months "
+            "of an animation share one scale. First day of a month.",
+            examples=["2024-01-01"],
+        ),
+    ] = None
+    scale_end: Annotated[
+        date | None,
+        Query(description="First day of the month after the last.", examples=["2025-01-01"]),
+    ] = None
+
+    def months(self) -> list[tuple[date, date]]:
+        """The [start, end) of each month of the window; FilterError when it is not one."""
+        if self.scale_start is None and self.scale_end is None:
+            return []
+        if self.scale_start is None or self.scale_end is None:
+            missing = "scale_end" if self.scale_end is None else "scale_start"
+            raise FilterError(missing, None, "give both scale_start and scale_end, or neither")
+        for name, day in (("scale_start", self.scale_start), ("scale_end", self.scale_end)):
+            if day.day != 1:
+                raise FilterError(name, day.isoformat(), "must be the first day of a month")
+        first = self.scale_start.year * 12 + self.scale_start.month - 1
+        last = self.scale_end.year * 12 + self.scale_end.month - 1
+        if not 0 < last - first <= MAX_SCALE_MONTHS:
+            raise FilterError(
+                "scale_end", self.scale_end.isoformat(),
+                f"the window must hold 1 to {MAX_SCALE_MONTHS} whole months after scale_start",
+            )  # fmt: skip
+        starts = [date(k // 12, k % 12 + 1, 1) for k in range(first, last + 1)]
+        return list(zip(starts[:-1], starts[1:], strict=True))
+
+
+HeatScaleDep = Annotated[HeatScale, Depends(query_group(HeatScale))]
+
+
+SHARED_SCALES = Kind("animation colour scales", items=256)
+
+
+def _shared_scale(ask: Ask, window: HeatScale, z: int) -> float | None:
+    """The highest of the months' own colour scales at ``z`` (None without a window).
+
+    Computed once per snapshot, role, other filters, window and zoom: every tile of every
+    month of an animation asks for the same.
+    """
+    months = window.months()
+    if not months:
+        return None
+    res = _heat_res(ask)
+    others = repr(replace(ask.common, start=None, end=None))
+    key = (ask.principal.public, ask.principal.scopes, others, window, z)
+
+    def compute() -> float:
+        best = 0.0
+        for start, end in months:
+            # The request's other filters over one month: that month's tiles' own layer.
+            month = replace(ask, common=replace(ask.common, start=start, end=end))
+            flt, pub = month.answering(Unit("h3", res=res))
+            best = max(best, cell_layer(ask.snap, res, flt, pub, ask.rules, ask.cursor).scale(z))
+        return best
+
+    return ask.snap.memo(SHARED_SCALES, key, compute)
 
 
 @router.get(
@@ -87,12 +166,17 @@ def _heat_layer(ask: Ask) -> tuple[CellLayer, Filters]:
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, **TILE_RESPONSES},
 )
-def get_heatmap_2x(ask: AskDep, z: Z, x: X, y: Y) -> Response:
+def get_heatmap_2x(ask: AskDep, window: HeatScaleDep, z: Z, x: X, y: Y) -> Response:
     """The heatmap tile at twice the pixels (same area, same colours)."""
     layer, flt = _heat_layer(ask)
-    etag = _etag(layer, "heat", z, x, y, 2)
+    scale = _shared_scale(ask, window, z)
+    etag = _etag(layer, "heat", z, x, y, 2, scale)
     return _serve(
-        ask, flt, etag, "image/png", lambda: layer.heatmap_png(_bounds(z, x, y), z, 2 * TILE_SIZE)
+        ask,
+        flt,
+        etag,
+        "image/png",
+        lambda: layer.heatmap_png(_bounds(z, x, y), z, 2 * TILE_SIZE, scale),
     )
 
 
@@ -102,7 +186,7 @@ def get_heatmap_2x(ask: AskDep, z: Z, x: X, y: Y) -> Response:
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, **TILE_RESPONSES},
 )
-def get_heatmap(ask: AskDep, z: Z, x: X, y: Y) -> Response:
+def get_heatmap(ask: AskDep, window: HeatScaleDep, z: Z, x: X, y: Y) -> Response:
     """Quartic kernel density of the matching incidents, from published H3 cell counts.
 
     Keys: the fine cells (resolution 11). Public: the counts /v1/aggregate publishes at
@@ -110,8 +194,11 @@ def get_heatmap(ask: AskDep, z: Z, x: X, y: Y) -> Response:
     set. Example: `/v1/tiles/heatmap/13/1838/3666.png?offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA`.
     """
     layer, flt = _heat_layer(ask)
-    etag = _etag(layer, "heat", z, x, y, 1)
-    return _serve(ask, flt, etag, "image/png", lambda: layer.heatmap_png(_bounds(z, x, y), z))
+    scale = _shared_scale(ask, window, z)
+    etag = _etag(layer, "heat", z, x, y, 1, scale)
+    return _serve(
+        ask, flt, etag, "image/png", lambda: layer.heatmap_png(_bounds(z, x, y), z, scale=scale)
+    )
 
 
 @router.get(

@@ -17,6 +17,7 @@ document.addEventListener("DOMContentLoaded", function () {
       hot: "caliente", cold: "frío", none: "sin patrón", key: "Clave de analista (opcional)",
       keyNeeded: "Los puntos calientes necesitan una clave de analista.", loading: "Cargando…",
       ready: "Listo", error: "Error", lang: "English", noData: "Sin datos",
+      byMonth: "Mes a mes (misma escala de color)", play: "Reproducir", pause: "Pausa",
       period: "Periodo publicado", other: "— otro (con clave) —",
       withheldMonths: "Sin meses publicados: cada mes queda por debajo del umbral de privacidad.",
       streets: "Calles", topStreets: "Calles con más incidentes en la vista", zoomIn: "Acerque el mapa para ver calles."
@@ -32,6 +33,7 @@ document.addEventListener("DOMContentLoaded", function () {
       hot: "hot", cold: "cold", none: "no pattern", key: "Analyst key (optional)",
       keyNeeded: "Hot spots need an analyst key.", loading: "Loading…", ready: "Ready",
       error: "Error", lang: "Español", noData: "No data",
+      byMonth: "Month by month (one colour scale)", play: "Play", pause: "Pause",
       period: "Published period", other: "— other (with a key) —",
       withheldMonths: "No month published: each falls below the privacy threshold.",
       streets: "Streets", topStreets: "Streets with most incidents in view", zoomIn: "Zoom in to see streets."
@@ -455,7 +457,10 @@ document.addEventListener("DOMContentLoaded", function () {
       '<div><input id="f-hour-to" type="number" min="0" max="23" value="' + esc(filterValue("hour_to")) + '"></div></div>' +
       '<label for="f-metric">' + esc(t.metric) + '</label><select id="f-metric"><option value="count">' + esc(t.count) + '</option><option value="rate"' + (state.metric === "rate" ? " selected" : "") + ">" + esc(t.rate) + "</option></select>" +
       '<label for="f-key">' + esc(t.key) + '</label><input id="f-key" type="password" autocomplete="off">' +
-      '<button id="f-apply" type="button">' + esc(t.apply) + '</button><div id="cuadra-status" class="cuadra-status"></div></form>';
+      '<button id="f-apply" type="button">' + esc(t.apply) + "</button>" +
+      '<label for="f-month">' + esc(t.byMonth) + '</label><div class="cuadra-anim"><button id="f-play" type="button" aria-label="' + esc(t.play) + '">▶</button>' +
+      '<input id="f-month" type="range" min="0" max="0" value="0"><span id="f-month-label"></span></div>' +
+      '<div id="cuadra-status" class="cuadra-status"></div></form>';
     return div;
   };
   /* A name typed in the URL (other case, no accents) is answered as the real one: the
@@ -539,6 +544,10 @@ document.addEventListener("DOMContentLoaded", function () {
     history.replaceState(null, "", "?" + params.toString());
   }
   function reload() {
+    stopAnimation();
+    anim.months = [];
+    var label = document.getElementById("f-month-label");
+    if (label) { label.textContent = ""; }
     failed = null;
     delete document.body.dataset.error;
     document.body.dataset.layersReady = "0";
@@ -546,6 +555,100 @@ document.addEventListener("DOMContentLoaded", function () {
     var jobs = [loadColonias(), loadChart(), loadStreets(), loadHexClasses()];
     if (map.hasLayer(hotspots)) { jobs.push(loadHotspots()); }
     return Promise.all(jobs);
+  }
+
+  /* Month by month: heatmap and hexagons step through the months of the period drawn,
+     the heatmap with one colour scale for all of them (scale_start/scale_end) and the
+     hexagons with classes from every month's cells in view; each month's tiles have URLs of
+     their own, so they stay cached. Apply (or a new period) ends the animation. */
+  var anim = { months: [], timer: null, hexBreaks: null };
+  function periodMonths() {
+    var start = (document.getElementById("f-start") || {}).value || filterValue("start");
+    var end = (document.getElementById("f-end") || {}).value || filterValue("end");
+    if (!start || !end) { return []; }
+    var out = [], y = Number(start.slice(0, 4)), m = Number(start.slice(5, 7));
+    while (out.length < 36) {
+      var a = y + "-" + String(m).padStart(2, "0") + "-01";
+      m += 1; if (m > 12) { m = 1; y += 1; }
+      var b = y + "-" + String(m).padStart(2, "0") + "-01";
+      if (b > end) { break; }
+      out.push([a, b]);
+    }
+    return out;
+  }
+  function monthQuery(month) {
+    var params = new URLSearchParams();
+    state.filters.forEach(function (kv) { if (kv[0] !== "start" && kv[0] !== "end") { params.append(kv[0], kv[1]); } });
+    params.set("start", month[0]);
+    params.set("end", month[1]);
+    return params;
+  }
+  var monthNames = new Intl.DateTimeFormat(config.lang === "es" ? "es-MX" : "en", { month: "long", year: "numeric", timeZone: "UTC" });
+  function showMonth(i) {
+    var month = anim.months[i], params = monthQuery(month);
+    hex.setUrl("/v1/tiles/hex/{z}/{x}/{y}.mvt?" + params.toString());
+    params.set("scale_start", anim.months[0][0]);
+    params.set("scale_end", anim.months[anim.months.length - 1][1]);
+    heat.setUrl("/v1/tiles/heatmap/{z}/{x}/{y}.png?" + params.toString());
+    if (anim.hexBreaks) { HEX_BREAKS = anim.hexBreaks; HEX_COLOURS = HEX_BREAKS.map(function (_, k) { return RAMP[k]; }); legend.update(); }
+    document.getElementById("f-month").value = String(i);
+    document.getElementById("f-month-label").textContent = monthNames.format(new Date(month[0] + "T00:00:00Z"));
+    document.body.dataset.animMonth = month[0];
+  }
+  function animHexBreaks() {
+    // Every month's published cells in view, one after another (the public's in-flight cap).
+    if (!map.hasLayer(hex)) { return Promise.resolve(); }
+    var res = config.hexRes[Math.round(map.getZoom())] || 9;
+    if (!state.key) { res = Math.min(res, config.finestH3); }
+    var b = map.getBounds(), all = [];
+    var box = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(function (v) { return v.toFixed(5); }).join(",");
+    return anim.months.reduce(function (chain, month) {
+      return chain.then(function () {
+        var params = monthQuery(month);
+        params.set("unit", "h3:" + res);
+        params.set("bbox", box);
+        return getJSON("/v1/aggregate?" + params.toString()).then(function (body) {
+          body.rows.forEach(function (r) { all.push(r.count); });
+        });
+      });
+    }, Promise.resolve()).then(function () {
+      if (!all.length) { return; }
+      anim.hexBreaks = [Math.min.apply(null, all)].concat(quantiles(all).map(function (c) { return c + 1; }));
+    });
+  }
+  function stopAnimation() {
+    if (anim.timer) { clearInterval(anim.timer); anim.timer = null; }
+    var play = document.getElementById("f-play");
+    if (play) { play.textContent = "▶"; play.setAttribute("aria-label", t.play); }
+  }
+  function prepareAnimation() {
+    anim.months = periodMonths();
+    anim.hexBreaks = null;
+    var slider = document.getElementById("f-month");
+    slider.max = String(Math.max(anim.months.length - 1, 0));
+    return anim.months.length < 2 ? Promise.resolve(false) : animHexBreaks().then(function () { return true; }).catch(function (e) { fail(e); return false; });
+  }
+  function wireAnimation() {
+    var play = document.getElementById("f-play"), slider = document.getElementById("f-month");
+    play.addEventListener("click", function () {
+      if (anim.timer) { stopAnimation(); return; }
+      prepareAnimation().then(function (ok) {
+        if (!ok) { return; }
+        var i = 0;
+        showMonth(i);
+        play.textContent = "❚❚";
+        play.setAttribute("aria-label", t.pause);
+        anim.timer = setInterval(function () {
+          i = (i + 1) % anim.months.length;
+          showMonth(i);
+        }, 1500);
+      });
+    });
+    slider.addEventListener("input", function () {
+      stopAnimation();
+      var i = Number(slider.value);
+      (anim.months.length ? Promise.resolve(true) : prepareAnimation()).then(function (ok) { if (ok) { showMonth(i); } });
+    });
   }
 
   /* Put it together. */
@@ -565,6 +668,7 @@ document.addEventListener("DOMContentLoaded", function () {
     chart.addTo(map);
     loadOffenses();
     document.getElementById("f-apply").addEventListener("click", function () { readPanel(); reload(); });
+    wireAnimation();
     topStreets.addTo(map);
     map.on("overlayadd", function (e) {
       if (e.layer === hotspots) { loadHotspots(); }

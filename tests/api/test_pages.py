@@ -277,6 +277,32 @@ def test_public_periods_and_the_hot_spot_key(server: str, browser: object) -> No
     assert "clave de analista" in popup
 
 
+def test_month_by_month_with_one_colour_scale(server: str, browser: object) -> None:
+    """Play steps heatmap and hexagons through the months of the period drawn; every month's
+    heatmap tiles carry the same scale window, the slider picks a month."""
+    driver = browser
+    driver.get(f"{server}/map?start=2023-01-01&end=2024-01-01")  # type: ignore[attr-defined]
+    _wait(driver, "document.body.dataset.layersReady === '1'")
+    driver.find_element("id", "f-play").click()  # type: ignore[attr-defined]
+    _wait(driver, "document.body.dataset.animMonth === '2023-02-01'", seconds=40)
+    tiles = driver.execute_script("return [...document.querySelectorAll('img.leaflet-tile')].map(i => i.src)")  # type: ignore[attr-defined]  # fmt: skip
+    month = [u for u in tiles if "start=2023-02-01" in u]
+    assert month and all(
+        "scale_start=2023-01-01" in u and "scale_end=2024-01-01" in u for u in month
+    ), tiles
+    label = driver.execute_script("return document.getElementById('f-month-label').textContent")  # type: ignore[attr-defined]
+    assert label == "febrero de 2023", label
+    driver.find_element("id", "f-play").click()  # type: ignore[attr-defined]  # pause
+    driver.execute_script("const s = document.getElementById('f-month'); s.value = '5'; s.dispatchEvent(new Event('input'));")  # type: ignore[attr-defined]  # fmt: skip
+    _wait(
+        driver,
+        "document.body.dataset.animMonth === '2023-06-01' && document.body.dataset.layersReady === '1'",
+    )
+    assert not driver.execute_script("return document.body.dataset.error || ''")  # type: ignore[attr-defined]
+    time.sleep(1)
+    driver.save_screenshot(str(SHOTS / "map-months.png"))  # type: ignore[attr-defined]
+
+
 def test_map_inputs_resolve_names(server: str, browser: object) -> None:
     """A name typed in the URL shows as the real one; an unknown one says the closest."""
     driver = browser

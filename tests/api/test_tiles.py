@@ -197,3 +197,56 @@ def test_cors_allow_list(public: TestClient) -> None:
     assert "etag" in ok.headers["access-control-expose-headers"].lower()
     other = public.get(path, headers={"Origin": "https://otro.example"})
     assert "access-control-allow-origin" not in other.headers
+
+
+def _top_level(client: TestClient, tile: Any, params: dict[str, str]) -> int:
+    """The highest palette index of a heatmap tile (255: the top colour)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    response = client.get(f"/v1/tiles/heatmap/{tile.z}/{tile.x}/{tile.y}.png", params=params)
+    assert response.status_code in (200, 204), response.text
+    if response.status_code == 204:
+        return 0
+    return int(np.asarray(Image.open(io.BytesIO(response.content))).max())
+
+
+def test_the_months_of_an_animation_share_one_colour_scale(
+    analyst: TestClient, public: TestClient
+) -> None:
+    """Alone, each month's tile has its own colour scale; with scale_start and scale_end the
+    months share the highest of them: the month it comes from looks as alone, the others
+    lower (no month brighter than alone)."""
+    import mercantile
+
+    client = analyst
+    tile = mercantile.tile(-99.1332, 19.4326, 11)
+    months = [
+        ("2023-01-01", "2023-02-01"),
+        ("2023-02-01", "2023-03-01"),
+        ("2023-03-01", "2023-04-01"),
+    ]
+    window = {"scale_start": "2023-01-01", "scale_end": "2023-04-01"}
+    own = [_top_level(client, tile, {"start": s, "end": e}) for s, e in months]
+    shared = [_top_level(client, tile, {"start": s, "end": e, **window}) for s, e in months]
+    pairs = list(zip(shared, own, strict=True))
+    assert all(s <= o for s, o in pairs), pairs
+    assert any(s == o for s, o in pairs) and any(s < o for s, o in pairs), pairs
+    for bad, param in (
+        ({"scale_start": "2023-01-15", "scale_end": "2023-04-01"}, "scale_start"),
+        ({"scale_start": "2023-01-01"}, "scale_end"),
+        ({"scale_start": "2020-01-01", "scale_end": "2024-01-01"}, "scale_end"),
+    ):
+        got = client.get(f"/v1/tiles/heatmap/{tile.z}/{tile.x}/{tile.y}.png",
+                         params={"start": "2023-01-01", "end": "2023-02-01", **bad})  # fmt: skip
+        assert got.status_code == 400 and got.json()["parameter"] == param, got.text
+    # The public's months are the release's: a window past what is published is refused.
+    path = f"/v1/tiles/heatmap/{tile.z}/{tile.x}/{tile.y}.png"
+    month = {"start": "2023-01-01", "end": "2023-02-01"}
+    assert public.get(path, params={**month, **window}).status_code in (200, 204)
+    late = public.get(
+        path, params={**month, "scale_start": "2099-01-01", "scale_end": "2099-02-01"}
+    )
+    assert late.status_code == 400, late.text
