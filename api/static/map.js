@@ -67,7 +67,12 @@ document.addEventListener("DOMContentLoaded", function () {
   function busy(delta) {
     pending += delta;
     document.body.dataset.pending = String(pending);
-    if (pending === 0) { document.body.dataset.layersReady = "1"; status(failed ? t.error + ": " + failed : t.ready); }
+    if (pending === 0) {
+      document.body.dataset.layersReady = "1";
+      // When the first view was whole: benchmarks/map.py reads it off the page.
+      if (!document.body.dataset.readyMs) { document.body.dataset.readyMs = String(Math.round(performance.now())); }
+      status(failed ? t.error + ": " + failed : t.ready);
+    }
     else if (!failed) { status(t.loading); }
   }
   function getJSON(path) {
@@ -455,7 +460,9 @@ document.addEventListener("DOMContentLoaded", function () {
       '<label for="f-offense">' + esc(t.offense) + '</label><select id="f-offense"><option value="">' + esc(t.all) + "</option></select>" +
       '<label>' + esc(t.hours) + '</label><div class="row"><div><input id="f-hour-from" type="number" min="0" max="23" value="' + esc(filterValue("hour_from")) + '"></div>' +
       '<div><input id="f-hour-to" type="number" min="0" max="23" value="' + esc(filterValue("hour_to")) + '"></div></div>' +
-      '<label for="f-metric">' + esc(t.metric) + '</label><select id="f-metric"><option value="count">' + esc(t.count) + '</option><option value="rate"' + (state.metric === "rate" ? " selected" : "") + ">" + esc(t.rate) + "</option></select>" +
+      // The colour metric of colonias: only where the store has them.
+      (config.boundaryLayers.indexOf("colonia") < 0 ? "" :
+        '<label for="f-metric">' + esc(t.metric) + '</label><select id="f-metric"><option value="count">' + esc(t.count) + '</option><option value="rate"' + (state.metric === "rate" ? " selected" : "") + ">" + esc(t.rate) + "</option></select>") +
       '<label for="f-key">' + esc(t.key) + '</label><input id="f-key" type="password" autocomplete="off">' +
       '<button id="f-apply" type="button">' + esc(t.apply) + "</button>" +
       '<label for="f-month">' + esc(t.byMonth) + '</label><div class="cuadra-anim"><button id="f-play" type="button" aria-label="' + esc(t.play) + '">▶</button>' +
@@ -536,7 +543,8 @@ document.addEventListener("DOMContentLoaded", function () {
       if (v !== "") { keep.push([p[0], v]); }
     });
     state.filters = keep;
-    state.metric = document.getElementById("f-metric").value;
+    var metric = document.getElementById("f-metric");
+    state.metric = metric ? metric.value : state.metric;
     state.key = document.getElementById("f-key").value.trim();
     var params = new URLSearchParams(query());
     params.set("lang", config.lang);
@@ -659,7 +667,7 @@ document.addEventListener("DOMContentLoaded", function () {
   if (config.boundaryLayers.indexOf("cuadrante") >= 0) { overlays[t.cuadrantes] = cuadrantes; }
   if (streets) { overlays[t.streets] = streets; }
   var byName = { heatmap: heat, hex: hex, colonias: colonias, cuadrantes: cuadrantes, hotspots: hotspots, streets: streets };
-  map.fitBounds(config.bounds);
+  map.fitBounds(config.bounds, { animate: false });  // a first view, not a flight: nothing may land after it
   tileUrls();
   config.layers.forEach(function (name) { if (byName[name]) { byName[name].addTo(map); } });
   if (!config.embed) {

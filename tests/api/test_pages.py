@@ -14,6 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -77,24 +78,16 @@ def test_layer_outlines(client: TestClient, sample_store: Store) -> None:
     assert client.get("/v1/layers/barrio").status_code == 400
 
 
-@pytest.fixture(scope="module")
-def server(sample_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from api.basemap import build_store_basemap
-
+@contextmanager
+def _serving(root: Path, env: dict[str, str]) -> Iterator[str]:
+    """``cuadra serve`` over a store on a free port, with these settings; its URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    # The store's own basemap, named by the setting (the shared store stays as it is).
-    archive = tmp_path_factory.mktemp("basemap") / "cdmx.pmtiles"
-    build_store_basemap(sample_store, maxzoom=14, path=archive)
-    env = {
-        **os.environ,
-        "CUADRA_RATE_PUBLIC": "100000/minute",
-        "CUADRA_RATE_TILES": "100000/minute",
-        "CUADRA_BASEMAP": str(archive),
-    }
+    env = {**os.environ, "CUADRA_RATE_PUBLIC": "100000/minute",
+           "CUADRA_RATE_TILES": "100000/minute", **env}  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.entry", "serve", "--store", str(sample_store.root), "--port", str(port)],
+        [sys.executable, "-m", "api.entry", "serve", "--store", str(root), "--port", str(port)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -108,10 +101,28 @@ def server(sample_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 time.sleep(0.1)
         else:
             raise RuntimeError("the server did not start")
+        # The public tables are built ahead on the server's worker: a page opened before
+        # would meet 503s (which the map reports) instead of figures.
+        for _ in range(600):
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
+                if json.load(answer)["release"] in ("ready", "failed"):
+                    break
+            time.sleep(0.2)
         yield url
     finally:
         proc.terminate()
         proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(sample_store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from api.basemap import build_store_basemap
+
+    # The store's own basemap, named by the setting (the shared store stays as it is).
+    archive = tmp_path_factory.mktemp("basemap") / "cdmx.pmtiles"
+    build_store_basemap(sample_store, maxzoom=14, path=archive)
+    with _serving(sample_store.root, {"CUADRA_BASEMAP": str(archive)}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +152,8 @@ def _wait(driver: object, script: str, seconds: float = 30) -> None:
         if driver.execute_script(f"return {script};"):  # type: ignore[attr-defined]
             return
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {script}")
+    state = driver.execute_script("return JSON.stringify(document.body.dataset) + ' ' + (document.getElementById('cuadra-top-streets') || {}).outerHTML + ' zoom ' + (window.cuadra && window.cuadra.map.getZoom())")  # type: ignore[attr-defined]  # fmt: skip
+    raise AssertionError(f"timed out waiting for {script}; the page's state: {state}")
 
 
 def test_map_in_chromium(server: str, browser: object) -> None:
@@ -247,8 +259,12 @@ def test_streets_street_by_street(server: str, browser: object) -> None:
     )
     legend = driver.execute_script("return document.getElementById('cuadra-legend').textContent")  # type: ignore[attr-defined]
     assert "Calles" in legend
-    driver.execute_script("window.cuadra.map.closePopup()")  # type: ignore[attr-defined]
-    time.sleep(1)
+    # The picture: streets alone over the basemap (colonias and heatmap switched off).
+    driver.execute_script(  # type: ignore[attr-defined]
+        "const c = window.cuadra; c.map.closePopup(); c.map.removeLayer(c.layers.colonias);"
+        " c.map.removeLayer(c.layers.heatmap);"
+    )
+    time.sleep(1.5)
     driver.save_screenshot(str(SHOTS / "map-streets.png"))  # type: ignore[attr-defined]
 
 
@@ -357,8 +373,9 @@ def test_embed_in_chromium(server: str, browser: object) -> None:
     driver.save_screenshot(str(SHOTS / "embed.png"))  # type: ignore[attr-defined]
 
 
-def test_a_store_of_another_city_opens_over_it(empty_store: Store) -> None:
-    """police.uk West Yorkshire, no boundary layer: the map and TileJSON fit its records."""
+def test_a_store_of_another_city_opens_over_it(empty_store: Store, browser: object) -> None:
+    """police.uk West Yorkshire, no boundary layer: the map opens over Leeds with its
+    records' hexagons, credits police.uk and shows no colonia legend."""
     from ingest.pipeline import ingest
     from ingest.profiles import load_profile
     from tests.conftest import DATA
@@ -366,13 +383,26 @@ def test_a_store_of_another_city_opens_over_it(empty_store: Store) -> None:
     path = DATA / "west_yorkshire" / "2018-07-west-yorkshire-street.csv.gz"
     ingest(empty_store, [str(path)], load_profile("police-uk"))
     with TestClient(create_app(ServerSettings(store=empty_store.root))) as c:
-        config = _config(c.get("/map").text)
+        config = _config(c.get("/map?lang=en").text)
         tilejson = c.get("/v1/tiles/hex.json").json()
     (south, west), (north, east) = config["bounds"]  # type: ignore[misc]
     # Leeds and Bradford, not Mexico City.
     assert -2.3 < west < east < -1.1 and 53.4 < south < north < 54.1, config["bounds"]
     assert tilejson["bounds"] == [west, south, east, north]
     assert config["boundaryLayers"] == []
-    # Its own credit, from its profile; not FGJ's.
     credit = "Datos: police.uk, Open Government Licence v3.0 · Cuadra"
     assert config["attribution"] == tilejson["attribution"] == credit
+    driver = browser
+    with _serving(empty_store.root, {}) as url:
+        driver.get(f"{url}/map?lang=en&start=2018-07-01&end=2018-08-01")  # type: ignore[attr-defined]
+        _wait(driver, "document.body.dataset.layersReady === '1'")
+        driver.execute_script("window.cuadra.map.addLayer(window.cuadra.layers.hex)")  # type: ignore[attr-defined]
+        _wait(driver, "document.body.dataset.layersReady === '1' && document.querySelectorAll('.leaflet-tile path').length > 0")  # fmt: skip
+        centre = driver.execute_script("const c = window.cuadra.map.getCenter(); return [c.lat, c.lng]")  # type: ignore[attr-defined]  # fmt: skip
+        assert 53.5 < centre[0] < 54.0 and -2.2 < centre[1] < -1.2, centre
+        legend = driver.execute_script("return document.getElementById('cuadra-legend').textContent")  # type: ignore[attr-defined]  # fmt: skip
+        assert "Colonias" not in legend and "H3 hexagons" in legend, legend
+        assert not driver.find_elements("id", "f-metric")  # type: ignore[attr-defined]  # no colonias to colour
+        shown = driver.execute_script("return document.querySelector('.leaflet-control-attribution').textContent")  # type: ignore[attr-defined]  # fmt: skip
+        assert "police.uk" in shown and "FGJ" not in shown, shown
+        driver.save_screenshot(str(SHOTS / "map-leeds.png"))  # type: ignore[attr-defined]
