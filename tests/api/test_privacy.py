@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -453,3 +454,20 @@ def test_rate_limits_per_address_and_per_key(
         keyed = [client.get("/v1/meta", headers=keys["analyst"]).status_code for _ in range(6)]
         assert keyed == [200] * 5 + [429]
         assert client.get("/v1/meta", headers=keys["admin"]).status_code == 200
+
+
+def test_the_basemap_reveals_no_record(
+    sample_store: Store, layers_store_template: Path, tmp_path: Path
+) -> None:
+    """The basemap of a store with 50,000 records is byte for byte the one of the same layers
+    without any: its tiles cannot be differenced against the records."""
+    from pmtiles.reader import MmapSource, all_tiles
+
+    from api.basemap import build_store_basemap
+
+    tiles = []
+    for name, store in (("with", sample_store), ("without", Store(layers_store_template))):
+        path, _ = build_store_basemap(store, maxzoom=13, path=tmp_path / f"{name}.pmtiles")
+        with path.open("rb") as handle:
+            tiles.append(dict(all_tiles(MmapSource(handle))))
+    assert tiles[0] and tiles[0] == tiles[1]
