@@ -12,7 +12,8 @@ store holds and served by Cuadra itself. Three MVT layers:
 
 A layer appears from its ``minzoom`` on: few large units (alcaldías) early, colonias and
 streets at city and street zooms. Geometries are simplified to half a pixel of each zoom
-and clipped to the tile plus a buffer; tiles are gzip-compressed, in tile-id order.
+and clipped to the tile plus a buffer; tiles are gzip-compressed (no timestamp: the same
+layers give the same bytes), in tile-id order.
 """
 
 from __future__ import annotations
@@ -168,7 +169,10 @@ def _tiles(
             box = mercantile.xy_bounds(tile)
             features = _features(shown, simple, trees, label_trees, box)
             if features:
-                yield zxy_to_tileid(z, tile.x, tile.y), gzip.compress(_encode(features, box), 6)
+                yield (
+                    zxy_to_tileid(z, tile.x, tile.y),
+                    gzip.compress(_encode(features, box), 6, mtime=0),
+                )
 
 
 def _features(
