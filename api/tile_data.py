@@ -14,16 +14,19 @@ import shapely
 from disclosure.rules import PublicRules
 from geo.cells import hex_to_cells
 from publication.figures import PublicView, published_counts
-from store.aggregate import Unit
+from store.aggregate import Unit, unit_attributes
 from store.engine import Cursor
 from store.filters import Filters
 from store.layers import read_layer_columns
 from store.query import records_extent
 from store.snapshot import Kind, Snapshot
 from tiles.layer import CellLayer
+from tiles.streets import StreetShapes
 
 # Published cells per (filters, role, resolution) of a snapshot: what tiles are cut from.
 CELL_LAYERS = Kind("tile cell layers", items=16)
+STREET_SHAPES = Kind("street tile shapes", items=2)
+STREET_COUNTS = Kind("street tile counts", items=16)
 AREA_BOUNDS = Kind("study area bounds", items=4)
 
 
@@ -79,3 +82,39 @@ def attribution(setting: str | None, snap: Snapshot) -> str:
         except Exception:  # noqa: BLE001 - a profile given by path at ingest: its name
             credits.append(source)
     return f"Datos: {', '.join(credits)} · Cuadra" if credits else "Cuadra"
+
+
+def street_shapes(snap: Snapshot) -> StreetShapes | None:
+    """The snapshot's street segments for tiles (None without a street layer)."""
+    layer = snap.manifest.street_layer
+    if layer is None:
+        return None
+
+    def build() -> StreetShapes:
+        attrs = unit_attributes(snap, Unit("street", layer=layer), geometry=True)
+        geoms = shapely.from_wkb(attrs.column("geometry").to_numpy(zero_copy_only=False))
+        ids = attrs.column("unit_id").cast("string").to_pylist()
+        return StreetShapes.of(geoms, ids, attrs.column("name").to_pylist())
+
+    return snap.memo(STREET_SHAPES, layer, build)
+
+
+def street_counts(
+    snap: Snapshot,
+    flt: Filters,
+    pub: PublicView | None,
+    rules: PublicRules,
+    cursor: Cursor,
+) -> tuple[dict[str, int], str]:
+    """The counts per street /v1/aggregate publishes for the request, and their digest."""
+    key = (str(snap.root), snap.id, "street", flt, pub, rules if pub is not None else None)
+
+    def build() -> tuple[dict[str, int], str]:
+        assert snap.manifest.street_layer is not None
+        unit = Unit("street", layer=snap.manifest.street_layer)
+        shown = published_counts(snap, unit, flt, pub, rules, cursor)
+        ids = shown.table.column("unit_id").to_pylist()
+        counts = dict(zip(ids, shown.table.column("count").to_pylist(), strict=True))
+        return counts, hashlib.sha256(repr(key).encode()).hexdigest()[:24]
+
+    return snap.memo(STREET_COUNTS, key, build)

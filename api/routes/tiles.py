@@ -19,7 +19,7 @@ from api.context import Ask, AskDep
 from api.deps import FiltersDep, SnapshotDep, query_group
 from api.errors import ERROR_RESPONSES
 from api.responses import json_response
-from api.tile_data import area_bounds, attribution, cell_layer
+from api.tile_data import area_bounds, attribution, cell_layer, street_counts, street_shapes
 from store.aggregate import Unit
 from store.filters import FilterError, Filters
 from store.snapshot import Kind, Snapshot
@@ -244,6 +244,34 @@ def get_hex_tilejson(request: Request, snap: SnapshotDep, filters: FiltersDep) -
     """TileJSON 3.0 with the `hex` vector layer; filters carried into the URL template."""
     filters.to_filters()
     return json_response(_tilejson(request, snap, "hex"), {})
+
+
+STREET_MIN_ZOOM = 12
+
+
+@router.get(
+    "/streets/{z}/{x}/{y}.mvt",
+    summary="Street tile: each street segment with its published count, MVT",
+    response_class=Response,
+    responses={200: {"content": {MVT: {}}}, **TILE_RESPONSES},
+)
+def get_streets(ask: AskDep, z: Z, x: X, y: Y) -> Response:
+    """Layer `streets`: the segments with a count, properties `street_id`, `name`, `count`.
+
+    The counts are those /v1/aggregate?unit=street publishes for the same filters and
+    role (public rules for the public); zooms 12 and up. Example:
+    `/v1/tiles/streets/15/7347/14664.mvt?start=2023-01-01&end=2024-01-01`.
+    """
+    shapes = street_shapes(ask.snap)
+    if shapes is None:
+        raise FilterError("unit", "street", "the store has no street network")
+    if z < STREET_MIN_ZOOM:
+        raise FilterError("z", z, f"street tiles start at zoom {STREET_MIN_ZOOM}")
+    assert ask.snap.manifest.street_layer is not None
+    flt, pub = ask.answering(Unit("street", layer=ask.snap.manifest.street_layer))
+    counts, digest = street_counts(ask.snap, flt, pub, ask.rules, ask.cursor)
+    etag = '"' + hashlib.sha256(repr((digest, "streets", z, x, y)).encode()).hexdigest()[:32] + '"'
+    return _serve(ask, flt, etag, MVT, lambda: shapes.mvt(_bounds(z, x, y), counts))
 
 
 @router.get(

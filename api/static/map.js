@@ -182,6 +182,7 @@ document.addEventListener("DOMContentLoaded", function () {
     var q = query();
     heat.setUrl("/v1/tiles/heatmap/{z}/{x}/{y}.png" + (q ? "?" + q : ""));
     hex.setUrl("/v1/tiles/hex/{z}/{x}/{y}.mvt" + (q ? "?" + q : ""));
+    if (streets) { streets.setUrl("/v1/tiles/streets/{z}/{x}/{y}.mvt" + (q ? "?" + q : "")); }
   }
 
   /* Colonias: every outline, coloured by its published count or rate. */
@@ -326,38 +327,31 @@ document.addEventListener("DOMContentLoaded", function () {
       .catch(fail);
   }
 
-  /* Streets: the basemap's street segments coloured by the counts /v1/aggregate?unit=street
-     publishes, joined by street_id here (the same numbers, no new public figure); a click
-     gives the street's count and months, a panel the top streets in view. */
+  /* Streets: /v1/tiles/streets, each segment with the count /v1/aggregate?unit=street
+     publishes (the same numbers); classes from all the streets' counts; a click gives the
+     street's count and months, a panel the top streets in view. */
   var STREET_ZOOM = 13;
-  var streetCounts = {}, streetBreaks = [];
+  var streetBreaks = [];
   function streetColour(n) {
     var i = 0;
     while (i < streetBreaks.length && n > streetBreaks[i]) { i++; }
     return RAMP[Math.min(i, RAMP.length - 1)];
   }
-  var streets = config.streetLayer && config.basemap && config.basemap.kind === "cuadra" ?
-    L.vectorGrid.protobuf(config.basemap.url, {
-      minZoom: STREET_ZOOM, maxZoom: config.maxZoom, maxNativeZoom: config.basemap.maxZoom,
-      interactive: true,
-      getFeatureId: function (f) { return f.properties.id; },
+  var streets = config.streetLayer ?
+    L.vectorGrid.protobuf("", {
+      minZoom: STREET_ZOOM, maxZoom: config.maxZoom, interactive: true,
+      getFeatureId: function (f) { return f.properties.street_id; },
       vectorTileLayerStyles: {
-        boundaries: function () { return []; },
-        labels: function () { return []; },
         streets: function (p, z) {
-          var r = streetCounts[p.id];
-          if (!r) { return { weight: 1, color: "#8c8271", opacity: 0.5 }; }
-          return { weight: z >= 16 ? 7 : 4, color: streetColour(r.count), opacity: 0.95 };
+          return { weight: z >= 16 ? 7 : 4, color: streetColour(p.count), opacity: 0.95 };
         }
       }
     }) : null;
   function loadStreets() {
     if (!streets || !map.hasLayer(streets)) { return Promise.resolve(); }
     return getJSON("/v1/aggregate?" + query([["unit", "street"]])).then(function (b) {
-      streetCounts = {};
-      b.rows.forEach(function (r) { streetCounts[r.unit_id] = r; });
       streetBreaks = quantiles(b.rows.map(function (r) { return r.count; }));
-      streets.redraw();
+      streets.redraw();  // the classes arrived after the first tiles
       document.body.dataset.streetsLoaded = String(b.rows.length);
       legend.update();
       return loadTopStreets();
@@ -365,11 +359,11 @@ document.addEventListener("DOMContentLoaded", function () {
   }
   if (streets) {
     streets.on("click", function (e) {
-      var p = e.layer.properties, r = streetCounts[p.id];
-      L.popup().setLatLng(e.latlng).setContent("<b>" + esc(p.name || p.id) + "</b><br>" +
-        (r ? fmt(r.count) + " " + t.incidents : t.withheld)).openOn(map);
-      state.selected = { unit: "street", id: p.id, name: p.name };
-      document.body.dataset.streetClicked = p.id;
+      var p = e.layer.properties;
+      L.popup().setLatLng(e.latlng).setContent("<b>" + esc(p.name || p.street_id) + "</b><br>" +
+        fmt(p.count) + " " + t.incidents).openOn(map);
+      state.selected = { unit: "street", id: p.street_id, name: p.name };
+      document.body.dataset.streetClicked = p.street_id;
       loadChart();
     });
   }

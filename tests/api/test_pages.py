@@ -242,13 +242,18 @@ def test_streets_street_by_street(server: str, browser: object) -> None:
     _wait(driver, "Number(document.body.dataset.streetsLoaded) > 0 && document.querySelectorAll('#cuadra-top-streets li').length > 0 && document.body.dataset.layersReady === '1'")  # fmt: skip
     with urllib.request.urlopen(f"{server}/v1/aggregate?unit=street&{period}") as answer:
         rows = json.load(answer)["rows"]
-    top = rows[0]
-    driver.execute_script(  # type: ignore[attr-defined]
-        "window.cuadra.layers.streets.fire('click', {latlng: window.cuadra.map.getCenter(),"
-        " layer: {properties: {id: arguments[0], name: arguments[1]}}});",
-        top["unit_id"],
-        top["name"],
+    # A real segment of a street tile on screen, clicked where it is drawn.
+    _wait(driver, "document.querySelectorAll('.leaflet-tile path.leaflet-interactive').length > 0")
+    clicked = driver.execute_script(  # type: ignore[attr-defined]
+        "const layer = window.cuadra.layers.streets; let found = null;"
+        "for (const tile of Object.values(layer._vectorTiles)) {"
+        "  for (const [id, f] of Object.entries(tile._features)) { found = f.feature; break; }"
+        "  if (found) break; }"
+        "layer.fire('click', {latlng: window.cuadra.map.getCenter(), layer: found});"
+        "return found.properties;"
     )
+    top = {"unit_id": clicked["street_id"], "name": clicked["name"]}
+    top["count"] = {r["unit_id"]: r["count"] for r in rows}[top["unit_id"]]
     _wait(driver, "document.querySelector('.leaflet-popup-content') !== null")
     popup = driver.execute_script("return document.querySelector('.leaflet-popup-content').textContent")  # type: ignore[attr-defined]  # fmt: skip
     shown = driver.execute_script("return window.cuadra.fmt(arguments[0])", top["count"])  # type: ignore[attr-defined]

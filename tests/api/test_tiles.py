@@ -250,3 +250,29 @@ def test_the_months_of_an_animation_share_one_colour_scale(
         path, params={**month, "scale_start": "2099-01-01", "scale_end": "2099-02-01"}
     )
     assert late.status_code == 400, late.text
+
+
+@pytest.mark.parametrize("role", ["analyst", "public"])
+def test_street_tiles_carry_the_published_street_counts(
+    request: pytest.FixtureRequest, role: str
+) -> None:
+    """Every segment in a street tile carries the count /v1/aggregate?unit=street gives its
+    street for the same filters and role (decoded with mapbox-vector-tile)."""
+    import mapbox_vector_tile
+    import mercantile
+
+    client: TestClient = request.getfixturevalue(role)
+    tile = mercantile.tile(-99.1332, 19.4326, 15)
+    got = client.get(f"/v1/tiles/streets/{tile.z}/{tile.x}/{tile.y}.mvt", params=YEAR)
+    assert got.status_code == 200, got.text
+    features = mapbox_vector_tile.decode(got.content)["streets"]["features"]
+    rows = client.get("/v1/aggregate", params={"unit": "street", **YEAR}).json()["rows"]
+    published = {r["unit_id"]: r["count"] for r in rows}
+    assert features
+    for feature in features:
+        props = feature["properties"]
+        assert props["count"] == published[props["street_id"]], props
+        if role == "public":
+            assert props["count"] >= 5
+    low = client.get("/v1/tiles/streets/10/229/458.mvt", params=YEAR)
+    assert low.status_code == 400 and low.json()["parameter"] == "z"
