@@ -24,7 +24,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import mapbox_vector_tile
 import mercantile
 import numpy as np
 import numpy.typing as npt
@@ -33,9 +32,9 @@ from pmtiles.tile import Compression, TileType, zxy_to_tileid
 from pmtiles.writer import write
 
 from geo.crs import transform_xy
+from tiles import mvt
+from tiles.mvt import BUFFER, EXTENT
 
-EXTENT = 4096
-BUFFER = 64  # of EXTENT
 EARTH = 2 * math.pi * 6378137.0
 NAME = "cuadra-basemap"
 
@@ -228,18 +227,12 @@ def _encode(features: dict[str, list[dict[str, object]]], box: mercantile.Bbox) 
     layers = []
     for name, feats in features.items():
         geoms = shapely.transform(np.array([f["geometry"] for f in feats], dtype=object), to_tile)
-        layers.append(
-            {
-                "name": name,
-                "features": [
-                    {"geometry": g, "properties": f["properties"]}
-                    for g, f in zip(geoms, feats, strict=True)
-                ],
-            }
-        )
-    return bytes(
-        mapbox_vector_tile.encode(layers, default_options={"extents": EXTENT, "y_coord_down": True})
-    )
+        placed = [
+            {"geometry": g, "properties": f["properties"]}
+            for g, f in zip(geoms, feats, strict=True)
+        ]
+        layers.append((name, placed))
+    return mvt.encode(layers)
 
 
 def _metadata(

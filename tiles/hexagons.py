@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import mapbox_vector_tile
 import numpy as np
 import numpy.typing as npt
 import shapely
 
 from geo.cells import cells_to_hex, cells_to_polygons
 from geo.crs import transform_xy
+from tiles import mvt
 from tiles.grid import Bounds
+from tiles.mvt import BUFFER, EXTENT
 
-EXTENT = 4096
-BUFFER = 64  # of EXTENT: polygons run a little past the edge, so that strokes join
 LAYER = "hex"
 
 
@@ -40,11 +39,4 @@ def encode(cells: npt.NDArray[np.uint64], counts: npt.NDArray[np.int64], bounds:
         for g, i, c in zip(clipped, ids, counts, strict=True)
         if not g.is_empty
     ]
-    if not features:
-        return b""
-    return bytes(
-        mapbox_vector_tile.encode(
-            [{"name": LAYER, "features": features}],
-            default_options={"extents": EXTENT, "y_coord_down": True},
-        )
-    )
+    return mvt.encode([(LAYER, features)])

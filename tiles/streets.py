@@ -11,16 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import mapbox_vector_tile
 import numpy as np
 import numpy.typing as npt
 import shapely
 
 from geo.crs import transform_xy
+from tiles import mvt
 from tiles.grid import Bounds
+from tiles.mvt import BUFFER, EXTENT
 
-EXTENT = 4096
-BUFFER = 64  # of EXTENT
 LAYER = "streets"
 
 
@@ -78,11 +77,4 @@ class StreetShapes:
             for i, geom in zip(hits, local, strict=True)
             if not geom.is_empty
         ]
-        if not features:
-            return b""
-        return bytes(
-            mapbox_vector_tile.encode(
-                [{"name": LAYER, "features": features}],
-                default_options={"extents": EXTENT, "y_coord_down": True},
-            )
-        )
+        return mvt.encode([(LAYER, features)])
