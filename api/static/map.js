@@ -234,7 +234,6 @@ document.addEventListener("DOMContentLoaded", function () {
         var byId = {};
         res[1].rows.forEach(function (r) { byId[r.unit_id] = r; });
         var key = state.metric === "rate" ? "rate_per_100k" : "count";
-        breaks = quantiles(res[1].rows.map(function (r) { return r[key]; }));
         colonias.clearLayers();
         colonias.options.style = function (f) {
           var r = byId[f.properties.unit_id];
@@ -253,9 +252,24 @@ document.addEventListener("DOMContentLoaded", function () {
           });
         };
         colonias.addData(res[0]);
+        coloniaValues = function (lyr) { var r = byId[lyr.feature.properties.unit_id]; return r ? r[key] : null; };
         document.body.dataset.coloniasLoaded = String(res[1].rows.length);
-        legend.update();
+        classColonias();
       }).catch(fail);
+  }
+  /* Colonia classes from the colonias in view, as for hexagons: zoomed into a few
+     colonias, their differences show instead of one class for all. */
+  var coloniaValues = null;
+  function classColonias() {
+    if (!coloniaValues || !map.hasLayer(colonias)) { return; }
+    var view = map.getBounds(), values = [];
+    colonias.eachLayer(function (lyr) {
+      if (view.intersects(lyr.getBounds())) { values.push(coloniaValues(lyr)); }
+    });
+    breaks = quantiles(values);
+    colonias.setStyle(colonias.options.style);
+    document.body.dataset.coloniaBreaks = breaks.join(",");
+    legend.update();
   }
   function loadCuadrantes() {
     if (config.boundaryLayers.indexOf("cuadrante") < 0) { return Promise.resolve(); }
@@ -679,11 +693,13 @@ document.addEventListener("DOMContentLoaded", function () {
       if (e.layer === hex) { loadHexClasses(); }
     });
     map.on("overlayremove", function (e) { if (e.layer === streets) { loadTopStreets(); legend.update(); } });
-    map.on("moveend", function () {
-      if (streets && map.hasLayer(streets)) { loadTopStreets(); }
-      loadHexClasses();
-    });
   }
+  // Classes follow the view, on the map and in an embed alike.
+  map.on("moveend", function () {
+    if (streets && map.hasLayer(streets)) { loadTopStreets(); }
+    loadHexClasses();
+    classColonias();
+  });
   legend.addTo(map);
   document.body.dataset.layersReady = "0";
   Promise.all([loadColonias(), config.embed ? Promise.resolve() : loadChart(),

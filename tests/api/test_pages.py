@@ -173,6 +173,12 @@ def test_map_in_chromium(server: str, browser: object) -> None:
     assert "Mapa de calor" in find(By.CSS_SELECTOR, ".leaflet-control-layers")[0].text
     SHOTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SHOTS / "map.png"))  # type: ignore[attr-defined]
+    # Colonia classes follow the view: zoomed into the Centro they are those colonias'.
+    city = driver.execute_script("return document.body.dataset.coloniaBreaks")  # type: ignore[attr-defined]
+    driver.execute_script("window.cuadra.map.setView([19.4326, -99.1332], 15)")  # type: ignore[attr-defined]
+    _wait(driver, f"document.body.dataset.coloniaBreaks !== {json.dumps(city)}")
+    driver.execute_script("window.cuadra.map.fitBounds(window.cuadra.map.options.maxBounds || [[19.05, -99.37], [19.59, -98.94]], {animate: false})")  # type: ignore[attr-defined]  # fmt: skip
+    _wait(driver, f"document.body.dataset.coloniaBreaks === {json.dumps(city)}")
     # Mexico's number format (Spain's would read 105.597,3), in the legend too.
     assert driver.execute_script("return window.cuadra.fmt(105597.25)") == "105,597.3"  # type: ignore[attr-defined]
     assert not re.search(r"\d\.\d{3}(?!\d)|\d,\d{1,2}(?!\d)", legend), legend
