@@ -29,6 +29,7 @@ from api.routes import (
     meta,
     nearrepeat,
     pages,
+    places,
     snapshots,
     tiles,
 )
@@ -80,6 +81,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(concentration.router)
     app.include_router(tiles.router)
     app.include_router(layers.router)
+    app.include_router(places.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     if not (pages.VENDOR / "leaflet" / "leaflet.js").exists():

@@ -17,6 +17,7 @@ document.addEventListener("DOMContentLoaded", function () {
       hot: "caliente", cold: "frío", none: "sin patrón", key: "Clave de analista (opcional)",
       keyNeeded: "Los puntos calientes necesitan una clave de analista.", loading: "Cargando…",
       ready: "Listo", error: "Error", lang: "English", noData: "Sin datos",
+      place: "Buscar lugar", placeHint: "colonia, calle, cuadrante…", noPlace: "Sin resultados",
       byMonth: "Mes a mes (misma escala de color)", play: "Reproducir", pause: "Pausa",
       period: "Periodo publicado", other: "— otro (con clave) —",
       withheldMonths: "Sin meses publicados: cada mes queda por debajo del umbral de privacidad.",
@@ -33,6 +34,7 @@ document.addEventListener("DOMContentLoaded", function () {
       hot: "hot", cold: "cold", none: "no pattern", key: "Analyst key (optional)",
       keyNeeded: "Hot spots need an analyst key.", loading: "Loading…", ready: "Ready",
       error: "Error", lang: "Español", noData: "No data",
+      place: "Find a place", placeHint: "colonia, street, cuadrante…", noPlace: "No match",
       byMonth: "Month by month (one colour scale)", play: "Play", pause: "Pause",
       period: "Published period", other: "— other (with a key) —",
       withheldMonths: "No month published: each falls below the privacy threshold.",
@@ -459,6 +461,7 @@ document.addEventListener("DOMContentLoaded", function () {
     params.set("lang", other);
     div.innerHTML = '<form id="cuadra-form" autocomplete="off" onsubmit="return false">' + "<h2>" + esc(t.filters) + '<span class="cuadra-lang"><a id="cuadra-lang" href="?' +
       esc(params.toString()) + '">' + esc(t.lang) + "</a></span></h2>" +
+      '<label for="f-place">' + esc(t.place) + '</label><input id="f-place" type="search" placeholder="' + esc(t.placeHint) + '" autocomplete="off"><ul id="f-places" class="cuadra-places"></ul>' +
       '<label for="f-period">' + esc(t.period) + '</label><select id="f-period"><option value="">' + esc(t.other) + "</option></select>" +
       '<div class="row"><div><label for="f-start">' + esc(t.start) + '</label><input id="f-start" type="date" value="' + esc(filterValue("start")) + '"></div>' +
       '<div><label for="f-end">' + esc(t.end) + '</label><input id="f-end" type="date" value="' + esc(filterValue("end")) + '"></div></div>' +
@@ -644,6 +647,37 @@ document.addEventListener("DOMContentLoaded", function () {
     slider.max = String(Math.max(anim.months.length - 1, 0));
     return anim.months.length < 2 ? Promise.resolve(false) : animHexBreaks().then(function () { return true; }).catch(function (e) { fail(e); return false; });
   }
+  /* Find a place by name (/v1/places: the store's own names, no geocoder): the hits as a
+     list under the box, a click goes there. */
+  function wirePlaces() {
+    var input = document.getElementById("f-place"), list = document.getElementById("f-places");
+    var asked = 0;
+    function show(hits) {
+      list.innerHTML = hits.length ? "" : "<li>" + esc(t.noPlace) + "</li>";
+      hits.forEach(function (h) {
+        var li = document.createElement("li");
+        li.innerHTML = "<b>" + esc(h.name) + "</b> <span>" + esc(h.layer) + "</span>";
+        li.addEventListener("click", function () {
+          map.fitBounds([[h.bbox[1], h.bbox[0]], [h.bbox[3], h.bbox[2]]], { maxZoom: 16, animate: false });
+          list.innerHTML = "";
+          document.body.dataset.placeShown = h.name;
+        });
+        list.appendChild(li);
+      });
+    }
+    var timer = null;
+    input.addEventListener("input", function () {
+      // One request when typing pauses, not one a keystroke (the public's in-flight cap).
+      clearTimeout(timer);
+      timer = setTimeout(function () {
+        var q = input.value.trim(), mine = ++asked;
+        if (q.length < 2) { list.innerHTML = ""; return; }
+        getJSON("/v1/places?" + new URLSearchParams({ q: q, limit: "8" }).toString()).then(function (b) {
+          if (mine === asked) { show(b.hits); }  // an older answer arriving late is dropped
+        }).catch(fail);
+      }, 250);
+    });
+  }
   function wireAnimation() {
     var play = document.getElementById("f-play"), slider = document.getElementById("f-month");
     play.addEventListener("click", function () {
@@ -685,6 +719,7 @@ document.addEventListener("DOMContentLoaded", function () {
     loadOffenses();
     document.getElementById("f-apply").addEventListener("click", function () { readPanel(); reload(); });
     wireAnimation();
+    wirePlaces();
     topStreets.addTo(map);
     map.on("overlayadd", function (e) {
       if (e.layer === hotspots) { loadHotspots(); }

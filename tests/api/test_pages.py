@@ -330,6 +330,25 @@ def test_month_by_month_with_one_colour_scale(server: str, browser: object) -> N
     driver.save_screenshot(str(SHOTS / "map-months.png"))  # type: ignore[attr-defined]
 
 
+def test_find_a_place_by_name(server: str, browser: object) -> None:
+    """Typing in the search box lists the store's places; a click goes there."""
+    driver = browser
+    driver.get(f"{server}/map")  # type: ignore[attr-defined]
+    _wait(driver, "document.body.dataset.layersReady === '1'")
+    box = driver.find_element("id", "f-place")  # type: ignore[attr-defined]
+    box.send_keys("doctores")
+    _wait(driver, "document.querySelectorAll('#f-places li').length >= 5")
+    first = driver.find_elements("css selector", "#f-places li")[0]  # type: ignore[attr-defined]
+    assert first.text.startswith("DOCTORES")
+    first.click()
+    _wait(driver, "!!document.body.dataset.placeShown")
+    with urllib.request.urlopen(f"{server}/v1/places?q=doctores&limit=8") as answer:
+        hit = json.load(answer)["hits"][0]
+    lon, lat = hit["centroid"]
+    inside = driver.execute_script("return window.cuadra.map.getBounds().contains([arguments[0], arguments[1]]) && window.cuadra.map.getZoom()", lat, lon)  # type: ignore[attr-defined]  # fmt: skip
+    assert inside and inside >= 14, inside
+
+
 def test_map_inputs_resolve_names(server: str, browser: object) -> None:
     """A name typed in the URL shows as the real one; an unknown one says the closest."""
     driver = browser

@@ -1,0 +1,66 @@
+"""/v1/places: the store's own unit names, found accent-, case- and typo-tolerantly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import shapely
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.settings import ServerSettings
+from store import Store
+from store.aggregate import Unit, unit_attributes
+
+
+@pytest.fixture(scope="module")
+def client(sample_store: Store) -> Iterator[TestClient]:
+    with TestClient(create_app(ServerSettings(store=sample_store.root))) as c:
+        yield c
+
+
+def _hits(client: TestClient, **params: object) -> list[dict[str, object]]:
+    response = client.get("/v1/places", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()["hits"]  # type: ignore[no-any-return]
+
+
+def test_abbreviations_accents_and_case(client: TestClient) -> None:
+    top = [h["name"] for h in _hits(client, q="roma nte", limit=3)]
+    assert sorted(top) == ["ROMA NORTE I", "ROMA NORTE II", "ROMA NORTE III"]
+    doctores = [h["name"] for h in _hits(client, q="doctores", limit=5)]
+    assert sorted(doctores) == [f"DOCTORES {n}" for n in ("I", "II", "III", "IV", "V")]
+    assert _hits(client, q="Dóctores", limit=5) == _hits(client, q="doctores", limit=5)
+    assert _hits(client, q="docotres", limit=1)[0]["name"].startswith("DOCTORES")  # a typo
+    assert _hits(client, q="zzqxv unicornio") == []
+
+
+def test_a_hit_is_where_its_unit_is(client: TestClient, sample_store: Store) -> None:
+    """bbox and centroid from the stored geometry (shapely, independently)."""
+    (hit,) = _hits(client, q="DOCTORES I", limit=1, layer="colonia")
+    snap = sample_store.snapshot()
+    attrs = unit_attributes(snap, Unit("layer", layer="colonia"), geometry=True)
+    ids = attrs.column("unit_id").to_pylist()
+    shape = shapely.from_wkb(attrs.column("geometry")[ids.index(hit["ids"][0])].as_py())
+    assert hit["bbox"] == pytest.approx(list(shape.bounds))
+    assert shape.contains(shapely.Point(hit["centroid"]))
+    assert attrs.column("name")[ids.index(hit["ids"][0])].as_py() == "DOCTORES I"
+
+
+def test_a_street_is_one_hit_with_all_its_segments(client: TestClient, sample_store: Store) -> None:
+    (street,) = _hits(client, q="lazaro cardenas", limit=1, layer="calles")
+    snap = sample_store.snapshot()
+    attrs = unit_attributes(snap, Unit("street", layer="calles"), geometry=True)
+    from store.names import fold
+
+    mine = [i for i, n in zip(attrs.column("unit_id").to_pylist(), attrs.column("name").to_pylist(), strict=True)
+            if n and fold(n) == "LAZARO CARDENAS"]  # fmt: skip
+    assert sorted(street["ids"]) == sorted(str(i) for i in mine) and len(mine) > 10
+    assert street["kind"] == "street" and street["name"] in ("Lázaro Cárdenas", "Lazaro Cardenas")
+
+
+def test_bad_requests_name_the_parameter(client: TestClient) -> None:
+    for params, param in (({"q": "roma", "layer": "barrio"}, "layer"), ({"q": ""}, "q")):
+        got = client.get("/v1/places", params=params)
+        assert got.status_code in (400, 422) and got.json()["parameter"] == param, got.text
