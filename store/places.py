@@ -10,8 +10,10 @@ centroid for the map to fly to.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
 import shapely
 from rapidfuzz import fuzz, process
 
@@ -39,10 +41,23 @@ class Place:
 
 @dataclass(frozen=True)
 class PlaceIndex:
-    """The places of a snapshot and their folded names, in the same order."""
+    """The places of a snapshot and their folded names, in the same order.
+
+    ``grams``: for each trigram of a name, the places whose name has it. A query is scored
+    only against the places sharing one of its trigrams (the weighted ratio over every name
+    cost 4.5 ms; a name that shares no trigram with the query scores far below the cutoff).
+    """
 
     places: tuple[Place, ...]
     keys: tuple[str, ...]
+    grams: dict[str, npt.NDArray[np.int32]] = field(default_factory=dict)
+
+    def candidates(self, key: str) -> list[int]:
+        """Indices of the places sharing a trigram with ``key`` (all for a short key)."""
+        found = [self.grams[g] for g in trigrams(key) if g in self.grams]
+        if len(key) < 3 or not found:
+            return list(range(len(self.keys))) if len(key) < 3 else []
+        return [int(i) for i in np.unique(np.concatenate(found))]
 
     def search(
         self, query: str, limit: int = 10, layer: str | None = None
@@ -51,16 +66,28 @@ class PlaceIndex:
         key = fold(query)
         if not key:
             return []
+        pool = self.candidates(key)
+        choices = [self.keys[i] for i in pool]
         found = process.extract(
-            key, self.keys, scorer=fuzz.WRatio, limit=None, score_cutoff=SCORE_CUTOFF
+            key, choices, scorer=fuzz.WRatio, limit=None, score_cutoff=SCORE_CUTOFF
         )
-        hits = [(self.places[i], float(score)) for _, score, i in found]
+        hits = [(self.places[pool[i]], float(score)) for _, score, i in found]
         if layer is not None:
             hits = [(p, s) for p, s in hits if p.layer == layer]
-        # Ties: a name that starts with the query first, then shorter names, then by name.
-        hits.sort(key=lambda h: (-round(h[1], 1), not fold(h[0].name).startswith(key),
-                                 len(h[0].name), h[0].layer, h[0].name))  # fmt: skip
+        hits.sort(key=lambda h: _rank(h, key))
         return hits[:limit]
+
+
+def _rank(hit: tuple[Place, float], key: str) -> tuple[float, bool, int, str, str]:
+    # Ties: a name that starts with the query first, then shorter names, then by name.
+    place, score = hit
+    return (
+        -round(score, 1),
+        not fold(place.name).startswith(key),
+        len(place.name),
+        place.layer,
+        place.name,
+    )
 
 
 def place_index(snap: Snapshot) -> PlaceIndex:
@@ -74,7 +101,22 @@ def _build(snap: Snapshot) -> PlaceIndex:
         places.extend(_units(snap, Unit("layer", layer=name), "boundary"))
     if snap.manifest.street_layer:
         places.extend(_units(snap, Unit("street", layer=snap.manifest.street_layer), "street"))
-    return PlaceIndex(tuple(places), tuple(fold(p.name) for p in places))
+    keys = tuple(fold(p.name) for p in places)
+    posting: dict[str, list[int]] = defaultdict(list)
+    for i, key in enumerate(keys):
+        for gram in trigrams(key):
+            posting[gram].append(i)
+    grams = {g: np.asarray(ids, np.int32) for g, ids in posting.items()}
+    return PlaceIndex(tuple(places), keys, grams)
+
+
+def trigrams(key: str) -> set[str]:
+    """The three-letter runs of a folded name, words padded with a space at both ends."""
+    out: set[str] = set()
+    for word in key.split():
+        padded = f" {word} "
+        out.update(padded[i : i + 3] for i in range(len(padded) - 2))
+    return out
 
 
 def _units(snap: Snapshot, unit: Unit, kind: str) -> list[Place]:

@@ -64,3 +64,21 @@ def test_bad_requests_name_the_parameter(client: TestClient) -> None:
     for params, param in (({"q": "roma", "layer": "barrio"}, "layer"), ({"q": ""}, "q")):
         got = client.get("/v1/places", params=params)
         assert got.status_code in (400, 422) and got.json()["parameter"] == param, got.text
+
+
+def test_the_trigram_prefilter_loses_no_hit(sample_store: Store) -> None:
+    """Scoring only the names that share a trigram with the query finds what scoring every
+    name finds (rapidfuzz over all folded names, independently)."""
+    from rapidfuzz import fuzz, process
+
+    from store.names import fold
+    from store.places import SCORE_CUTOFF, place_index
+
+    index = place_index(sample_store.snapshot())
+    for query in ("roma nte", "doctores", "docotres", "benito juares", "C-1.5.6", "coyoacan",
+                  "santa maria la ribera", "lazaro cardenas", "zzqxv unicornio", "insurjentes"):  # fmt: skip
+        every = process.extract(fold(query), index.keys, scorer=fuzz.WRatio, limit=None,
+                                score_cutoff=SCORE_CUTOFF)  # fmt: skip
+        brute = {i for _, _, i in every}
+        ours = {index.places.index(p) for p, _ in index.search(query, limit=len(index.places))}
+        assert ours == brute, query
