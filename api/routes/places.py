@@ -7,10 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.context import Ask, AskDep
 from api.deps import SnapshotDep
 from api.errors import ERROR_RESPONSES
 from api.responses import json_response
+from publication.figures import published_counts
+from store.aggregate import Unit, unit_names
 from store.filters import FilterError
+from store.locate import locate
 from store.places import place_index
 
 router = APIRouter(prefix="/v1", tags=["places"], responses=ERROR_RESPONSES)
@@ -83,3 +87,55 @@ def get_places(
         ],
     }
     return json_response(body, {"X-Cuadra-Snapshot": str(snap.id)})
+
+
+@router.get("/locate", summary="What is here: every unit holding a point, with its figures")
+def get_locate(
+    ask: AskDep,
+    lon: Annotated[
+        float, Query(ge=-180, le=180, description="Longitude (WGS84).", examples=[-99.1332])
+    ],
+    lat: Annotated[
+        float, Query(ge=-90, le=90, description="Latitude (WGS84).", examples=[19.4326])
+    ],
+) -> Any:
+    """Every unit holding a point, with its name and count for the filters.
+
+    Each boundary layer's unit holding the point, the nearest street segment (within the
+    ingest's 50 m), and its H3 cells `h3:5` to `h3:12`; with each, its name and the count
+    for the filters, as `/v1/aggregate` gives it to this requester (public: the release's
+    cell, null where withheld or not published at that unit, with the reason).
+
+    Example: which colonia, cuadrante and street is the Zócalo in, and how many robberies
+    there in 2023 — `/v1/locate?lon=-99.1332&lat=19.4326&start=2023-01-01&end=2024-01-01`.
+    """
+    rows = [_figure(ask, unit, ident) for unit, ident in locate(ask.snap, lon, lat)]
+    body = {"snapshot": ask.snap.id, "lon": lon, "lat": lat, "units": rows}
+    return json_response(body, ask.headers)
+
+
+def _figure(ask: Ask, unit: Unit, ident: str | None) -> dict[str, Any]:
+    label = (
+        f"h3:{unit.res}"
+        if unit.kind == "h3"
+        else ("street" if unit.kind == "street" else unit.layer)
+    )
+    row: dict[str, Any] = {"unit": label, "id": ident, "name": None, "count": None, "note": None}
+    if ident is None:
+        row["note"] = "outside every unit" if unit.kind != "street" else "no street within 50 m"
+        return row
+    if unit.kind != "h3":
+        row["name"] = unit_names(ask.snap, unit).get(ident)
+    try:
+        flt, pub = ask.answering(unit)
+    except FilterError as exc:  # e.g. h3:10 for the public
+        row["note"] = exc.message
+        return row
+    shown = published_counts(ask.snap, unit, flt, pub, ask.rules, ask.cursor)
+    ids = shown.table.column("unit_id").to_pylist()
+    if ident in ids:
+        row["count"] = int(shown.table.column("count")[ids.index(ident)].as_py())
+    else:
+        row["count"] = 0 if pub is None else None
+        row["note"] = None if pub is None else "withheld or nothing published here"
+    return row

@@ -82,3 +82,39 @@ def test_the_trigram_prefilter_loses_no_hit(sample_store: Store) -> None:
         brute = {i for _, _, i in every}
         ours = {index.places.index(p) for p, _ in index.search(query, limit=len(index.places))}
         assert ours == brute, query
+
+
+def test_what_is_here(client: TestClient, sample_store: Store, analyst_key: str) -> None:
+    """The Zócalo's colonia and cuadrante by shapely containment, its cells by h3-py, and
+    counts as /v1/aggregate gives them, to a key and to the public."""
+    import h3
+
+    lon, lat = -99.1332, 19.4326
+    year = {"start": "2023-01-01", "end": "2024-01-01"}
+    snap = sample_store.snapshot()
+    key = {"Authorization": f"Bearer {analyst_key}"}
+    got = client.get("/v1/locate", params={"lon": lon, "lat": lat, **year}, headers=key).json()
+    units = {u["unit"]: u for u in got["units"]}
+    for layer in ("colonia", "cuadrante"):
+        attrs = unit_attributes(snap, Unit("layer", layer=layer), geometry=True)
+        shapes = shapely.from_wkb(attrs.column("geometry").to_numpy(zero_copy_only=False))
+        (inside,) = [i for i, g in zip(attrs.column("unit_id").to_pylist(), shapes, strict=True)
+                     if g.contains(shapely.Point(lon, lat))]  # fmt: skip
+        assert units[layer]["id"] == inside
+        rows = client.get("/v1/aggregate", params={"unit": layer, **year}, headers=key).json()[
+            "rows"
+        ]
+        assert units[layer]["count"] == {r["unit_id"]: r["count"] for r in rows}.get(inside, 0)
+    cell15 = h3.latlng_to_cell(lat, lon, 15)
+    for res in range(5, 13):
+        assert units[f"h3:{res}"]["id"] == h3.cell_to_parent(cell15, res)
+    assert units["colonia"]["name"]
+    public = client.get("/v1/locate", params={"lon": lon, "lat": lat, **year}).json()
+    shown = {u["unit"]: u for u in public["units"]}
+    rows = client.get("/v1/aggregate", params={"unit": "colonia", **year}).json()["rows"]
+    assert shown["colonia"]["count"] == {r["unit_id"]: r["count"] for r in rows}.get(
+        shown["colonia"]["id"]
+    )
+    assert shown["h3:12"]["count"] is None and "h3:9" in shown["h3:12"]["note"]  # finer than public
+    far = client.get("/v1/locate", params={"lon": -2.0, "lat": 53.8}).json()
+    assert all(u["id"] is None for u in far["units"] if not u["unit"].startswith("h3"))

@@ -353,6 +353,7 @@ ROUTES = [
     ("/v1/near-repeat", {"start": "2023-01-01", "end": "2023-04-01"}),
     ("/v1/hotspots", {"method": "kde", "start": "2023-01-01", "end": "2023-04-01"}),
     ("/v1/snapshots", {}),
+    ("/v1/locate", {"lon": -99.1332, "lat": 19.4326, "start": "2023-01-01", "end": "2024-01-01"}),
     ("/v1/snapshots/diff", {"unit": "colonia"}),
 ]  # fmt: skip
 ANALYST_ONLY = ("/v1/incidents", "/v1/hotspots", "/v1/concentration", "/v1/hotspots/emerging",
@@ -428,6 +429,14 @@ def test_authorization_matrix(
         expected = {"public": None, "analyst-ssp": 0}.get(principal, 50_000)
         assert newest["records"] == expected
         assert (newest["batches"] is None) == (principal == "public")
+    if path == "/v1/locate":  # the colonia's count as /v1/aggregate gives it to this role
+        colonia = next(u for u in body["units"] if u["unit"] == "colonia")
+        if principal == "analyst-ssp":
+            assert colonia["count"] == 0
+        elif principal == "public":
+            assert colonia["count"] is None or colonia["count"] >= 5
+        else:
+            assert colonia["count"] > 0
     if path == "/v1/snapshots/diff":  # the ingest of the sample, seen by role
         assert body["released"] == (principal == "public")
         if principal == "public":
