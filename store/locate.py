@@ -11,9 +11,11 @@ from store.store import DEFAULT_STREET_DISTANCE
 
 
 def locate(snap: Snapshot, lon: float, lat: float) -> list[tuple[Unit, str | None]]:
-    """Each boundary layer's unit holding the point (None outside), the nearest street
-    segment within the ingest's distance (None beyond), and its H3 cells ``H3_MIN..H3_MAX``
-    (parents of its resolution-15 cell, as records are counted).
+    """The units holding a point, layer by layer.
+
+    Each boundary layer's unit (None outside), the nearest street segment within the
+    ingest's distance (None beyond), and the H3 cells ``H3_MIN..H3_MAX`` (parents of the
+    point's resolution-15 cell, as records are counted).
     """
     xs, ys = np.array([lon], np.float64), np.array([lat], np.float64)
     cell15 = points_to_cells(xs, ys)
