@@ -17,6 +17,7 @@ document.addEventListener("DOMContentLoaded", function () {
       hot: "caliente", cold: "frío", none: "sin patrón", key: "Clave de analista (opcional)",
       keyNeeded: "Los puntos calientes necesitan una clave de analista.", loading: "Cargando…",
       ready: "Listo", error: "Error", lang: "English", noData: "Sin datos",
+      nothingHere: "Ninguna unidad aquí.",
       place: "Buscar lugar", placeHint: "colonia, calle, cuadrante…", noPlace: "Sin resultados",
       byMonth: "Mes a mes (misma escala de color)", play: "Reproducir", pause: "Pausa",
       period: "Periodo publicado", other: "— otro (con clave) —",
@@ -34,6 +35,7 @@ document.addEventListener("DOMContentLoaded", function () {
       hot: "hot", cold: "cold", none: "no pattern", key: "Analyst key (optional)",
       keyNeeded: "Hot spots need an analyst key.", loading: "Loading…", ready: "Ready",
       error: "Error", lang: "Español", noData: "No data",
+      nothingHere: "No unit here.",
       place: "Find a place", placeHint: "colonia, street, cuadrante…", noPlace: "No match",
       byMonth: "Month by month (one colour scale)", play: "Play", pause: "Pause",
       period: "Published period", other: "— other (with a key) —",
@@ -140,6 +142,25 @@ document.addEventListener("DOMContentLoaded", function () {
   }
   addBasemap();
 
+  /* What is here (/v1/locate): a click where no layer answers shows the units holding the
+     point (colonia, alcaldía, cuadrante, street) and their counts for the filters. A click
+     on a colonia, street or hexagon is theirs: they mark its event first. */
+  var lastFeatureEvent = null;
+  function featureClicked(e) { lastFeatureEvent = e.originalEvent || e; }
+  map.on("click", function (e) {
+    if (e.originalEvent && e.originalEvent === lastFeatureEvent) { return; }
+    var params = new URLSearchParams(query([["lon", e.latlng.lng.toFixed(6)], ["lat", e.latlng.lat.toFixed(6)]]));
+    getJSON("/v1/locate?" + params.toString()).then(function (b) {
+      var rows = b.units.filter(function (u) { return u.id !== null && u.unit.indexOf("h3:") !== 0; });
+      var html = rows.length ? rows.map(function (u) {
+        return "<div><b>" + esc(u.unit) + ":</b> " + esc(u.name || u.id) + " — " +
+          (u.count === null ? esc(t.withheld) : fmt(u.count) + " " + t.incidents) + "</div>";
+      }).join("") : esc(t.nothingHere);
+      L.popup().setLatLng(e.latlng).setContent('<div class="cuadra-here">' + html + "</div>").openOn(map);
+      document.body.dataset.located = String(rows.length);
+    }).catch(fail);
+  });
+
   /* Heatmap and hexagon tiles: their URLs carry the filters; setUrl reloads in place. */
   var tileOpts = { minZoom: config.minZoom, maxZoom: config.maxZoom, attribution: config.attribution };
   var heat = L.tileLayer("", Object.assign({ opacity: 0.85 }, tileOpts));
@@ -176,6 +197,7 @@ document.addEventListener("DOMContentLoaded", function () {
     }).catch(fail);
   }
   hex.on("click", function (e) {
+    featureClicked(e);
     var p = e.layer.properties;
     L.popup().setLatLng(e.latlng).setContent(
       "<b>H3 " + esc(p.h3) + "</b><br>" + fmt(p.count) + " " + t.incidents).openOn(map);
@@ -243,7 +265,8 @@ document.addEventListener("DOMContentLoaded", function () {
           return { weight: 0.6, color: "#555", fillColor: c || "#cccccc", fillOpacity: c ? 0.55 : 0.15 };
         };
         colonias.options.onEachFeature = function (f, lyr) {
-          lyr.on("click", function () {
+          lyr.on("click", function (e) {
+            featureClicked(e);
             var r = byId[f.properties.unit_id];
             lyr.bindPopup("<b>" + esc(f.properties.name || f.properties.unit_id) + "</b><br>" +
               (r ? fmt(r.count) + " " + t.incidents + "<br>" + fmt(r.rate_per_100k) + " " + t.rateShort
@@ -375,6 +398,7 @@ document.addEventListener("DOMContentLoaded", function () {
   }
   if (streets) {
     streets.on("click", function (e) {
+      featureClicked(e);
       var p = e.layer.properties;
       L.popup().setLatLng(e.latlng).setContent("<b>" + esc(p.name || p.street_id) + "</b><br>" +
         fmt(p.count) + " " + t.incidents).openOn(map);

@@ -349,6 +349,26 @@ def test_find_a_place_by_name(server: str, browser: object) -> None:
     assert inside and inside >= 14, inside
 
 
+def test_what_is_here_on_a_click(server: str, browser: object) -> None:
+    """A click where no layer answers shows the units holding the point, as /v1/locate."""
+    driver = browser
+    period = "start=2023-01-01&end=2024-01-01"
+    driver.get(f"{server}/map?{period}")  # type: ignore[attr-defined]
+    _wait(driver, "document.body.dataset.layersReady === '1'")
+    driver.execute_script(  # type: ignore[attr-defined]
+        "const c = window.cuadra; c.map.removeLayer(c.layers.colonias);"
+        "c.map.fire('click', {latlng: L.latLng(19.4326, -99.1332), originalEvent: new MouseEvent('click')});"
+    )
+    _wait(
+        driver,
+        "Number(document.body.dataset.located) > 0 && !!document.querySelector('.cuadra-here')",
+    )
+    popup = driver.execute_script("return document.querySelector('.cuadra-here').textContent")  # type: ignore[attr-defined]
+    with urllib.request.urlopen(f"{server}/v1/locate?lon=-99.1332&lat=19.4326&{period}") as answer:
+        units = {u["unit"]: u for u in json.load(answer)["units"]}
+    assert units["colonia"]["name"] in popup and units["cuadrante"]["id"] in popup, popup
+
+
 def test_map_inputs_resolve_names(server: str, browser: object) -> None:
     """A name typed in the URL shows as the real one; an unknown one says the closest."""
     driver = browser
