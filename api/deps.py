@@ -15,7 +15,7 @@ from pydantic import StringConstraints
 from geo.types import BBox
 from store import Store
 from store.engine import Cursor
-from store.filters import FilterError, Filters
+from store.filters import Circle, FilterError, Filters
 from store.snapshot import Snapshot
 
 T = TypeVar("T")
@@ -126,7 +126,8 @@ class CommonFilters:
         Query(
             pattern=r"^[a-z0-9_]+:.+$",
             max_length=200,
-            description="layer:id, e.g. alcaldia:COYOACAN or colonia:03-045.",
+            description="layer:id, e.g. alcaldia:COYOACAN or colonia:03-045; or, with an "
+            "analyst key, circle:lon,lat,metres (a radius of up to 20 km).",
             examples=["alcaldia:COYOACAN"],
         ),
     ] = None
@@ -136,10 +137,13 @@ class CommonFilters:
         box = None
         if self.bbox is not None:
             box = BBox(*(float(v) for v in self.bbox.split(",")))
-        within = None
+        within, circle = None, None
         if self.within is not None:
             layer, _, ident = self.within.partition(":")
-            within = (layer, ident)
+            if layer == "circle":
+                circle = _circle(ident)
+            else:
+                within = (layer, ident)
         for w in self.weekday or []:
             if not 0 <= w <= 6:
                 raise FilterError("weekday", w, "must be 0 (Monday) to 6 (Sunday)")
@@ -153,7 +157,17 @@ class CommonFilters:
             weekdays=tuple(self.weekday or ()),
             bbox=box,
             within=within,
+            circle=circle,
         )
+
+
+def _circle(text: str) -> Circle:
+    """``lon,lat,metres`` of ``within=circle:...``; FilterError otherwise."""
+    try:
+        lon, lat, metres = (float(v) for v in text.split(","))
+    except ValueError:
+        raise FilterError("within", f"circle:{text}", "circle:lon,lat,metres (numbers)") from None
+    return Circle(lon, lat, metres)
 
 
 def query_group(cls: type[T]) -> Callable[..., Awaitable[T]]:

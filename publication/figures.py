@@ -64,7 +64,16 @@ def refusal(exc: NotPublished) -> FilterError:
 
 
 def check_public_filters(flt: Filters) -> None:
-    """Hours and weekdays are not published: FilterError naming the parameter."""
+    """Hours, weekdays and ad hoc shapes are not published: FilterError naming the parameter."""
+    if flt.circle is not None:
+        # Two circles a house apart would difference a count below k: the public's areas
+        # are whole release units (docs/privacy.md).
+        raise FilterError(
+            "within",
+            "circle",
+            "public figures are by whole units (within=colonia:..., bbox); an API key "
+            "opens circles",
+        )
     if flt.hour_from is not None:
         raise FilterError(
             "hour_from",

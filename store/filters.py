@@ -6,10 +6,11 @@ column names checked against the snapshot's own list of layers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from geo.types import BBox
 from store.cubes import month_aligned
@@ -21,6 +22,18 @@ MAX_LIST = 50
 MAX_BBOX_AREA = 25.0
 EARLIEST = date(1900, 1, 1)
 LATEST = date(2199, 12, 31)
+
+
+EARTH_RADIUS_M = 6_371_008.8  # the mean radius (IUGG): haversine distances in metres
+MAX_RADIUS_M = 20_000.0
+
+
+class Circle(NamedTuple):
+    """Points within ``metres`` of a centre (great-circle distance on the mean sphere)."""
+
+    lon: float
+    lat: float
+    metres: float
 
 
 class FilterError(StoreError):
@@ -52,6 +65,8 @@ class Filters:
         Points inside (edges included).
     within
         ``(layer, id)``: points in that polygon of a boundary layer.
+    circle
+        Points within a distance of a centre (an analyst's ad hoc area).
     sources
         Any of these sources (empty: all); an API key's scope lands here.
     include_sensitive
@@ -67,6 +82,7 @@ class Filters:
     weekdays: tuple[int, ...] = ()
     bbox: BBox | None = None
     within: tuple[str, str] | None = None
+    circle: Circle | None = None
     sources: tuple[str, ...] = field(default=())
     # False leaves out offenses the taxonomy flags as sensitive (public fine-grained views).
     include_sensitive: bool = True
@@ -105,6 +121,12 @@ class Filters:
                 ":".join(self.within),
                 f"no boundary layer {self.within[0]!r} (layers: {', '.join(layers) or 'none'})",
             )
+        if self.circle is not None:
+            c = self.circle
+            if not (-180 <= c.lon <= 180 and -90 <= c.lat <= 90 and 0 < c.metres <= MAX_RADIUS_M):
+                shown = f"circle:{c.lon},{c.lat},{c.metres:g}"
+                why = f"a centre lon,lat and a radius of 1 to {MAX_RADIUS_M:,.0f} metres"
+                raise FilterError("within", shown, why)
         for name, values in (("category", self.categories), ("offense", self.offenses)):
             if len(values) > MAX_LIST:
                 raise FilterError(name, len(values), f"at most {MAX_LIST} values")
@@ -119,6 +141,7 @@ class Filters:
             self.hour_from is None
             and not self.weekdays
             and self.bbox is None
+            and self.circle is None
             and month_aligned(self.start)
             and month_aligned(self.end)
             and (self.within is None or self.within[0] == unit_layer)
@@ -183,4 +206,17 @@ class Filters:
             else:
                 parts.append(f"{quote(layer)} = ?")
                 params.append(ident)
+        if self.circle is not None:
+            c = self.circle
+            # A box around the circle first (the Parquet statistics prune row groups), then
+            # the haversine distance.
+            dlat = math.degrees(c.metres / EARTH_RADIUS_M)
+            dlon = dlat / max(math.cos(math.radians(c.lat)), 1e-6)
+            parts.append(
+                "lon BETWEEN ? AND ? AND lat BETWEEN ? AND ? AND 2 * ? * asin(sqrt("
+                "pow(sin(radians(lat - ?) / 2), 2) + cos(radians(?)) * cos(radians(lat)) * "
+                "pow(sin(radians(lon - ?) / 2), 2))) <= ?"
+            )
+            params.extend([c.lon - dlon, c.lon + dlon, c.lat - dlat, c.lat + dlat])
+            params.extend([EARTH_RADIUS_M, c.lat, c.lat, c.lon, c.metres])
         return (" AND ".join(parts) or "TRUE"), params
