@@ -69,8 +69,11 @@ def area_bounds(snap: Snapshot) -> tuple[float, float, float, float] | None:
     return snap.memo(AREA_BOUNDS, (), bounds)
 
 
-def attribution(setting: str | None, snap: Snapshot) -> str:
-    """The credit maps and TileJSON show: the setting, else each stored source's own."""
+def attribution(setting: str | None, snap: Snapshot, lang: str = "es") -> str:
+    """The credit maps and TileJSON show: the setting, else each stored source's own.
+
+    ``Datos: …`` on Spanish pages and in TileJSON, ``Data: …`` on English ones.
+    """
     if setting:
         return setting
     from ingest.profiles import load_profile
@@ -81,7 +84,8 @@ def attribution(setting: str | None, snap: Snapshot) -> str:
             credits.append(load_profile(source).attribution or source)
         except Exception:  # noqa: BLE001 - a profile given by path at ingest: its name
             credits.append(source)
-    return f"Datos: {', '.join(credits)} · Cuadra" if credits else "Cuadra"
+    label = "Data" if lang == "en" else "Datos"
+    return f"{label}: {', '.join(credits)} · Cuadra" if credits else "Cuadra"
 
 
 def street_shapes(snap: Snapshot) -> StreetShapes | None:

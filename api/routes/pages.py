@@ -79,7 +79,7 @@ def _page(
     fmap.default_js = SCRIPTS
     fmap.default_css = STYLES
     base = basemap.choose(settings.basemap, settings.basemap_url, snap.store)
-    credit = attribution(settings.attribution, snap)
+    credit = attribution(settings.attribution, snap, lang)
     if base.kind == "xyz":
         folium.TileLayer(tiles=base.url, attr=credit, name="basemap", max_zoom=MAX_ZOOM).add_to(
             fmap
