@@ -188,14 +188,7 @@ def build_table(
     first = suppress_members(value, ks, relations.rel[plus], relations.cell[plus], relations.slack)
     k_of_node = np.where(tree.sensitive, rules.k_sensitive, rules.k).astype(np.int64)
     checked = _audit(value, ks, first, relations, k_of_node, len(tree.names), whole, family.parent)
-    slices: dict[tuple[int, int, int], tuple[int, int]] = {}
-    if unit.size:
-        trio = np.stack([period, node, res], axis=1)
-        bounds = np.flatnonzero((trio[1:] != trio[:-1]).any(axis=1)) + 1
-        starts = np.concatenate([[0], bounds])
-        stops = np.concatenate([bounds, [unit.size]])
-        for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
-            slices[(int(period[a]), int(node[a]), int(res[a]))] = (a, b)
+    slices = _slices(period, node, res)
     n = unit.size
     # Bounds are kept where other tables sum to these cells (all but H3's, the largest).
     kept = (
@@ -223,6 +216,19 @@ def build_table(
         slices=slices,
         checked=kept,
     )
+
+
+def _slices(period: Ints, node: Ints, res: Ints) -> dict[tuple[int, int, int], tuple[int, int]]:
+    """Where each (period, node, resolution) run starts and stops in the sorted cells."""
+    slices: dict[tuple[int, int, int], tuple[int, int]] = {}
+    if period.size:
+        trio = np.stack([period, node, res], axis=1)
+        bounds = np.flatnonzero((trio[1:] != trio[:-1]).any(axis=1)) + 1
+        starts = np.concatenate([[0], bounds])
+        stops = np.concatenate([bounds, [period.size]])
+        for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+            slices[(int(period[a]), int(node[a]), int(res[a]))] = (a, b)
+    return slices
 
 
 def _audit(
