@@ -76,6 +76,16 @@ def attribution(setting: str | None, snap: Snapshot, lang: str = "es") -> str:
     """
     if setting:
         return setting
+    label = "Data" if lang == "en" else "Datos"
+    credits = snap.memo(CREDITS, (), lambda: _credits(snap))
+    return f"{label}: {', '.join(credits)} · Cuadra" if credits else "Cuadra"
+
+
+CREDITS = Kind("source credits", items=8)
+
+
+def _credits(snap: Snapshot) -> tuple[str, ...]:
+    # Each stored source's profile, read once per snapshot (every page and TileJSON asks).
     from ingest.profiles import load_profile
 
     credits = []
@@ -84,8 +94,7 @@ def attribution(setting: str | None, snap: Snapshot, lang: str = "es") -> str:
             credits.append(load_profile(source).attribution or source)
         except Exception:  # noqa: BLE001 - a profile given by path at ingest: its name
             credits.append(source)
-    label = "Data" if lang == "en" else "Datos"
-    return f"{label}: {', '.join(credits)} · Cuadra" if credits else "Cuadra"
+    return tuple(credits)
 
 
 def street_shapes(snap: Snapshot) -> StreetShapes | None:
