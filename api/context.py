@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import date
 from typing import Annotated, Any
 
+import shapely
 from fastapi import Depends, Request
 
 from api.auth import Principal, PrincipalDep
@@ -20,8 +21,9 @@ from disclosure.rules import PublicRules
 from publication.figures import PublicView, public_view, visible_names
 from store.aggregate import Unit, time_unknown
 from store.engine import Cursor
-from store.filters import Filters
+from store.filters import FilterError, Filters
 from store.names import resolve, snapshot_names
+from store.shapes import Shape
 from store.snapshot import Kind, Snapshot
 
 LEFT_OUT = Kind("records an hour window left out", items=1024)
@@ -37,6 +39,7 @@ class Ask:
     snap: Snapshot
     cursor: Cursor
     common: CommonFilters
+    shape: Shape | None = None  # a polygon posted in the body (api/areas.py)
 
     @property
     def rules(self) -> PublicRules:
@@ -61,6 +64,12 @@ class Ask:
         unknown one is a 400 with the closest (store/names.py).
         """
         flt = self.common.to_filters()
+        if self.shape is not None:
+            if flt.circle is not None:
+                raise FilterError(
+                    "within", self.common.within, "give one drawn area: a circle or a polygon"
+                )
+            flt = replace(flt, shape=self.shape)
         if not (flt.offenses or flt.categories):
             return flt
         if self.principal.public:
@@ -101,9 +110,14 @@ class Ask:
             return self.headers
         return {**self.headers, LEFT_OUT_HEADER: str(left_out)}
 
-    def answering(self, unit: Unit | None) -> tuple[Filters, PublicView | None]:
-        """The filters the request is answered with, and the public view (None for a key)."""
-        return answering(self.request, self.principal, self.snap, self.filters(), unit)
+    def answering(
+        self, unit: Unit | None, drawn: bool = False
+    ) -> tuple[Filters, PublicView | None]:
+        """The filters the request is answered with, and the public view (None for a key).
+
+        ``drawn``: the route answers the public's drawn area by the units it touches.
+        """
+        return answering(self.request, self.principal, self.snap, self.filters(), unit, drawn)
 
 
 async def get_ask(
@@ -126,6 +140,7 @@ def answering(
     snap: Snapshot,
     flt: Filters,
     unit: Unit | None,
+    drawn: bool = False,
 ) -> tuple[Filters, PublicView | None]:
     """The filters a request is answered with: a key's source scope, or the public view.
 
@@ -133,14 +148,19 @@ def answering(
     offense set, and its filters are what the figures count.
     """
     if principal.public:
-        pub = public_view(snap, request.app.state.rules, flt, unit)
+        pub = public_view(snap, request.app.state.rules, flt, unit, drawn=drawn)
         return pub.filters, pub
     return (replace(flt, sources=principal.scopes) if principal.scopes else flt), None
 
 
 def echo(flt: Filters) -> dict[str, Any]:
     """The filters as a response's ``filters`` field: the ones set, as JSON values."""
-    out = {k: v for k, v in asdict(flt).items() if v not in (None, ())}
+    out = {k: v for k, v in asdict(flt).items() if v not in (None, ()) and k != "shape"}
+    if flt.shape is not None:
+        out["polygon"] = {
+            "vertices": int(shapely.get_num_coordinates(flt.shape.geometry)),
+            "area_km2": round(flt.shape.area_km2(), 4),
+        }
     return {
         k: str(v) if isinstance(v, date) else list(v) if isinstance(v, tuple) else v
         for k, v in out.items()

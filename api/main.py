@@ -21,6 +21,7 @@ from api.privacy import rules_from_settings
 from api.ratelimit import RateLimit
 from api.routes import (
     aggregates,
+    area,
     concentration,
     emerging,
     hotspots,
@@ -82,6 +83,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(tiles.router)
     app.include_router(layers.router)
     app.include_router(places.router)
+    app.include_router(area.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     if not (pages.VENDOR / "leaflet" / "leaflet.js").exists():

@@ -12,13 +12,15 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 
+from disclosure.offenses import ALL
 from disclosure.periods import Period
 from disclosure.rules import NotPublished, PublicRules
 from geo.cells import cells_to_latlng, hex_to_cells
-from publication import tables
-from store.aggregate import Unit, aggregate, unit_attributes
+from publication import areas, tables
+from store.aggregate import Unit, aggregate
 from store.engine import Cursor
 from store.filters import FilterError, Filters
 from store.names import Names
@@ -63,16 +65,19 @@ def refusal(exc: NotPublished) -> FilterError:
     return FilterError(exc.parameter, exc.value, exc.message)
 
 
-def check_public_filters(flt: Filters) -> None:
-    """Hours, weekdays and ad hoc shapes are not published: FilterError naming the parameter."""
-    if flt.circle is not None:
-        # Two circles a house apart would difference a count below k: the public's areas
-        # are whole release units (docs/privacy.md).
+def check_public_filters(flt: Filters, drawn: bool = False) -> None:
+    """Hours and weekdays are not published: FilterError naming the parameter.
+
+    A drawn area is answered by the whole units it touches (publication/areas.py) where
+    the route does so (``drawn``), and refused elsewhere.
+    """
+    if not drawn and flt.drawn() is not None:
         raise FilterError(
             "within",
-            "circle",
-            "public figures are by whole units (within=colonia:..., bbox); an API key "
-            "opens circles",
+            "circle" if flt.circle is not None else "polygon",
+            "this public figure is not given for a drawn area; /v1/aggregate, /v1/timeseries, "
+            "/v1/compare and /v1/area answer one by the whole units it touches, an API key "
+            "opens exact areas",
         )
     if flt.hour_from is not None:
         raise FilterError(
@@ -94,14 +99,16 @@ def public_view(
     flt: Filters,
     unit: Unit | None,
     period: Period | None = None,
+    drawn: bool = False,
 ) -> PublicView:
     """The release cells a public request reads; FilterError for what is not published.
 
     The period is ``period``, else ``[start, end)`` which must be one calendar year,
-    quarter or month, else the snapshot's last whole year.
+    quarter or month, else the snapshot's last whole year. ``drawn``: the route answers
+    a drawn area by the units it touches.
     """
     flt.check(snap.boundary_layers)
-    check_public_filters(flt)
+    check_public_filters(flt, drawn)
     if unit is not None and unit.kind == "h3" and (unit.res or 0) > rules.finest_h3:
         raise FilterError(
             "unit",
@@ -150,6 +157,8 @@ class Published:
     total: int | None  # None when withheld
     unassigned: int | None
     withheld: bool
+    # A drawn area, to the public: the units it touches, whose cells answer for it.
+    area_units: list[str] | None = None
 
 
 def published_counts(
@@ -174,9 +183,25 @@ def published_counts(
     if pub.filters.bbox is not None or pub.filters.within is not None:
         table = table.filter(pa.array(_selected(snap, unit, ids, pub.filters), pa.bool_()))
     order = np.lexsort((np.arange(table.num_rows), -table.column("count").to_numpy()))
-    return Published(
-        table.take(pa.array(order)), total(snap, pub, rules, cursor), outside, withheld
-    )
+    table = table.take(pa.array(order))
+    shape = pub.filters.drawn()
+    if shape is None:
+        return Published(table, total(snap, pub, rules, cursor), outside, withheld)
+    return _touched(snap, unit, table, withheld, shape)
+
+
+def _touched(snap: Snapshot, unit: Unit, table: pa.Table, withheld: bool, shape: Any) -> Published:
+    """The published cells of the units a drawn area touches; their sum if all are published.
+
+    A touched unit without a published cell is a zero or withheld: the sum is then unknown.
+    """
+    units = areas.covered(snap, unit, shape)
+    ids = table.column("unit_id").to_pylist()
+    keep = set(units)
+    table = table.filter(pa.array([i in keep for i in ids], pa.bool_()))
+    whole = table.num_rows == len(units)
+    summed = int(pc.sum(table.column("count")).as_py() or 0) if whole else None
+    return Published(table, summed, None, withheld or not whole, units)
 
 
 def _cells(
@@ -242,6 +267,63 @@ def series(
     return out
 
 
+def area_series(
+    snap: Snapshot,
+    pub: PublicView,
+    rules: PublicRules,
+    unit: Unit,
+    months: list[date],
+    cursor: Any,
+) -> tuple[list[str], list[int | None]]:
+    """A drawn area's public monthly series: the units it touches and their sum.
+
+    The units are of ``unit``'s kind; a month is None where any unit's is withheld or zero.
+    """
+    drawn = pub.filters.drawn()
+    assert drawn is not None
+    units = areas.covered(snap, unit, drawn)
+    if len(units) > MAX_AREA_UNITS:
+        raise FilterError(
+            "within",
+            f"{len(units)} units",
+            f"the area touches {len(units):,} units; public series go up to "
+            f"{MAX_AREA_UNITS}: draw a smaller area or use coarser units",
+        )
+    parts = [series(snap, pub, rules, unit, u, months, cursor) for u in units]
+    return units, areas.summed(parts, len(months))
+
+
+def area_breakdown(
+    snap: Snapshot, pub: PublicView, rules: PublicRules, unit: Unit, units: list[str], cursor: Any
+) -> dict[str, int]:
+    """Published counts of every category and offense over whole units, by forest name.
+
+    Names as the forest spells them (``c:<category>``, ``o:<offense>``); a name is left
+    out where any of ``units`` has no published cell of it (withheld, or a zero), and
+    sensitive ones where the unit is too fine for them.
+    """
+    table = tables.published_table(
+        snap, tables.unit_family(unit), pub.period.year, rules, cursor, pub.published_until
+    )
+    tree = tables.forest(snap)
+    fine = not coarse(rules, unit)
+    res = (unit.res or 0) if unit.kind == "h3" else 0
+    wanted = set(units)
+    out: dict[str, int] = {}
+    for node, name in enumerate(tree.names):
+        if node == tree.index[ALL] or (fine and bool(tree.sensitive[node])):
+            continue
+        ids, values, _, _ = table.shown(pub.period.code, node, res)
+        got = [int(v) for i, v in zip(ids, values, strict=True) if i in wanted]
+        if wanted and len(got) == len(wanted):
+            out[name] = sum(got)
+    return out
+
+
+# Units a public drawn area's series may add up (one lookup per unit and month).
+MAX_AREA_UNITS = 400
+
+
 def _selected(snap: Snapshot, unit: Unit, ids: list[str], flt: Filters) -> list[bool]:
     """Units whose representative point lies in the bbox and the ``within`` polygon.
 
@@ -255,7 +337,7 @@ def _selected(snap: Snapshot, unit: Unit, ids: list[str], flt: Filters) -> list[
         points = shapely.points(lon, lat)
     else:
         assert unit.layer is not None
-        index, _, surface = _shapes(snap, unit)
+        index, _, surface = areas.layer_shapes(snap, unit)
         points = surface[[index[i] for i in ids]]
     keep = np.ones(len(ids), dtype=bool)
     if flt.bbox is not None:
@@ -263,28 +345,11 @@ def _selected(snap: Snapshot, unit: Unit, ids: list[str], flt: Filters) -> list[
         keep &= shapely.intersects(points, shapely.box(b.minlon, b.minlat, b.maxlon, b.maxlat))
     if flt.within is not None:
         layer, ident = flt.within
-        index, shapes, _ = _shapes(snap, Unit("layer", layer=layer))
+        index, shapes, _ = areas.layer_shapes(snap, Unit("layer", layer=layer))
         if ident not in index:
             return [False] * len(ids)
         keep &= shapely.intersects(points, shapes[index[ident]])
     return keep.tolist()
-
-
-def _shapes(snap: Snapshot, unit: Unit) -> tuple[dict[str, int], Any, Any]:
-    """A layer's ids (to positions), geometries and representative points, once per version."""
-    assert unit.layer is not None
-
-    def parse() -> tuple[dict[str, int], Any, Any]:
-        attrs = unit_attributes(snap, unit, geometry=True)
-        shapes = shapely.from_wkb(attrs.column("geometry").to_numpy(zero_copy_only=False))
-        index = {str(u): i for i, u in enumerate(attrs.column("unit_id").to_pylist())}
-        return index, shapes, shapely.point_on_surface(shapes)
-
-    return snap.memo(SHAPES, unit.layer, parse)
-
-
-# A layer's shapes, parsed once per snapshot (a few layers; colonias are ~10 MB).
-SHAPES = Kind("layer shapes", items=8)
 
 
 # The names the public may see, per snapshot, rules and publication day.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import duckdb
 
+from store.shapes import register
+
 Cursor = duckdb.DuckDBPyConnection
 """A cursor of the engine: one per thread (a connection is not thread-safe)."""
 
@@ -16,8 +18,13 @@ QueryInterrupted = duckdb.InterruptException
 
 
 def open_engine(threads: int = 2) -> Cursor:
-    """An in-memory engine whose cursors the store's queries run on."""
-    return duckdb.connect(config={"threads": threads})
+    """An in-memory engine whose cursors the store's queries run on.
+
+    Its cursors know ``cuadra_inside`` (the test of a drawn area, store/shapes.py).
+    """
+    con = duckdb.connect(config={"threads": threads})
+    register(con)
+    return con
 
 
 def version() -> str:

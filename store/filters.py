@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from geo.types import BBox
 from store.cubes import month_aligned
 from store.errors import StoreError
+from store.shapes import Shape, circle_polygon, condition
 from store.sql import quote
 
 MAX_LIST = 50
@@ -67,6 +68,8 @@ class Filters:
         ``(layer, id)``: points in that polygon of a boundary layer.
     circle
         Points within a distance of a centre (an analyst's ad hoc area).
+    shape
+        Points in a drawn polygon or multipolygon, edges included (store/shapes.py).
     sources
         Any of these sources (empty: all); an API key's scope lands here.
     include_sensitive
@@ -83,6 +86,7 @@ class Filters:
     bbox: BBox | None = None
     within: tuple[str, str] | None = None
     circle: Circle | None = None
+    shape: Shape | None = None
     sources: tuple[str, ...] = field(default=())
     # False leaves out offenses the taxonomy flags as sensitive (public fine-grained views).
     include_sensitive: bool = True
@@ -131,6 +135,15 @@ class Filters:
             if len(values) > MAX_LIST:
                 raise FilterError(name, len(values), f"at most {MAX_LIST} values")
 
+    def drawn(self) -> Any | None:
+        """The drawn area (a polygon, or a circle as the polygon around it), or None."""
+        if self.shape is not None:
+            return self.shape.geometry
+        if self.circle is not None:
+            c = self.circle
+            return circle_polygon(c.lon, c.lat, c.metres)
+        return None
+
     def fits_cube(self, unit_layer: str | None) -> bool:
         """True when a month × offense cube of ``unit_layer``'s units answers exactly.
 
@@ -142,6 +155,7 @@ class Filters:
             and not self.weekdays
             and self.bbox is None
             and self.circle is None
+            and self.shape is None
             and month_aligned(self.start)
             and month_aligned(self.end)
             and (self.within is None or self.within[0] == unit_layer)
@@ -219,4 +233,8 @@ class Filters:
             )
             params.extend([c.lon - dlon, c.lon + dlon, c.lat - dlat, c.lat + dlat])
             params.extend([EARTH_RADIUS_M, c.lat, c.lat, c.lon, c.metres])
+        if self.shape is not None:
+            sql, values = condition(self.shape)
+            parts.append(sql)
+            params.extend(values)
         return (" AND ".join(parts) or "TRUE"), params

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 import shapely
 
-from geo.cells import cells_to_hex
+from geo.cells import cells_to_hex, polygon_cells
 from geo.hotspots import GiWeights, h3_weights, queen_weights
 from store.aggregate import Unit
 from store.filters import FilterError
@@ -116,6 +117,41 @@ def study_area(snap: Snapshot, unit: Unit, area: str | None, k: int = 1) -> Stud
         )
     parts = snap.memo(STUDY_AREAS, (layer, res, k), lambda: _cell_area(cells_path, res, k))
     return StudyArea(*parts, layer, f"{k}-ring")
+
+
+def drawn_study_area(snap: Snapshot, unit: Unit, drawn: Any, k: int = 1) -> StudyArea:
+    """The study area of a drawn area: the H3 cells or the layer's polygons it touches.
+
+    Cells have their k-ring neighbours among them, polygons their queen neighbours.
+    """
+    if unit.kind == "street":
+        raise FilterError("unit", "street", "hot spots need cells or polygons, not streets")
+    if unit.kind == "layer":
+        assert unit.layer is not None
+        if k != 1:
+            raise FilterError("k", k, "polygons have queen neighbours; k applies to H3 cells")
+        table = read_layer_columns(snap.path(snap.layer(unit.layer).path), ("id", "geometry"))
+        geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+        hit = np.flatnonzero(shapely.intersects(geoms, drawn))
+        ids = [str(table.column("id")[int(i)].as_py()) for i in hit]
+        weights = queen_weights(geoms[hit])
+        position = {u: i for i, u in enumerate(ids)}
+        return StudyArea(ids, position, weights, GiWeights.of(weights), "drawn area", "queen")
+    assert unit.res is not None
+    if unit.res > MAX_RES:
+        raise FilterError("unit", f"h3:{unit.res}", f"study areas go down to h3:{MAX_RES}")
+    cells = polygon_cells(drawn, unit.res, touching=True)
+    pairs = int(cells.size) * (3 * k * (k + 1) + 1)
+    if pairs > MAX_PAIRS:
+        raise FilterError(
+            "unit",
+            f"h3:{unit.res}",
+            f"the drawn area's h3:{unit.res} cells with k = {k} make {pairs:,} neighbour pairs, "
+            f"more than {MAX_PAIRS:,}: use coarser cells or a smaller k",
+        )
+    ids, weights = cells_to_hex(cells), h3_weights(cells, k)
+    position = {u: i for i, u in enumerate(ids)}
+    return StudyArea(ids, position, weights, GiWeights.of(weights), "drawn area", f"{k}-ring")
 
 
 def _cell_area(cells_path: Path, res: int, k: int) -> _Parts:

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.areas import area_route
 from api.context import Ask, AskDep
 from api.deps import query_group
 from api.errors import ERROR_RESPONSES
@@ -25,7 +26,16 @@ from api.responses import csv_safe, json_response
 from disclosure.rules import NotPublished
 from geo.cells import cells_to_polygons, hex_to_cells
 from geo.stats import poisson_rate_test
-from publication.figures import PublicView, Published, public_view, published_counts, series, today
+from publication.areas import basis, covered
+from publication.figures import (
+    PublicView,
+    Published,
+    area_series,
+    public_view,
+    published_counts,
+    series,
+    today,
+)
 from publication.tables import Period, cutoff
 from publication.tables import default_period as release_default
 from store.aggregate import Unit, compare_periods, timeseries, unit_attributes
@@ -75,6 +85,18 @@ class PrivacyBlock(BaseModel):
     published_until: str = Field(description="The first day not published (delay).")
 
 
+class AreaBlock(BaseModel):
+    """A public answer for a drawn area: the whole units whose published cells answer it."""
+
+    model_config = ConfigDict(extra="forbid")
+    unit: str = Field(description="The kind of unit.")
+    units: list[str] = Field(
+        description="Every unit the drawn area touches. The public's figures are these "
+        "units' published cells (a unit without a row is a zero or withheld); an API key "
+        "gets the records inside the area itself."
+    )
+
+
 class AggregateResponse(BaseModel):
     """Counts per unit, occupied units only, largest first."""
 
@@ -87,10 +109,14 @@ class AggregateResponse(BaseModel):
         description="Of those, incidents in no unit (outside every polygon, or no street within 50 m); null if suppressed."
     )
     privacy: PrivacyBlock | None = Field(description="Public responses: the rules applied.")
+    area: AreaBlock | None = Field(
+        default=None, description="Public answers for a drawn area: the units answering it."
+    )
     rows: list[AggregateRow]
 
 
-@router.get(
+@area_route(
+    router,
     "/aggregate",
     response_model=AggregateResponse,
     summary="Counts per unit",
@@ -122,8 +148,11 @@ def get_aggregate(
     `/v1/aggregate?unit=colonia&start=2023-01-01&end=2024-01-01&offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA&hour_from=22&hour_to=6`.
     """
     parsed = ask.unit(unit)
-    flt, pub = ask.answering(parsed)
+    flt, pub = ask.answering(parsed, drawn=True)
     shown = published_counts(ask.snap, parsed, flt, pub, ask.rules, ask.cursor)
+    area = (
+        {"area": {"unit": unit, "units": shown.area_units}} if shown.area_units is not None else {}
+    )
     table, total, unassigned = shown.table, shown.total, shown.unassigned
     privacy = pub.describe(shown.withheld) if pub is not None else None
     rows, geometries = _rows(ask.snap, parsed, table, with_geometry=format is Format.geojson)
@@ -142,6 +171,7 @@ def get_aggregate(
             "total": total,
             "unassigned": unassigned,
             "privacy": privacy,
+            **area,
             "features": features,
         }
         return json_response(body, headers, media_type="application/geo+json")
@@ -154,6 +184,7 @@ def get_aggregate(
         "total": total,
         "unassigned": unassigned,
         "privacy": privacy,
+        **area,
         "rows": rows,
     }
     return json_response(payload, headers)
@@ -180,7 +211,8 @@ def _public_months(
         raise FilterError("end", flt.end.isoformat(), f"must be after start {first}")
     if first >= until:
         raise FilterError("start", first.isoformat(), f"public figures end before {until}")
-    probe = public_view(snap, rules, replace(flt, start=None, end=None), unit, Period.month(first))
+    whole = replace(flt, start=None, end=None)
+    probe = public_view(snap, rules, whole, unit, Period.month(first), drawn=True)
     last = min(flt.end or (default.end if flt.start is None else until), until)
     months = []
     day = first
@@ -233,6 +265,24 @@ def _rows(
     return rows, geometries
 
 
+def top_rows(ask: Ask, unit: Unit, n: int) -> list[dict[str, Any]]:
+    """The ``n`` busiest units as the request may see them: unit_id, name, count.
+
+    Drawn areas as /v1/aggregate answers them (the public: the whole units touched).
+    """
+    flt, pub = ask.answering(unit, drawn=True)
+    shown = published_counts(ask.snap, unit, flt, pub, ask.rules, ask.cursor)
+    rows, _ = _rows(ask.snap, unit, shown.table.slice(0, n), False)
+    return [{"unit_id": r["unit_id"], "name": r["name"], "count": r["count"]} for r in rows]
+
+
+def _unit_text(unit: Unit) -> str:
+    """A unit as the ``unit`` parameter spells it."""
+    if unit.kind == "h3":
+        return f"h3:{unit.res}"
+    return "street" if unit.kind == "street" else str(unit.layer)
+
+
 def _csv(rows: list[dict[str, Any]], headers: dict[str, str]) -> Response:
     return _table_csv(["unit_id", "name", "count", "rate_per_100k"], rows, headers)
 
@@ -274,10 +324,16 @@ class TimeseriesResponse(BaseModel):
         description="Periods the window or the data cover only in part (their counts are "
         "of those days only): a week or month cut by the start, the end or the last record."
     )
+    area: AreaBlock | None = Field(
+        default=None,
+        description="Public answers for a drawn area: the units whose published series add "
+        "up to it (`unit` picks their kind; default the first boundary layer).",
+    )
     rows: list[PeriodCount]
 
 
-@router.get(
+@area_route(
+    router,
     "/timeseries",
     response_model=TimeseriesResponse,
     summary="Counts per day, week or month",
@@ -316,9 +372,17 @@ def get_timeseries(
         raise FilterError("unit", None, "give unit together with id")
     rows: list[dict[str, Any]]
     partial: list[str] = []  # public series are whole published months
+    area: dict[str, Any] = {}
     if ask.principal.public:
         flt, pub, months = _public_months(ask.request, ask.snap, ask.filters(), parsed, interval)
-        counts = series(ask.snap, pub, ask.rules, parsed, id, months, ask.cursor)
+        if flt.drawn() is None:
+            counts = series(ask.snap, pub, ask.rules, parsed, id, months, ask.cursor)
+        else:
+            if id is not None:
+                raise FilterError("id", id, "give one place: a unit's id or a drawn area")
+            by = basis(ask.snap, ask.rules.finest_h3, parsed)
+            units, counts = area_series(ask.snap, pub, ask.rules, by, months, ask.cursor)
+            area = {"area": {"unit": _unit_text(by), "units": units}}
         # Withheld months are null, zeros too: a withheld month may hold anything below k.
         rows = [{"period": m.isoformat(), "count": c} for m, c in zip(months, counts, strict=True)]
         privacy = pub.describe(any(c is None for c in counts))
@@ -344,6 +408,7 @@ def get_timeseries(
         "filters": ask.echo(flt),
         "privacy": privacy,
         "partial": partial,
+        **area,
         "rows": rows,
     }
     return json_response(payload, headers)
@@ -385,6 +450,9 @@ class CompareResponse(BaseModel):
     rank: Rank
     filters: dict[str, Any]
     privacy: PrivacyBlock | None
+    area: AreaBlock | None = Field(
+        default=None, description="Public answers for a drawn area: the units answering it."
+    )
     rows: list[CompareRow]
 
 
@@ -431,7 +499,8 @@ class ComparePeriods:
 ComparePeriodsDep = Annotated[ComparePeriods, Depends(query_group(ComparePeriods))]
 
 
-@router.get(
+@area_route(
+    router,
     "/compare",
     response_model=CompareResponse,
     summary="Two periods compared per unit",
@@ -449,7 +518,14 @@ def get_compare(ask: AskDep, params: ComparePeriodsDep) -> Any:
     rows = _compare_rows(ask, unit, table, params)
     if params.format is TableFormat.csv:
         return _table_csv(list(CompareRow.model_fields), rows, ask.headers)
+    drawn = flt.drawn() if ask.principal.public else None
+    area = (
+        {}
+        if drawn is None
+        else {"area": AreaBlock(unit=params.unit, units=covered(ask.snap, unit, drawn))}
+    )
     payload = CompareResponse(
+        **area,
         snapshot=ask.snap.id,
         unit=params.unit,
         a=[d.isoformat() for d in params.a],
@@ -459,7 +535,7 @@ def get_compare(ask: AskDep, params: ComparePeriodsDep) -> Any:
         privacy=privacy,
         rows=[CompareRow(**r) for r in rows],
     )
-    return JSONResponse(payload.model_dump(mode="json"), headers=ask.headers)
+    return JSONResponse(payload.model_dump(mode="json", exclude_unset=True), headers=ask.headers)
 
 
 def _compared(
@@ -483,7 +559,7 @@ def _compared(
         except NotPublished as err:
             raise FilterError(name, hi.isoformat(), err.message) from None
     whole = replace(flt, start=None, end=None)
-    views = [public_view(ask.snap, ask.rules, whole, unit, period) for period in periods]
+    views = [public_view(ask.snap, ask.rules, whole, unit, period, True) for period in periods]
     flt = replace(views[0].filters, start=None, end=None)
     shown = [published_counts(ask.snap, unit, flt, v, ask.rules, ask.cursor) for v in views]
     withheld = shown[0].withheld or shown[1].withheld

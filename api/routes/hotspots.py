@@ -9,6 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.areas import area_route
 from api.context import Ask, AskDep
 from api.deps import query_group
 from api.errors import ERROR_RESPONSES, ErrorResponse
@@ -19,7 +20,7 @@ from geo.kde import MIN_CELL, density_surface
 from store.aggregate import aggregate, unit_names
 from store.filters import FilterError
 from store.records import points
-from store.study_area import StudyArea, study_area
+from store.study_area import StudyArea, drawn_study_area, study_area
 
 router = APIRouter(prefix="/v1", tags=["hotspots"], responses=ERROR_RESPONSES)
 MIN_UNITS = 30
@@ -55,7 +56,10 @@ class HotspotResponse(BaseModel):
     unit: str
     neighbours: str = Field(description="`k-ring` (H3, the cell itself included) or `queen`.")
     k: int = Field(description="k-ring of the neighbourhood (1 for polygons).")
-    area: str = Field(description="The boundary layer that makes the study area.")
+    area: str = Field(
+        description="The boundary layer that makes the study area, or `drawn area` (a circle "
+        "or posted polygon: the units it touches)."
+    )
     n: int = Field(description="Units in the study area, zeros included.")
     total: int = Field(description="Incidents inside the study area.")
     outside: int = Field(description="Incidents in units outside it (not in the statistic).")
@@ -154,7 +158,8 @@ class HotspotParams:
 HotspotParamsDep = Annotated[HotspotParams, Depends(query_group(HotspotParams))]
 
 
-@router.get(
+@area_route(
+    router,
     "/hotspots",
     response_model=HotspotResponse | DensityResponse,
     summary="Hot and cold spots: Gi* with FDR, or kernel density (analyst or admin key)",
@@ -181,8 +186,14 @@ def get_hotspots(ask: AskDep, params: HotspotParamsDep) -> Any:
     if 0 < params.permutations < 99:
         raise FilterError("permutations", params.permutations, "use 0 (analytic) or at least 99")
     unit = ask.unit(params.unit)
-    sa = study_area(ask.snap, unit, params.area, params.k)
     flt, _ = ask.answering(unit)
+    drawn = flt.drawn()
+    if drawn is None:
+        sa = study_area(ask.snap, unit, params.area, params.k)
+    elif params.area is not None:
+        raise FilterError("area", params.area, "a drawn area is its own study area")
+    else:
+        sa = drawn_study_area(ask.snap, unit, drawn, params.k)
     counts = aggregate(ask.snap, unit, flt, ask.cursor)
     values = counts.table.column("count").to_numpy()
     y, inside = sa.place(counts.table.column("unit_id").to_pylist(), values)

@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
+from api.areas import area_route
 from api.auth import Principal
 from api.context import AskDep
 from api.errors import ERROR_RESPONSES, ErrorResponse
@@ -76,7 +77,8 @@ class IncidentPage(BaseModel):
     rows: list[IncidentRecord]
 
 
-@router.get(
+@area_route(
+    router,
     "/incidents",
     response_model=IncidentPage,
     summary="Individual records (analyst or admin key)",
