@@ -11,8 +11,10 @@ VECTORGRID := 1.3.0
 PROTOMAPS  := 5.1.0
 SWAGGER    := 5.29.0
 REDOC      := 2.5.0
+# Drawing a circle or polygon on /map (an area's figures).
+GEOMAN     := 2.20.2
 VENDOR     := api/static/vendor
-ASSETS     := $(VENDOR)/.installed-$(LEAFLET)-$(VECTORGRID)-$(PROTOMAPS)-$(SWAGGER)-$(REDOC)
+ASSETS     := $(VENDOR)/.installed-$(LEAFLET)-$(VECTORGRID)-$(PROTOMAPS)-$(SWAGGER)-$(REDOC)-$(GEOMAN)
 # The browser tests drive Debian's Chromium through its ChromeDriver.
 BROWSER    := /usr/bin/chromedriver
 
@@ -20,9 +22,10 @@ BROWSER    := /usr/bin/chromedriver
 
 $(ASSETS):
 	rm -rf $(VENDOR) .cache/npm && mkdir -p .cache/npm \
-		$(VENDOR)/leaflet $(VENDOR)/vectorgrid $(VENDOR)/protomaps $(VENDOR)/swagger $(VENDOR)/redoc
+		$(VENDOR)/leaflet $(VENDOR)/vectorgrid $(VENDOR)/protomaps $(VENDOR)/swagger $(VENDOR)/redoc $(VENDOR)/geoman
 	cd .cache/npm && npm pack --silent leaflet@$(LEAFLET) leaflet.vectorgrid@$(VECTORGRID) \
-		protomaps-leaflet@$(PROTOMAPS) swagger-ui-dist@$(SWAGGER) redoc@$(REDOC) >/dev/null
+		protomaps-leaflet@$(PROTOMAPS) swagger-ui-dist@$(SWAGGER) redoc@$(REDOC) \
+		@geoman-io/leaflet-geoman-free@$(GEOMAN) >/dev/null
 	tar -xzf .cache/npm/leaflet-$(LEAFLET).tgz -C $(VENDOR)/leaflet --strip-components=2 \
 		package/dist/leaflet.js package/dist/leaflet.css package/dist/images
 	tar -xzf .cache/npm/leaflet-$(LEAFLET).tgz -C $(VENDOR)/leaflet --strip-components=1 package/LICENSE
@@ -39,6 +42,10 @@ $(ASSETS):
 	tar -xzf .cache/npm/redoc-$(REDOC).tgz -C $(VENDOR)/redoc --strip-components=2 \
 		package/bundles/redoc.standalone.js
 	tar -xzf .cache/npm/redoc-$(REDOC).tgz -C $(VENDOR)/redoc --strip-components=1 package/LICENSE
+	tar -xzf .cache/npm/geoman-io-leaflet-geoman-free-$(GEOMAN).tgz -C $(VENDOR)/geoman \
+		--strip-components=2 package/dist/leaflet-geoman.min.js package/dist/leaflet-geoman.css
+	tar -xzf .cache/npm/geoman-io-leaflet-geoman-free-$(GEOMAN).tgz -C $(VENDOR)/geoman \
+		--strip-components=1 package/LICENSE
 	# ReDoc's sidebar logo is fetched from its CDN, which /redoc must not ask: no image instead.
 	sed -i 's#https://cdn.redoc.ly/redoc/logo-mini.svg#data:,#' $(VENDOR)/redoc/redoc.standalone.js
 	touch $@

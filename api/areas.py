@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from geojson_pydantic import Feature, MultiPolygon, Polygon
+from pydantic import TypeAdapter, ValidationError
 
 from api.auth import PrincipalDep
 from api.context import Ask, AskDep
@@ -21,6 +22,7 @@ from store.filters import FilterError
 from store.shapes import MAX_AREA_KM2, MAX_VERTICES, ShapeError, shape_of
 
 Drawn = Polygon | MultiPolygon | Feature[Polygon | MultiPolygon, dict[str, Any]]
+_DRAWN: TypeAdapter[Drawn] = TypeAdapter(Drawn)
 
 BODY_DESCRIPTION = (
     "The area: a GeoJSON Polygon or MultiPolygon (holes allowed), or a Feature holding "
@@ -48,10 +50,24 @@ async def get_drawn_ask(
     snap: SnapshotDep,
     cursor: CursorDep,
     common: FiltersDep,
-    area: Annotated[Drawn, Body(description=BODY_DESCRIPTION, examples=[EXAMPLE])],
+    area: Annotated[dict[str, Any], Body(description=BODY_DESCRIPTION, examples=[EXAMPLE])],
 ) -> Ask:
-    """The request's :class:`Ask` with the posted polygon; a 400 naming ``area`` if unfit."""
-    geometry = area.geometry if isinstance(area, Feature) else area
+    """The request's :class:`Ask` with the posted polygon; a 400 naming ``area`` if unfit.
+
+    The body is declared a JSON object and read by geojson-pydantic here, so that every
+    unfit body is one 400 that says what is wrong with it.
+    """
+    try:
+        parsed = _DRAWN.validate_python(area)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise FilterError(
+            "area",
+            area.get("type"),
+            f"not a GeoJSON Polygon, MultiPolygon or Feature of one ({where}: {first['msg']})",
+        ) from None
+    geometry = parsed.geometry if isinstance(parsed, Feature) else parsed
     if geometry is None:
         raise FilterError("area", None, "the Feature has no geometry")
     try:

@@ -95,6 +95,14 @@ class AreaBlock(BaseModel):
         "units' published cells (a unit without a row is a zero or withheld); an API key "
         "gets the records inside the area itself."
     )
+    published: int | None = Field(
+        default=None, description="/v1/area: how many of `units` have a published figure."
+    )
+    published_total: int | None = Field(
+        default=None,
+        description="/v1/area: the sum of those figures (a floor of the units' total when "
+        "some are not published).",
+    )
 
 
 class AggregateResponse(BaseModel):

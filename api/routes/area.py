@@ -142,7 +142,12 @@ def _public(ask: Ask) -> dict[str, Any]:
     return {
         "filters": ask.echo(flt),
         "privacy": pub.describe(shown.withheld),
-        "area": {"unit": str(by.layer) if by.kind == "layer" else f"h3:{by.res}", "units": units},
+        "area": {
+            "unit": str(by.layer) if by.kind == "layer" else f"h3:{by.res}",
+            "units": units,
+            "published": shown.table.num_rows,
+            "published_total": int(sum(shown.table.column("count").to_pylist())),
+        },
         "total": shown.total,
         "categories": _categories(categories),
         "offenses": sorted(offenses, key=lambda r: (-r["count"], r["offense"])),

@@ -22,7 +22,14 @@ document.addEventListener("DOMContentLoaded", function () {
       byMonth: "Mes a mes (misma escala de color)", play: "Reproducir", pause: "Pausa",
       period: "Periodo publicado", other: "— otro (con clave) —",
       withheldMonths: "Sin meses publicados: cada mes queda por debajo del umbral de privacidad.",
-      streets: "Calles", topStreets: "Calles con más incidentes en la vista", zoomIn: "Acerque el mapa para ver calles."
+      streets: "Calles", topStreets: "Calles con más incidentes en la vista", zoomIn: "Acerque el mapa para ver calles.",
+      area: "Área dibujada", areaHint: "Dibuje un círculo o polígono (herramientas a la izquierda).",
+      total: "Total", topCategories: "Categorías principales", topColonias: "Colonias principales",
+      nearMe: "Cerca de mí (500 m)", noLocation: "El navegador no compartió su ubicación.",
+      wholeUnits: "Sin clave: cifras publicadas de las colonias completas que toca el área",
+      exact: "Con clave: los incidentes dentro del área", exportCsv: "CSV", exportGeojson: "GeoJSON",
+      clear: "Quitar", unknownTotal: "no publicado (alguna colonia sin dato)",
+      publishedOf: function (n, m, sum) { return n + " de " + m + " colonias con cifra publicada suman " + sum; }
     },
     en: {
       filters: "Filters", start: "From", end: "Until (exclusive)", category: "Category",
@@ -40,7 +47,14 @@ document.addEventListener("DOMContentLoaded", function () {
       byMonth: "Month by month (one colour scale)", play: "Play", pause: "Pause",
       period: "Published period", other: "— other (with a key) —",
       withheldMonths: "No month published: each falls below the privacy threshold.",
-      streets: "Streets", topStreets: "Streets with most incidents in view", zoomIn: "Zoom in to see streets."
+      streets: "Streets", topStreets: "Streets with most incidents in view", zoomIn: "Zoom in to see streets.",
+      area: "Drawn area", areaHint: "Draw a circle or polygon (tools on the left).",
+      total: "Total", topCategories: "Top categories", topColonias: "Top colonias",
+      nearMe: "Near me (500 m)", noLocation: "The browser did not share your location.",
+      wholeUnits: "Without a key: published figures of the whole colonias the area touches",
+      exact: "With a key: the incidents inside the area", exportCsv: "CSV", exportGeojson: "GeoJSON",
+      clear: "Clear", unknownTotal: "not published (a colonia without a figure)",
+      publishedOf: function (n, m, sum) { return n + " of " + m + " colonias with a published figure add up to " + sum; }
     }
   };
   var t = T[config.lang] || T.es;
@@ -149,6 +163,7 @@ document.addEventListener("DOMContentLoaded", function () {
   function featureClicked(e) { lastFeatureEvent = e.originalEvent || e; }
   map.on("click", function (e) {
     if (e.originalEvent && e.originalEvent === lastFeatureEvent) { return; }
+    if (map.pm && map.pm.globalDrawModeEnabled()) { return; }  // a vertex of a drawing
     var params = new URLSearchParams(query([["lon", e.latlng.lng.toFixed(6)], ["lat", e.latlng.lat.toFixed(6)]]));
     getJSON("/v1/locate?" + params.toString()).then(function (b) {
       var rows = b.units.filter(function (u) { return u.id !== null && u.unit.indexOf("h3:") !== 0; });
@@ -588,6 +603,7 @@ document.addEventListener("DOMContentLoaded", function () {
   }
   function reload() {
     stopAnimation();
+    if (drawn.getLayers().length) { askArea(drawn.getLayers()[0]); }
     anim.months = [];
     var label = document.getElementById("f-month-label");
     if (label) { label.textContent = ""; }
@@ -595,7 +611,7 @@ document.addEventListener("DOMContentLoaded", function () {
     delete document.body.dataset.error;
     document.body.dataset.layersReady = "0";
     tileUrls();
-    var jobs = [loadColonias(), loadChart(), loadStreets(), loadHexClasses()];
+    var jobs = [loadColonias(), drawn.getLayers().length ? Promise.resolve() : loadChart(), loadStreets(), loadHexClasses()];
     if (map.hasLayer(hotspots)) { jobs.push(loadHotspots()); }
     return Promise.all(jobs);
   }
@@ -725,6 +741,154 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   }
 
+  /* A drawn area (Leaflet-Geoman): a circle, rectangle or polygon asks /v1/area (a circle
+     by GET, a polygon posted as GeoJSON) and the panel shows its total, categories,
+     colonias and streets, with the months on the chart and the answer to export. The
+     public's answer is the whole colonias the area touches (named, outlined). */
+  var drawn = L.featureGroup();
+  var areaUnits = L.geoJSON(null, { interactive: false, style: function () { return { weight: 1.5, color: "#6a3d9a", dashArray: "4", fill: false }; } });
+  var areaAnswer = null;
+  function postJSON(path, body) {
+    busy(1);
+    var h = Object.assign({ "Content-Type": "application/json" }, headers());
+    return fetch(path, { method: "POST", headers: h, body: JSON.stringify(body) }).then(function (r) {
+      busy(-1);
+      if (!r.ok) { return r.json().then(function (b) { throw new Error(b.message || r.status); }); }
+      return r.json();
+    }, function (e) { busy(-1); throw e; });
+  }
+  var areaPanel = L.control({ position: "bottomleft" });
+  areaPanel.onAdd = function () {
+    var div = L.DomUtil.create("div", "cuadra-panel cuadra-area");
+    div.id = "cuadra-area";
+    L.DomEvent.disableClickPropagation(div);
+    L.DomEvent.disableScrollPropagation(div);
+    div.innerHTML = '<div class="title">' + esc(t.area) + "</div><div>" + esc(t.areaHint) + "</div>" +
+      '<button id="f-near" type="button">' + esc(t.nearMe) + "</button>";
+    return div;
+  };
+  function categoryLabel(c) { return (config.categories[c] || {})[config.lang] || c; }
+  function listRows(title, rows, label) {
+    if (!rows.length) { return ""; }
+    return "<div class=\"sub\">" + esc(title) + "</div><ol>" + rows.slice(0, 5).map(function (r) {
+      return "<li>" + esc(label(r)) + " — " + fmt(r.count) + "</li>";
+    }).join("") + "</ol>";
+  }
+  function showArea(b) {
+    areaAnswer = b;
+    var el = document.getElementById("cuadra-area");
+    var units = b.area ? b.area.units : null;
+    var total = b.total === null ? esc(t.unknownTotal) : fmt(b.total) + " " + esc(t.incidents);
+    var partial = units && b.total === null && b.area.published ? '<div class="note">' + esc(t.publishedOf(fmt(b.area.published), fmt(units.length), fmt(b.area.published_total))) + "</div>" : "";
+    el.innerHTML = '<div class="title">' + esc(t.area) + "</div>" +
+      "<div><b>" + esc(t.total) + ":</b> " + total + "</div>" + partial +
+      '<div class="note">' + esc(units ? t.wholeUnits + " (" + units.length + ")" : t.exact) + "</div>" +
+      '<div class="cols"><div>' + listRows(t.topCategories, b.categories, function (r) { return categoryLabel(r.category); }) + "</div><div>" +
+      listRows(t.topColonias, b.top_units, function (r) { return r.name || r.unit_id; }) + "</div><div>" +
+      listRows(t.streets, b.top_streets, function (r) { return r.name || r.unit_id; }) + "</div></div>" +
+      '<div class="row"><button id="f-area-csv" type="button">' + esc(t.exportCsv) + '</button><button id="f-area-geojson" type="button">' +
+      esc(t.exportGeojson) + '</button><button id="f-area-clear" type="button">' + esc(t.clear) + "</button>" +
+      '<button id="f-near" type="button">' + esc(t.nearMe) + "</button></div>";
+    document.getElementById("f-area-csv").addEventListener("click", function () { download("area.csv", areaCsv(b), "text/csv"); });
+    document.getElementById("f-area-geojson").addEventListener("click", function () { download("area.geojson", JSON.stringify(areaFeature(b)), "application/geo+json"); });
+    document.getElementById("f-area-clear").addEventListener("click", clearArea);
+    wireNear();
+    drawChart(b.series, t.area);
+    areaUnits.clearLayers();
+    if (units && outlines.colonia) {
+      var set = {};
+      units.forEach(function (u) { set[u] = true; });
+      areaUnits.addData({ type: "FeatureCollection", features: outlines.colonia.features.filter(function (f) { return set[f.properties.unit_id]; }) });
+    }
+    document.body.dataset.areaTotal = b.total === null ? "null" : String(b.total);
+  }
+  function areaCsv(b) {
+    var lines = ["kind,name,count"];
+    function cell(v) { v = String(v === null || v === undefined ? "" : v); return /[",\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v; }
+    lines.push(["total", "", b.total].map(cell).join(","));
+    b.categories.forEach(function (r) { lines.push(["category", r.category, r.count].map(cell).join(",")); });
+    b.offenses.forEach(function (r) { lines.push(["offense", r.offense, r.count].map(cell).join(",")); });
+    b.series.forEach(function (r) { lines.push(["month", r.period, r.count].map(cell).join(",")); });
+    b.top_units.forEach(function (r) { lines.push([b.top_unit, r.name || r.unit_id, r.count].map(cell).join(",")); });
+    b.top_streets.forEach(function (r) { lines.push(["street", r.name || r.unit_id, r.count].map(cell).join(",")); });
+    return lines.join("\n") + "\n";
+  }
+  function areaFeature(b) {
+    var layer = drawn.getLayers()[0];
+    var geometry = layer ? (layer.getRadius ? circleGeometry(layer) : layer.toGeoJSON().geometry) : null;
+    return { type: "Feature", geometry: geometry, properties: b };
+  }
+  function circleGeometry(c) {
+    // A circle as the polygon GeoJSON can hold (64 sides, on a local tangent plane).
+    var ll = c.getLatLng(), r = c.getRadius(), ring = [];
+    for (var i = 0; i <= 64; i++) {
+      var a = 2 * Math.PI * i / 64;
+      ring.push([ll.lng + r * Math.sin(a) / (111320 * Math.cos(ll.lat * Math.PI / 180)), ll.lat + r * Math.cos(a) / 110574]);
+    }
+    return { type: "Polygon", coordinates: [ring] };
+  }
+  function download(name, text, type) {
+    var a = document.createElement("a");
+    a.href = URL.createObjectURL(new Blob([text], { type: type }));
+    a.download = name;
+    document.body.appendChild(a);
+    a.click();
+    setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 0);
+    document.body.dataset.exported = name;
+  }
+  function askArea(layer) {
+    drawn.clearLayers();
+    drawn.addLayer(layer);
+    var asked;
+    if (layer.getRadius) {
+      var c = layer.getLatLng();
+      var circle = "circle:" + c.lng.toFixed(6) + "," + c.lat.toFixed(6) + "," + Math.round(layer.getRadius());
+      asked = getJSON("/v1/area?" + query([["within", circle]]));
+    } else {
+      asked = postJSON("/v1/area?" + query(), layer.toGeoJSON().geometry);
+    }
+    return (outlines.colonia ? Promise.resolve() : loadOutlines("colonia").catch(function () {}))
+      .then(function () { return asked; }).then(showArea).catch(fail);
+  }
+  function clearArea() {
+    drawn.clearLayers();
+    areaUnits.clearLayers();
+    areaAnswer = null;
+    delete document.body.dataset.areaTotal;
+    document.getElementById("cuadra-area").innerHTML = '<div class="title">' + esc(t.area) + "</div><div>" + esc(t.areaHint) + "</div>" +
+      '<button id="f-near" type="button">' + esc(t.nearMe) + "</button>";
+    wireNear();
+    loadChart();
+  }
+  function wireNear() {
+    document.getElementById("f-near").addEventListener("click", function () {
+      if (!navigator.geolocation) { fail(new Error(t.noLocation)); return; }
+      navigator.geolocation.getCurrentPosition(function (pos) {
+        var here = L.latLng(pos.coords.latitude, pos.coords.longitude);
+        map.setView(here, 15, { animate: false });
+        askArea(L.circle(here, { radius: 500, color: "#3f007d", weight: 3, fillOpacity: 0.06 }));
+      }, function () { fail(new Error(t.noLocation)); }, { timeout: 10000 });
+    });
+  }
+  function wireDrawing() {
+    if (!map.pm) { return; }
+    map.pm.setLang(config.lang === "es" ? "es" : "en");
+    map.pm.addControls({
+      position: "topleft", drawMarker: false, drawCircleMarker: false, drawPolyline: false,
+      drawText: false, editMode: false, dragMode: false, cutPolygon: false, rotateMode: false,
+      removalMode: false
+    });
+    map.on("pm:create", function (e) {
+      e.layer.setStyle({ color: "#3f007d", weight: 3, fillOpacity: 0.06 });
+      map.removeLayer(e.layer);
+      askArea(e.layer);
+    });
+    drawn.addTo(map);
+    areaUnits.addTo(map);
+    areaPanel.addTo(map);
+    wireNear();
+  }
+
   /* Put it together. */
   var overlays = {};
   overlays[t.heatmap] = heat;
@@ -732,11 +896,12 @@ document.addEventListener("DOMContentLoaded", function () {
   if (config.boundaryLayers.indexOf("colonia") >= 0) { overlays[t.colonias] = colonias; overlays[t.hotspots] = hotspots; }
   if (config.boundaryLayers.indexOf("cuadrante") >= 0) { overlays[t.cuadrantes] = cuadrantes; }
   if (streets) { overlays[t.streets] = streets; }
-  var byName = { heatmap: heat, hex: hex, colonias: colonias, cuadrantes: cuadrantes, hotspots: hotspots, streets: streets };
+  var byName = { heatmap: heat, hex: hex, colonias: colonias, cuadrantes: cuadrantes, hotspots: hotspots, streets: streets, areaUnits: areaUnits };
   map.fitBounds(config.bounds, { animate: false });  // a first view, not a flight: nothing may land after it
   tileUrls();
   config.layers.forEach(function (name) { if (byName[name]) { byName[name].addTo(map); } });
   if (!config.embed) {
+    wireDrawing();  // its tools right under the zoom buttons, above the layer list
     L.control.layers(null, overlays, { collapsed: false, position: "topleft" }).addTo(map);
     panel.addTo(map);
     chart.addTo(map);
@@ -765,5 +930,6 @@ document.addEventListener("DOMContentLoaded", function () {
                config.layers.indexOf("cuadrantes") >= 0 ? loadCuadrantes() : Promise.resolve(),
                config.layers.indexOf("hotspots") >= 0 ? loadHotspots() : Promise.resolve(),
                loadStreets(), loadHexClasses()]);
-  window.cuadra = { map: map, state: state, reload: reload, layers: byName, fmt: fmt };
+  window.cuadra = { map: map, state: state, reload: reload, layers: byName, fmt: fmt, askArea: askArea,
+    area: function () { return areaAnswer; }, drawnGeometry: function () { return areaFeature(null).geometry; } };
 });

@@ -141,7 +141,8 @@ def test_unfit_polygons_are_refused_by_name(client: TestClient, analyst_key: str
         got = client.post("/v1/aggregate", params={"unit": "colonia"}, json=body, headers=key)
         assert got.status_code == 400 and got.json()["parameter"] == "area", got.text
     point = {"type": "Point", "coordinates": [-99.13, 19.43]}
-    assert client.post("/v1/area", json=point, headers=key).status_code == 422
+    got = client.post("/v1/area", json=point, headers=key)
+    assert got.status_code == 400 and got.json()["parameter"] == "area"
     both = client.post(
         "/v1/area",
         params={"within": "circle:-99.13,19.43,300"},

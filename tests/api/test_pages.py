@@ -369,6 +369,67 @@ def test_what_is_here_on_a_click(server: str, browser: object) -> None:
     assert units["colonia"]["name"] in popup and units["cuadrante"]["id"] in popup, popup
 
 
+def _post_area(server: str, query: str, geometry: object, key: str | None = None) -> dict:
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(
+        f"{server}/v1/area?{query}", data=json.dumps(geometry).encode(), headers=headers
+    )
+    with urllib.request.urlopen(request) as answer:
+        return json.load(answer)  # type: ignore[no-any-return]
+
+
+def test_draw_an_area_and_read_its_panel(server: str, browser: object, analyst_key: str) -> None:
+    """A polygon drawn with Leaflet-Geoman's own tool, vertex by vertex: the panel shows what
+    /v1/area answers for it, to the public (whole colonias, outlined) and to a key."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    driver = browser
+    period = "start=2023-01-01&end=2024-01-01"
+    driver.get(f"{server}/map?{period}")  # type: ignore[attr-defined]
+    _wait(driver, "document.body.dataset.layersReady === '1'")
+    driver.execute_script("window.cuadra.map.setView([19.4326, -99.1332], 15, {animate: false})")  # type: ignore[attr-defined]  # fmt: skip
+    _wait(driver, "document.body.dataset.layersReady === '1'")
+    driver.find_element("css selector", ".leaflet-pm-icon-polygon").click()  # type: ignore[attr-defined]
+    surface = driver.find_element("id", driver.execute_script("return window.cuadra.map.getContainer().id"))  # type: ignore[attr-defined]  # fmt: skip
+    # Five vertices around the Zócalo (offsets from the map's centre, in pixels), then the
+    # first again to close the ring.
+    ring = [(-160, -120), (140, -140), (200, 60), (0, 170), (-180, 90), (-160, -120)]
+    for dx, dy in ring:
+        ActionChains(driver).move_to_element_with_offset(surface, dx, dy).click().perform()
+        time.sleep(0.2)
+    _wait(driver, "document.body.dataset.areaTotal !== undefined && document.body.dataset.layersReady === '1'")  # fmt: skip
+    geometry = driver.execute_script("return window.cuadra.drawnGeometry()")  # type: ignore[attr-defined]
+    assert geometry["type"] == "Polygon" and len(geometry["coordinates"][0]) == 6
+    public = _post_area(server, period, geometry)
+    panel = driver.execute_script("return document.getElementById('cuadra-area').textContent")  # type: ignore[attr-defined]
+    assert public["area"]["units"] and "colonias completas" in panel
+    shown = driver.execute_script("return window.cuadra.area()")  # type: ignore[attr-defined]
+    assert shown["total"] == public["total"] and shown["area"] == public["area"]
+    assert int(driver.execute_script("return window.cuadra.layers.areaUnits.getLayers().length")) == len(public["area"]["units"])  # type: ignore[attr-defined]  # fmt: skip
+    top = public["top_units"][0]
+    assert (top["name"] or top["unit_id"]) in panel
+    time.sleep(1.0)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SHOTS / "map-area-public.png"))  # type: ignore[attr-defined]
+    # With a key: the records inside the polygon itself.
+    driver.find_element("id", "f-key").send_keys(analyst_key)  # type: ignore[attr-defined]
+    driver.find_element("id", "f-apply").click()  # type: ignore[attr-defined]
+    exact = _post_area(server, period, geometry, analyst_key)
+    _wait(driver, f"document.body.dataset.areaTotal === '{exact['total']}' && document.body.dataset.layersReady === '1'")  # fmt: skip
+    panel = driver.execute_script("return document.getElementById('cuadra-area').textContent")  # type: ignore[attr-defined]
+    total = driver.execute_script("return window.cuadra.fmt(arguments[0])", exact["total"])  # type: ignore[attr-defined]
+    assert f"{total} incidentes" in panel and "dentro del área" in panel, panel
+    assert exact["area"] is None and exact["total"] != public["total"]
+    chart = driver.execute_script("return document.getElementById('cuadra-chart').textContent")  # type: ignore[attr-defined]
+    assert "Área dibujada" in chart
+    driver.find_element("id", "f-area-csv").click()  # type: ignore[attr-defined]
+    _wait(driver, "document.body.dataset.exported === 'area.csv'")
+    time.sleep(1.0)
+    driver.save_screenshot(str(SHOTS / "map-area.png"))  # type: ignore[attr-defined]
+
+
 def test_map_inputs_resolve_names(server: str, browser: object) -> None:
     """A name typed in the URL shows as the real one; an unknown one says the closest."""
     driver = browser

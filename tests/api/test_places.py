@@ -160,7 +160,9 @@ def test_a_circle_counts_what_lies_within_it(
     assert abs(sum(counts.values()) - sum(expected.values())) <= edge
     if edge == 0:
         assert counts == expected
-    public = client.get("/v1/aggregate", params=params)
-    assert public.status_code == 400 and public.json()["parameter"] == "within"
+    public = client.get("/v1/aggregate", params=params)  # whole units (test_privacy.py)
+    assert public.status_code == 200 and set(counts) <= set(public.json()["area"]["units"])
+    tile = client.get("/v1/tiles/hex/12/919/1833.mvt", params={"within": params["within"]})
+    assert tile.status_code == 400 and tile.json()["parameter"] == "within"
     bad = client.get("/v1/aggregate", params={**params, "within": "circle:-99,19"}, headers=key)
     assert bad.status_code == 400 and bad.json()["parameter"] == "within"

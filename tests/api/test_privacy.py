@@ -480,3 +480,65 @@ def test_the_basemap_reveals_no_record(
         with path.open("rb") as handle:
             tiles.append(dict(all_tiles(MmapSource(handle))))
     assert tiles[0] and tiles[0] == tiles[1]
+
+
+def _numbers(body: Any) -> list[int]:
+    """Every count of an answer (totals, rows, months, categories), withheld ones left out."""
+    return [v for k, v in walk(body) if k in ("count", "total") and isinstance(v, int)]
+
+
+def test_drawn_areas_are_whole_units_to_the_public(public: TestClient, sample_store: Store) -> None:
+    """Two public circles a building apart (5 m) around real records: each answer is the
+    published cells of the whole colonias it touches, named; where the two differ, they
+    differ by whole published cells (at least k), never by the building's records."""
+    files = [str(p) for p in sample_store.data_files(sample_store.require_manifest())]
+    points = duckdb.execute(
+        "SELECT lon, lat FROM read_parquet(?) WHERE local_date >= DATE '2023-01-01' "
+        "AND local_date < DATE '2024-01-01' AND colonia IS NOT NULL "
+        "ORDER BY hash(incident_id) LIMIT 12",
+        [files],
+    ).fetchall()
+    year = {"start": "2023-01-01", "end": "2024-01-01"}
+    whole = public.get("/v1/aggregate", params={"unit": "colonia", **year}).json()
+    k = whole["privacy"]["k"]
+    published = {r["unit_id"]: r["count"] for r in whole["rows"]}
+    differed = 0
+    for (lon, lat), metres in zip(points, [40, 80, 150, 300, 600, 1200] * 2, strict=True):
+        answers = []
+        # The centre (metres - 2.5) east of the record: inside the first circle, outside
+        # the second, 5 m smaller.
+        east = lon + (metres - 2.5) / (111_320 * np.cos(np.radians(lat)))
+        for r in (metres, metres - 5):
+            centre = f"circle:{east:.7f},{lat},{r}"
+            for path in ("/v1/aggregate", "/v1/timeseries", "/v1/area"):
+                got = public.get(path, params={"unit": "colonia", "within": centre, **year})
+                if path != "/v1/aggregate":
+                    got = public.get(path, params={"within": centre, **year})
+                assert got.status_code == 200, got.text
+                body = got.json()
+                units = body["area"]["units"]
+                assert units and all(n >= k for n in _numbers(body)), (path, centre)
+                if path == "/v1/aggregate":
+                    rows = {r["unit_id"]: r["count"] for r in body["rows"]}
+                    assert rows == {u: published[u] for u in units if u in published}
+                    if all(u in published for u in units):
+                        assert body["total"] == sum(published[u] for u in units)
+                    else:
+                        assert body["total"] is None
+            answers.append(body)
+        a, b = ({k: v for k, v in x.items() if k != "filters"} for x in answers)
+        if a["area"]["units"] == b["area"]["units"]:
+            assert a == b
+        else:
+            differed += 1
+            # /v1/area's: every category, offense and month is a sum over whole units.
+            pairs = [(a["total"], b["total"])]
+            pairs += [
+                (x["count"], y["count"]) for x, y in zip(a["series"], b["series"], strict=True)
+            ]
+            for x, y in pairs:
+                assert x is None or y is None or x == y or abs(x - y) >= k
+    assert differed >= 1  # some pairs cross a colonia's edge
+    # With an API key the same circles are exact; the public's never are points.
+    records = public.get("/v1/incidents", params={"within": "circle:-99.13,19.43,300"})
+    assert records.status_code in (401, 403)
