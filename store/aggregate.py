@@ -267,32 +267,6 @@ def aggregate(
     )
 
 
-def offense_counts(
-    snap: Snapshot, filters: Filters, con: duckdb.DuckDBPyConnection | None = None
-) -> pa.Table:
-    """Records per (category, offense) under the filters: category, offense, count."""
-    data = snap.files_between(filters.start, filters.end)
-    empty = pa.table(
-        {
-            "category": pa.array([], pa.string()),
-            "offense": pa.array([], pa.string()),
-            "count": pa.array([], pa.int64()),
-        }
-    )
-    if not data:
-        return empty
-    where, params = filters.where(snap.manifest.boundary_layers)
-    sql = (
-        "SELECT category::VARCHAR AS category, offense::VARCHAR AS offense, "
-        f"count(*)::BIGINT AS count FROM read_parquet(?) WHERE {where} "
-        "GROUP BY ALL ORDER BY count DESC, category, offense"
-    )
-    with _cursor(con) as cur:
-        files = [str(snap.path(f.path)) for f in data]
-        table: pa.Table = cur.sql(sql, params=[files, *params]).to_arrow_table()
-    return table if table.num_rows else empty
-
-
 def _hot(
     snap: Snapshot,
     unit: Unit,

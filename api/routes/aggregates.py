@@ -280,7 +280,12 @@ def top_rows(ask: Ask, unit: Unit, n: int) -> list[dict[str, Any]]:
     """
     flt, pub = ask.answering(unit, drawn=True)
     shown = published_counts(ask.snap, unit, flt, pub, ask.rules, ask.cursor)
-    rows, _ = _rows(ask.snap, unit, shown.table.slice(0, n), False)
+    return named_rows(ask.snap, unit, shown.table.slice(0, n))
+
+
+def named_rows(snap: Snapshot, unit: Unit, table: pa.Table) -> list[dict[str, Any]]:
+    """unit_id, name and count of each row of a (unit_id, count) table, in its order."""
+    rows, _ = _rows(snap, unit, table, False)
     return [{"unit_id": r["unit_id"], "name": r["name"], "count": r["count"]} for r in rows]
 
 

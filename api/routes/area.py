@@ -12,11 +12,12 @@ from api.areas import area_route
 from api.context import Ask, AskDep
 from api.errors import ERROR_RESPONSES
 from api.responses import json_response
-from api.routes.aggregates import AreaBlock, PrivacyBlock, top_rows
+from api.routes.aggregates import AreaBlock, PrivacyBlock, named_rows, top_rows
 from disclosure.periods import Period, add_months
 from publication.areas import basis, covered
 from publication.figures import area_breakdown, area_series, published_counts
-from store.aggregate import Unit, offense_counts, timeseries
+from store.aggregate import Unit
+from store.area import area_counts
 from store.filters import FilterError
 
 router = APIRouter(prefix="/v1", tags=["places"], responses=ERROR_RESPONSES)
@@ -87,30 +88,32 @@ def get_area(ask: AskDep) -> Any:
 
 
 def _exact(ask: Ask) -> dict[str, Any]:
-    """A key's answer: the records inside the area under the filters."""
+    """A key's answer: the records inside the area under the filters (one scan)."""
     flt, _ = ask.answering(None)
-    table = offense_counts(ask.snap, flt, ask.cursor)
-    offenses = table.to_pylist()
+    manifest = ask.snap.manifest
+    layer = manifest.boundary_layers[0] if manifest.boundary_layers else None
+    counts = area_counts(ask.snap, flt, layer, ask.cursor)
+    offenses = counts.offenses.to_pylist()
     by_category: dict[str, int] = {}
     for row in offenses:
         by_category[row["category"]] = by_category.get(row["category"], 0) + row["count"]
-    months = timeseries(ask.snap, "month", flt, None, None, ask.cursor)
-    series = [
-        {"period": p.isoformat(), "count": c}
-        for p, c in zip(
-            months.column("period").to_pylist(), months.column("count").to_pylist(), strict=True
-        )
-    ]
-    tops = _tops(ask)
+    top_streets, top_units = [], []
+    if manifest.street_layer is not None:
+        street = Unit("street", layer=manifest.street_layer)
+        top_streets = named_rows(ask.snap, street, counts.streets.slice(0, TOP))
+    if layer is not None:
+        top_units = named_rows(ask.snap, Unit("layer", layer=layer), counts.units.slice(0, TOP))
     return {
         "filters": ask.echo(flt),
         "privacy": None,
         "area": None,
-        "total": sum(by_category.values()),
+        "total": counts.total,
         "categories": _categories(by_category),
         "offenses": offenses,
-        "series": series,
-        **tops,
+        "series": [{"period": m.isoformat(), "count": n} for m, n in counts.months],
+        "top_streets": top_streets,
+        "top_units": top_units,
+        "top_unit": layer,
     }
 
 

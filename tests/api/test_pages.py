@@ -428,6 +428,16 @@ def test_draw_an_area_and_read_its_panel(server: str, browser: object, analyst_k
     _wait(driver, "document.body.dataset.exported === 'area.csv'")
     time.sleep(1.0)
     driver.save_screenshot(str(SHOTS / "map-area.png"))  # type: ignore[attr-defined]
+    # Near me: the browser's location (granted, and set to the Zócalo), 500 m around it.
+    driver.execute_cdp_cmd("Browser.grantPermissions", {"permissions": ["geolocation"], "origin": server})  # type: ignore[attr-defined]  # fmt: skip
+    driver.execute_cdp_cmd("Emulation.setGeolocationOverride", {"latitude": 19.4326, "longitude": -99.1332, "accuracy": 10})  # type: ignore[attr-defined]  # fmt: skip
+    near = f"{server}/v1/area?{period}&within=circle:-99.133200,19.432600,500"
+    request = urllib.request.Request(near, headers={"Authorization": f"Bearer {analyst_key}"})
+    with urllib.request.urlopen(request) as answer:
+        around = json.load(answer)
+    driver.find_element("id", "f-near").click()  # type: ignore[attr-defined]
+    _wait(driver, f"document.body.dataset.areaTotal === '{around['total']}'")
+    assert around["total"] != exact["total"]
 
 
 def test_map_inputs_resolve_names(server: str, browser: object) -> None:
