@@ -87,24 +87,29 @@ def spatial_python() -> tuple[Path, str]:
     return python, found.stdout.strip()
 
 
+def _ask(c: httpx.Client, path: str, name: str, shape: shapely.Geometry) -> httpx.Response:
+    """One request: the circle by GET, the polygon posted."""
+    params = {**YEAR, "unit": "colonia"} if path == "/v1/aggregate" else dict(YEAR)
+    if name == "circle 500 m":
+        circle = f"circle:{ZOCALO[0]},{ZOCALO[1]},500"
+        response = c.get(path, params={**params, "within": circle})
+    else:
+        response = c.post(path, params=params, json=shapely.geometry.mapping(shape))
+    response.raise_for_status()
+    return response
+
+
 def ours(url: str, key: str, shapes: dict[str, shapely.Geometry], rounds: int) -> dict[str, dict]:
     """p50/p95 over HTTP of /v1/aggregate and /v1/area for each shape."""
     out: dict[str, dict] = {}
     with httpx.Client(base_url=url, timeout=60, headers={"Authorization": f"Bearer {key}"}) as c:
         for name, shape in shapes.items():
             for path in ("/v1/aggregate", "/v1/area"):
-                params = {**YEAR, "unit": "colonia"} if path == "/v1/aggregate" else dict(YEAR)
-                if name == "circle 500 m":
-                    call = lambda: c.get(path, params={**params, "within": f"circle:{ZOCALO[0]},{ZOCALO[1]},500"})  # noqa: E731, B023
-                else:
-                    body = shapely.geometry.mapping(shape)
-                    call = lambda: c.post(path, params=params, json=body)  # noqa: E731, B023
-                first = call()
-                first.raise_for_status()
+                first = _ask(c, path, name, shape)
                 times = []
                 for _ in range(rounds):
                     t0 = time.perf_counter()
-                    call().raise_for_status()
+                    _ask(c, path, name, shape)
                     times.append((time.perf_counter() - t0) * 1000)
                 out[f"{name} {path}"] = {"times": times, "total": first.json()["total"]}
     return out
@@ -118,7 +123,10 @@ def main() -> int:
     args = parser.parse_args()
     store = Store(args.store)
     files = [str(p) for p in store.data_files(store.require_manifest())]
-    shapes = {"circle 500 m": circle_polygon(*ZOCALO, 500.0), "polygon 40 vertices": forty_vertices()}
+    shapes = {
+        "circle 500 m": circle_polygon(*ZOCALO, 500.0),
+        "polygon 40 vertices": forty_vertices(),
+    }
     python, extension = spatial_python()
     payload = json.dumps([files, {n: s.wkt for n, s in shapes.items()}, args.rounds, extension])
     done = subprocess.run([str(python), "-c", BASELINE], input=payload, check=True,
@@ -134,7 +142,9 @@ def main() -> int:
     print(f"2023, {len(files)} data files, {args.rounds} rounds each (analyst key)")
     for name, got in mine.items():
         t = got["times"]
-        print(f"{name:38s} p50 {pct(t, 50):7.2f} ms  p95 {pct(t, 95):7.2f} ms  records {got['total']:,}")
+        print(
+            f"{name:38s} p50 {pct(t, 50):7.2f} ms  p95 {pct(t, 95):7.2f} ms  records {got['total']:,}"
+        )
     for name, got in base.items():
         t = got["times"]
         print(f"DuckDB-spatial ST_Contains, {name:22s} p50 {pct(t, 50):7.2f} ms  p95 {pct(t, 95):7.2f} ms  records {got['total']:,}")  # fmt: skip

@@ -91,6 +91,13 @@ def test_a_polygon_counts_what_geopandas_finds_inside(
     months = _post(client, "/v1/timeseries", shape, analyst_key)
     by_month = Counter(str(m)[:10] for m in inside.month)
     assert {r["period"]: r["count"] for r in months["rows"] if r["count"]} == dict(by_month)
+    exported = client.post(
+        "/v1/incidents",
+        params={**YEAR, "format": "csv"},
+        json=shapely.geometry.mapping(shape),
+        headers={"Authorization": f"Bearer {analyst_key}"},
+    )
+    assert exported.status_code == 200 and exported.text.count("\n") - 1 == len(inside)
 
 
 def test_the_hole_is_left_out(
@@ -156,3 +163,27 @@ def test_unfit_polygons_are_refused_by_name(client: TestClient, analyst_key: str
         "geometry": shapely.geometry.mapping(HOLED),
     }
     assert client.post("/v1/area", params=YEAR, json=feature, headers=key).status_code == 200
+
+
+def test_the_public_gets_whole_units_by_post_too(client: TestClient) -> None:
+    """A posted polygon, without a key: the colonias it touches (shapely), their cells."""
+    from store.aggregate import Unit, unit_attributes
+
+    got = _post(client, "/v1/aggregate", HOLED, None, unit="colonia")
+    snap = client.app.state.store.snapshot()  # type: ignore[attr-defined]
+    attrs = unit_attributes(snap, Unit("layer", layer="colonia"), geometry=True)
+    shapes = shapely.from_wkb(attrs.column("geometry").to_numpy(zero_copy_only=False))
+    touched = {str(i) for i, g in zip(attrs.column("unit_id").to_pylist(), shapes, strict=True)
+               if g.intersects(HOLED)}  # fmt: skip
+    assert set(got["area"]["units"]) == touched and {r["unit_id"] for r in got["rows"]} <= touched
+    compared = client.post(
+        "/v1/compare",
+        params={"unit": "colonia", "a_start": "2022-01-01", "a_end": "2023-01-01",
+                "b_start": "2023-01-01", "b_end": "2024-01-01"},
+        json=shapely.geometry.mapping(HOLED),
+    )  # fmt: skip
+    assert compared.status_code == 200, compared.text
+    assert set(compared.json()["area"]["units"]) == touched
+    assert {r["unit_id"] for r in compared.json()["rows"]} <= touched
+    refused = client.post("/v1/concentration", json=shapely.geometry.mapping(HOLED))
+    assert refused.status_code == 405  # routes without a drawn area take no body
