@@ -27,6 +27,7 @@ from api.routes import (
     hotspots,
     incidents,
     layers,
+    maps,
     meta,
     nearrepeat,
     pages,
@@ -84,6 +85,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(layers.router)
     app.include_router(places.router)
     app.include_router(area.router)
+    app.include_router(maps.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     if not (pages.VENDOR / "leaflet" / "leaflet.js").exists():

@@ -81,7 +81,11 @@ def _heat_res(ask: Ask) -> int:
     return HEAT_RES if not ask.principal.public else ask.request.app.state.settings.tiles_public_res
 
 
-def _heat_layer(ask: Ask) -> tuple[CellLayer, Filters]:
+def heat_layer(ask: Ask) -> tuple[CellLayer, Filters]:
+    """The heatmap's cell layer as the requester may see it, and its filters.
+
+    Keys: resolution-11 cells of the records; the public: the release's published cells.
+    """
     res = _heat_res(ask)
     flt, pub = ask.answering(Unit("h3", res=res))
     return cell_layer(ask.snap, res, flt, pub, ask.rules, ask.cursor), flt
@@ -168,7 +172,7 @@ def _shared_scale(ask: Ask, window: HeatScale, z: int) -> float | None:
 )
 def get_heatmap_2x(ask: AskDep, window: HeatScaleDep, z: Z, x: X, y: Y) -> Response:
     """The heatmap tile at twice the pixels (same area, same colours)."""
-    layer, flt = _heat_layer(ask)
+    layer, flt = heat_layer(ask)
     scale = _shared_scale(ask, window, z)
     etag = _etag(layer, "heat", z, x, y, 2, scale)
     return _serve(
@@ -193,7 +197,7 @@ def get_heatmap(ask: AskDep, window: HeatScaleDep, z: Z, x: X, y: Y) -> Response
     resolution 9 (suppression applied; never points). One colour scale per zoom and filter
     set. Example: `/v1/tiles/heatmap/13/1838/3666.png?offense=ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA`.
     """
-    layer, flt = _heat_layer(ask)
+    layer, flt = heat_layer(ask)
     scale = _shared_scale(ask, window, z)
     etag = _etag(layer, "heat", z, x, y, 1, scale)
     return _serve(
