@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -703,6 +704,80 @@ def _warm_release(settings: Any) -> None:
             logging.getLogger("cuadra.api").exception("warming the public release failed")
 
     threading.Thread(target=run, name="cuadra-warm", daemon=True).start()
+
+
+report_app = typer.Typer(help="Reports: the weekly CompStat pack.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+class ReportFormat(StrEnum):
+    """Formats of a report file."""
+
+    html = "html"
+    json = "json"
+    csv = "csv"
+
+
+@report_app.command("compstat")
+def report_compstat(
+    unit: Annotated[str, typer.Option("--unit", help="A boundary layer: alcaldia, colonia, ...")],
+    week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2024-W20.")],
+    ident: Annotated[
+        str | None, typer.Option("--id", help="The unit [default: every unit of the layer].")
+    ] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write here [default: standard output].")
+    ] = None,
+    fmt: Annotated[
+        ReportFormat | None,
+        typer.Option(
+            "--format", help="html, json or csv [default: from --out's suffix, else json]."
+        ),
+    ] = None,
+    category: Annotated[
+        list[str] | None, typer.Option("--category", help="Count only this category (repeatable).")
+    ] = None,
+    offense: Annotated[
+        list[str] | None, typer.Option("--offense", help="Count only this offense (repeatable).")
+    ] = None,
+    store: StoreOpt = None,
+) -> None:
+    """The CompStat pack of a unit (or a whole layer) for an ISO week.
+
+    The week, 28 days and year to date against a year before, by category, with rising
+    colonias, hot spots and a map (HTML):
+    cuadra report compstat --unit alcaldia --id COYOACAN --week 2024-W20 --out pack.html
+    """
+    from api.reports import compstat_text
+    from api.tile_data import attribution
+    from store.aggregate import Unit
+    from store.engine import open_engine
+    from store.filters import Filters
+
+    chosen = fmt.value if fmt is not None else (out_file.suffix.lstrip(".") if out_file else "json")
+    if chosen not in {f.value for f in ReportFormat}:
+        _fail(StoreError(f"--format: html, json or csv (not {chosen!r})"))
+        return
+    st = _store(store)
+    try:
+        snap = st.snapshot()
+        flt = Filters(categories=tuple(category or ()), offenses=tuple(offense or ()))
+        con = open_engine()
+        try:
+            parsed = Unit.parse(unit, snap.manifest)
+            text = compstat_text(
+                snap, con, flt, parsed, ident, week, chosen, attribution(None, snap)
+            )
+        finally:
+            con.close()
+    except StoreError as exc:
+        _fail(exc)
+        return
+    if out_file is None:
+        sys.stdout.write(text)
+        return
+    out_file.write_text(text, encoding="utf-8")
+    out.print(f"CompStat {week} of {ident or 'every ' + unit} → {out_file}")
 
 
 def main() -> None:

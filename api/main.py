@@ -32,6 +32,7 @@ from api.routes import (
     nearrepeat,
     pages,
     places,
+    reports,
     snapshots,
     tiles,
 )
@@ -86,6 +87,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(places.router)
     app.include_router(area.router)
     app.include_router(maps.router)
+    app.include_router(reports.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     if not (pages.VENDOR / "leaflet" / "leaflet.js").exists():

@@ -17,6 +17,8 @@ from api.tile_data import attribution
 from publication.areas import layer_shapes
 from store.aggregate import Unit, unit_names
 from store.filters import FilterError
+from store.snapshot import Snapshot
+from tiles.layer import CellLayer
 from tiles.static_map import MAX_SIDE, render
 
 router = APIRouter(prefix="/v1/maps", tags=["maps"], responses=ERROR_RESPONSES)
@@ -27,38 +29,51 @@ def static_png(
     width: int = 800,
     height: int = 600,
     outline: str | None = None,
-    highlight: tuple[str, str] | None = None,
 ) -> bytes:
-    """The PNG of the request's ``bbox``: its heatmap as the tiles draw it for this role.
-
-    ``outline``'s units drawn over it, ``highlight``'s unit darker.
-    """
+    """The PNG of the request's ``bbox``: its heatmap as the tiles draw it for this role."""
     flt = ask.common.to_filters()
     if flt.bbox is None:
         raise FilterError("bbox", None, "give the box to draw: minlon,minlat,maxlon,maxlat")
     # The map's own layer (the box frames it, it does not cut the records).
     layer, _ = heat_layer(replace(ask, common=replace(ask.common, bbox=None)))
+    credit = attribution(ask.request.app.state.settings.attribution, ask.snap)
+    bbox = (flt.bbox.minlon, flt.bbox.minlat, flt.bbox.maxlon, flt.bbox.maxlat)
+    return draw(ask.snap, layer, bbox, (width, height), outline, None, credit)
+
+
+def draw(
+    snap: Snapshot,
+    layer: CellLayer,
+    bbox: tuple[float, float, float, float],
+    size: tuple[int, int],
+    outline: str | None,
+    highlight: tuple[str, str] | None,
+    credit: str,
+) -> bytes:
+    """A static map of a cell layer over ``bbox``.
+
+    ``outline``'s units are drawn and named (default: the first boundary layer),
+    ``highlight``'s unit darker.
+    """
     outlines: list[object] = []
     labels: list[tuple[str, object]] = []
-    marked = None
-    layers = ask.snap.boundary_layers
+    layers = snap.boundary_layers
     name = outline if outline is not None else (layers[0] if layers else None)
     if name is not None:
         if name not in layers:
             raise FilterError("outline", name, f"no boundary layer {name!r} ({', '.join(layers)})")
-        index, shapes, _ = layer_shapes(ask.snap, Unit("layer", layer=name))
-        names = unit_names(ask.snap, Unit("layer", layer=name))
+        index, shapes, _ = layer_shapes(snap, Unit("layer", layer=name))
+        names = unit_names(snap, Unit("layer", layer=name))
         ids = list(index)
-        for i in np.flatnonzero(shapely.intersects(shapes, shapely.box(*flt.bbox))):
+        for i in np.flatnonzero(shapely.intersects(shapes, shapely.box(*bbox))):
             outlines.append(shapes[i])
             labels.append((names.get(ids[i]) or ids[i], shapes[i]))
+    marked = None
     if highlight is not None:
-        index, shapes, _ = layer_shapes(ask.snap, Unit("layer", layer=highlight[0]))
+        index, shapes, _ = layer_shapes(snap, Unit("layer", layer=highlight[0]))
         if highlight[1] in index:
             marked = shapes[index[highlight[1]]]
-    credit = attribution(ask.request.app.state.settings.attribution, ask.snap)
-    bbox = (flt.bbox.minlon, flt.bbox.minlat, flt.bbox.maxlon, flt.bbox.maxlat)
-    return render(layer, bbox, width, height, outlines, marked, credit, labels)
+    return render(layer, bbox, size[0], size[1], outlines, marked, credit, labels)
 
 
 @router.get(

@@ -59,7 +59,8 @@ FILTER_KEYS = (
 
 
 @lru_cache(maxsize=1)
-def _category_labels() -> dict[str, dict[str, str]]:
+def category_labels() -> dict[str, dict[str, str]]:
+    """Each category's label in Spanish and English (the taxonomy's table)."""
     with open(TAXONOMY_DIR / "categories.csv", encoding="utf-8", newline="") as fh:
         return {
             r["category"]: {"es": r["label_es"], "en": r["label_en"]} for r in csv.DictReader(fh)
@@ -99,7 +100,7 @@ def _page(
         "filters": filters,
         "boundaryLayers": snap.boundary_layers,
         "streetLayer": snap.manifest.street_layer,
-        "categories": _category_labels(),
+        "categories": category_labels(),
         "attribution": credit,
         "minZoom": MIN_ZOOM,
         # The H3 resolution of hexagon tiles by zoom, and the finest the public sees: the

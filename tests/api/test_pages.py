@@ -440,6 +440,37 @@ def test_draw_an_area_and_read_its_panel(server: str, browser: object, analyst_k
     assert around["total"] != exact["total"]
 
 
+def test_compstat_page_in_chromium(
+    server: str, browser: object, analyst_key: str, tmp_path: Path
+) -> None:
+    """The printable CompStat pack renders: Spanish headings, es-MX numbers, its map."""
+    driver = browser
+    url = f"{server}/v1/reports/compstat?unit=colonia&id=15-040&week=2024-W20&format=html"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {analyst_key}"})
+    with urllib.request.urlopen(request) as answer:
+        page = tmp_path / "compstat.html"
+        page.write_bytes(answer.read())
+    driver.set_window_size(1280, 2200)  # type: ignore[attr-defined]
+    try:
+        driver.get(page.as_uri())  # type: ignore[attr-defined]
+        _wait(
+            driver,
+            "document.querySelector('img.map') && document.querySelector('img.map').complete",
+        )
+        width = driver.execute_script("return document.querySelector('img.map').naturalWidth")  # type: ignore[attr-defined]
+        assert width == 900
+        text = driver.execute_script("return document.body.innerText")  # type: ignore[attr-defined]
+        for heading in ("Informe CompStat", "Por categoría de delito", "Año a la fecha",
+                        "Mayores aumentos", "Mapa de calor"):  # fmt: skip
+            assert heading in text, heading
+        # Mexico's decimal point (p 0.024, change +7.1), never Spain's decimal comma.
+        assert re.search(r"\b0\.\d{3}\b", text) and not re.search(r"\b\d+,\d{1,2}\b", text)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(SHOTS / "compstat.png"))  # type: ignore[attr-defined]
+    finally:
+        driver.set_window_size(1280, 860)  # type: ignore[attr-defined]
+
+
 def test_map_inputs_resolve_names(server: str, browser: object) -> None:
     """A name typed in the URL shows as the real one; an unknown one says the closest."""
     driver = browser

@@ -355,9 +355,12 @@ ROUTES = [
     ("/v1/snapshots", {}),
     ("/v1/locate", {"lon": -99.1332, "lat": 19.4326, "start": "2023-01-01", "end": "2024-01-01"}),
     ("/v1/snapshots/diff", {"unit": "colonia"}),
+    ("/v1/area", {"within": "circle:-99.1332,19.4326,800", "start": "2023-01-01", "end": "2024-01-01"}),
+    ("/v1/reports/compstat", {"unit": "colonia", "id": "15-040", "week": "2023-W20"}),
+    ("/v1/maps/static.png", {"bbox": "-99.16,19.41,-99.11,19.45", "start": "2023-01-01", "end": "2024-01-01"}),
 ]  # fmt: skip
 ANALYST_ONLY = ("/v1/incidents", "/v1/hotspots", "/v1/concentration", "/v1/hotspots/emerging",
-                "/v1/near-repeat")  # fmt: skip
+                "/v1/near-repeat", "/v1/reports/compstat")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -396,7 +399,18 @@ def test_authorization_matrix(
         assert response.status_code == 403 and response.json()["error"] == "forbidden"
         return
     assert response.status_code == 200, response.text
+    if path.endswith(".png"):  # a picture of the heatmap this role sees (test_maps.py)
+        assert response.headers["content-type"] == "image/png"
+        return
     body = response.json()
+    if path == "/v1/area":  # the public: whole colonias; keys: their sources' records inside
+        assert (body["area"] is not None) == (principal == "public")
+        if principal == "analyst-ssp":
+            assert body["total"] == 0
+        elif principal != "public":
+            assert body["total"] > 0
+    if path == "/v1/reports/compstat":
+        assert (body["total"]["ytd"]["current"] == 0) == (principal == "analyst-ssp")
     if path == "/v1/aggregate":
         # Public: protected; analysts: exact, within their sources (the sample is FGJ's).
         assert (body["privacy"] is None) == (principal != "public")
