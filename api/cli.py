@@ -182,6 +182,8 @@ def ingest(
         _fail(exc)
         return
     data = result.to_dict()
+    if data.get("status") == "committed":
+        data["alerts"] = _alerts_after_ingest(_store(store))
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -778,6 +780,115 @@ def report_compstat(
         return
     out_file.write_text(text, encoding="utf-8")
     out.print(f"CompStat {week} of {ident or 'every ' + unit} → {out_file}")
+
+
+alerts_app = typer.Typer(
+    help="Alerts: subscriptions' rules evaluated, delivered, listed.", no_args_is_help=True
+)
+app.add_typer(alerts_app, name="alerts")
+
+
+def _run_alerts(st: Store) -> dict[str, int]:
+    """Evaluate every subscription on the current snapshot and deliver what fired."""
+    from alerts.book import Book
+    from alerts.deliver import deliver
+    from alerts.evaluate import evaluate
+    from api.settings import AlertSettings
+    from store.engine import open_engine
+
+    settings = AlertSettings(store=st.root)
+    book = Book(st.root)
+    if not book.subscriptions():
+        return {"fired": 0, "delivered": 0, "dead": 0}
+    con = open_engine()
+    try:
+        fired = evaluate(book, st.snapshot(), con, settings.public_url)
+    finally:
+        con.close()
+    sent = deliver(book, settings.delivery())
+    return {"fired": len(fired), "delivered": sent["delivered"], "dead": sent["dead"]}
+
+
+def _alerts_after_ingest(st: Store) -> dict[str, int] | None:
+    """Alerts after a committed ingest (None if evaluating them failed).
+
+    A failure leaves the snapshot as it is: ``cuadra alerts run`` evaluates them again.
+    """
+    try:
+        return _run_alerts(st)
+    except Exception:  # the ingest has landed; alerts are retried by the next run
+        logging.getLogger("cuadra.alerts").exception("evaluating alerts after ingest failed")
+        console.print(
+            "[yellow]warning:[/yellow] alerts were not evaluated; run `cuadra alerts run`"
+        )
+        return None
+
+
+@alerts_app.command("run")
+def alerts_run(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Evaluate every subscription on the current snapshot and deliver what fired.
+
+    Each rule once per period; deliveries still pending are sent too (for a schedule, e.g.
+    cron).
+    """
+    try:
+        done = _run_alerts(_store(store))
+    except StoreError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        out.print_json(json.dumps(done))
+        return
+    out.print(f"{done['fired']} alerts fired; {done['delivered']} delivered, {done['dead']} dead")
+
+
+@alerts_app.command("list")
+def alerts_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Every subscription with its latest alert and its deliveries not yet done."""
+    from alerts.book import Book
+
+    book = Book(_store(store).root)
+    pending = book.deliveries("pending") + book.deliveries("dead")
+    rows = []
+    for sub in book.subscriptions():
+        latest = book.alerts(sub.id, limit=1)
+        undelivered = [
+            {k: d[k] for k in ("alert", "channel", "status", "attempts", "last_error")}
+            for d in pending
+            if d["subscription"] == sub.id
+        ]
+        latest_id = latest[0]["id"] if latest else None
+        rows.append({**sub.public_view(), "latest_alert": latest_id, "undelivered": undelivered})
+    if as_json:
+        out.print_json(json.dumps({"subscriptions": rows}, ensure_ascii=False))
+        return
+    for r in rows:
+        where = r["place"].get("id") or ("circle" if "circle" in r["place"] else "polygon")
+        out.print(
+            f"{r['id']}  {r['rule']}/{r['interval']}  {where}  latest: {r['latest_alert'] or '-'}"
+        )
+        for d in r["undelivered"]:
+            out.print(f"    {d['channel']} {d['status']} after {d['attempts']}: {d['last_error']}")
+
+
+@alerts_app.command("test")
+def alerts_test(
+    sub_id: Annotated[str, typer.Argument(help="The subscription's id.")],
+    store: StoreOpt = None,
+) -> None:
+    """Send a test message to a subscription's webhook and email (nothing is recorded)."""
+    from alerts.book import Book
+    from alerts.deliver import send_test
+    from api.settings import AlertSettings
+
+    st = _store(store)
+    sub = Book(st.root).get(sub_id)
+    if sub is None:
+        _fail(StoreError(f"no subscription {sub_id}"))
+        return
+    settings = AlertSettings(store=st.root)
+    for channel, error in send_test(sub, settings.delivery(), settings.public_url).items():
+        out.print(f"{channel}: {'sent' if error is None else error}")
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from alerts.book import Book
 from api.context import LEFT_OUT_HEADER
 from api.errors import add_exception_handlers
 from api.privacy import rules_from_settings
@@ -34,6 +35,7 @@ from api.routes import (
     places,
     reports,
     snapshots,
+    subscriptions,
     tiles,
 )
 from api.settings import ServerSettings
@@ -53,6 +55,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = Store(settings.store)
         app.state.keys = KeyRing(settings.store)
+        app.state.alerts = Book(settings.store)
         app.state.rules = rules_from_settings(settings)
         app.state.settings = settings
         # One query engine for the app; each request takes its own cursor (a connection
@@ -88,6 +91,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(area.router)
     app.include_router(maps.router)
     app.include_router(reports.router)
+    app.include_router(subscriptions.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     if not (pages.VENDOR / "leaflet" / "leaflet.js").exists():

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alerts.deliver import Delivery, Smtp
 from data import DEFAULT_STORE
 
 
@@ -18,7 +19,40 @@ class StoreSettings(BaseSettings):
     store: Path = Field(DEFAULT_STORE, description="Store folder (CUADRA_STORE).")
 
 
-class ServerSettings(StoreSettings):
+class AlertSettings(StoreSettings):
+    """How alerts are delivered (the server's and ``cuadra alerts run``'s)."""
+
+    smtp_host: str | None = Field(None, description="SMTP server for alert mail; none: no mail.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="Its port.")
+    smtp_from: str = Field("cuadra@localhost", description="The sender of alert mail.")
+    smtp_user: str | None = Field(None, description="SMTP login, if the server wants one.")
+    smtp_password: str | None = Field(None, description="SMTP password.")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
+    public_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Where people reach this server: the base of links in alerts.",
+    )
+    alert_attempts: int = Field(5, ge=1, le=20, description="Tries per alert delivery.")
+    alert_backoff: float = Field(
+        2.0, ge=0, le=600, description="Seconds before a delivery's second try (doubling)."
+    )
+
+    def delivery(self) -> Delivery:
+        """The delivery configuration these settings describe."""
+        smtp = None
+        if self.smtp_host:
+            smtp = Smtp(
+                self.smtp_host,
+                self.smtp_port,
+                self.smtp_from,
+                self.smtp_user,
+                self.smtp_password,
+                self.smtp_starttls,
+            )
+        return Delivery(smtp, self.alert_attempts, self.alert_backoff)
+
+
+class ServerSettings(AlertSettings):
     """The HTTP service."""
 
     host: str = Field("127.0.0.1", description="Address to listen on (CUADRA_HOST).")

@@ -354,6 +354,25 @@ def time_unknown(
 INTERVALS = {"day": "day", "week": "week", "month": "month"}
 
 
+def new_records(
+    snap: Snapshot, filters: Filters, con: duckdb.DuckDBPyConnection | None = None
+) -> int:
+    """Records under the filters in the snapshot's new data files (its parent lacked them).
+
+    A replacing release (``ingest --replace``) rewrites its source's files: all are new.
+    """
+    parent = snap.manifest.parent
+    old = {f.path for f in snap.store.snapshot(parent).manifest.files} if parent else set()
+    files = [str(snap.path(f.path)) for f in snap.manifest.files if f.path not in old]
+    if not files:
+        return 0
+    where, params = filters.where(snap.manifest.boundary_layers)
+    with _cursor(con) as cur:
+        sql = f"SELECT count(*) FROM read_parquet(?) WHERE {where}"
+        (count,) = cur.execute(sql, [files, *params]).fetchall()[0]
+        return int(count)
+
+
 def timeseries(
     snap: Snapshot,
     interval: str,

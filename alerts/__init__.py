@@ -1,0 +1,1 @@
+"""Alerts: subscriptions to a place and a selection, the rules that fire, their delivery."""
