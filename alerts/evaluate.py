@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import numpy as np
 
 from alerts.book import Book, Outcome, Subscription
-from alerts.model import judge
+from alerts.model import judge, pooled_dispersion
 from store.aggregate import Unit, new_records, timeseries, unit_names, unit_series
 from store.engine import Cursor
 from store.filters import Circle, Filters
@@ -68,13 +68,37 @@ def last_period(last_day: date, interval: str) -> Period:
     return Period(start.strftime("%Y-%m"), start, _month(start, 1), base, recent, earlier)
 
 
+COMPLETE_SHARE = 0.5  # of the median of the 12 months before
+
+
+def published_until(snap: Snapshot, cursor: Cursor) -> date:
+    """The last day of the data's last month published in full.
+
+    Open files carry a few stragglers past their release (FGJ's 2019–2024 file holds 2
+    records of January 2025 beside 13,620 of December 2024): the last month counts only if
+    it holds at least half of the median of the 12 months before it; otherwise the month
+    before is the last.
+    """
+    table = timeseries(snap, "month", Filters(), None, None, cursor)
+    months = table.column("period").to_pylist()
+    counts = table.column("count").to_pylist()
+    last = max(date.fromisoformat(f.max_date) for f in snap.manifest.files)
+    while len(counts) > 1:
+        before = counts[-13:-1]
+        if counts[-1] >= COMPLETE_SHARE * float(np.median(before)):
+            break
+        last = months[-1] - timedelta(days=1)
+        months, counts = months[:-1], counts[:-1]
+    return last
+
+
 def evaluate(book: Book, snap: Snapshot, cursor: Cursor, base_url: str = "") -> list[str]:
     """Evaluate every active subscription not yet evaluated for its period; new alert ids."""
     subs = book.subscriptions()
     if not subs or not snap.manifest.files:
         return []
     first = min(date.fromisoformat(f.min_date) for f in snap.manifest.files)
-    last = max(date.fromisoformat(f.max_date) for f in snap.manifest.files)
+    last = published_until(snap, cursor)
     periods = {i: last_period(last, i) for i in ("month", "week")}
     keys = {
         s.id: f"snapshot-{snap.id}" if s.rule == "any_new" else periods[s.interval].key
@@ -131,8 +155,10 @@ def _units(
     for uid, at, n in zip(got.unit_ids, got.period_index, got.counts, strict=True):
         by_unit[uid][got.periods[at]] = n
     rows = [_counts_of(by_unit.get(s.place["id"], {}), p, first) for s in subs]
-    names = unit_names(snap, unit)
-    return _verdicts(subs, rows, p, snap, base_url, [names.get(s.place["id"]) for s in subs])
+    every = [_counts_of(series, p, first)[1] for series in by_unit.values()]
+    floor = pooled_dispersion(np.array(every, dtype=np.float64)) if every else 1.0
+    names = [unit_names(snap, unit).get(s.place["id"]) for s in subs]
+    return _verdicts(subs, rows, p, snap, base_url, names, floor)
 
 
 def _drawn(
@@ -163,6 +189,7 @@ def _verdicts(
     snap: Snapshot,
     base_url: str,
     names: list[str | None],
+    floor: float = 1.0,
 ) -> list[Outcome]:
     """The model's verdict for every subscription at once (one vectorised call)."""
     if not subs:
@@ -174,6 +201,7 @@ def _verdicts(
         np.array([r[2] for r in rows]),
         np.array([r[3] for r in rows]),
         alpha=np.array([s.alpha for s in subs]),
+        dispersion_floor=floor,
     )
     out = []
     for i, s in enumerate(subs):

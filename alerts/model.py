@@ -10,8 +10,11 @@ run on weekly counts), per unit and selection:
   earlier, ``(recent + 1) / (earlier + 1)``, clipped to [0.5, 2]: a unit whose crime has
   doubled in a year is not alerted every month for it.
 - **Expected** count ``λ = mean(baseline) × trend``; **dispersion** ``φ = max(1, var / mean)``
-  of the baseline (quasi-Poisson). The count is negative binomial with mean λ and variance
-  φλ (Poisson when φ = 1).
+  of the baseline (quasi-Poisson), and never below the median φ of the layer's units (nine
+  values say little about one unit's spread; the layer's units say more). The count is
+  negative binomial with mean λ and variance φλ(1 + 1/n), n the baseline values: the
+  spread of a new count around an *estimated* mean, as Farrington's prediction interval
+  (Poisson only without any spread at all).
 - **Alert** when ``P(X ≥ observed) < α`` (the false-alarm rate asked for, 1 % by default) and
   the observed count is at least ``min_count`` (a jump from 0 to 2 is not worth a message).
 
@@ -51,6 +54,7 @@ def judge(
     earlier: npt.ArrayLike,
     alpha: float | npt.NDArray[np.float64] = ALPHA,
     min_count: int = MIN_COUNT,
+    dispersion_floor: float = 1.0,
 ) -> Verdict:
     """The verdict for each unit (row).
 
@@ -65,6 +69,8 @@ def judge(
         The 12 months (52 weeks) before the period, and the same a year earlier.
     alpha
         The false-alarm rate: the exceedance probability below which a count alerts.
+    dispersion_floor
+        The least φ (``pooled_dispersion`` of the layer's units).
     """
     obs = np.asarray(observed, dtype=np.float64)
     base = np.atleast_2d(np.asarray(baseline, dtype=np.float64))
@@ -78,7 +84,9 @@ def judge(
     )
     expected = np.maximum(mean * trend, 0.5)  # never zero: one case in an empty unit is news
     safe = np.where(mean > 0, mean, 1.0)
-    dispersion = np.where(mean > 0, np.maximum(var / safe, 1.0), 1.0)
+    spread = np.where(mean > 0, np.maximum(var / safe, max(dispersion_floor, 1.0)), 1.0)
+    # The mean is estimated from n values: a new count varies around it by φλ(1 + 1/n).
+    dispersion = spread * (1.0 + 1.0 / np.maximum(known, 1))
     p = np.ones_like(obs)
     poisson = dispersion <= 1.0
     p[poisson] = stats.poisson.sf(obs[poisson] - 1, expected[poisson])
@@ -89,3 +97,15 @@ def judge(
     p = np.where(enough, p, 1.0)
     alert = enough & (obs >= min_count) & (p < alpha)
     return Verdict(expected, dispersion, p, alert)
+
+
+def pooled_dispersion(baseline: npt.ArrayLike) -> float:
+    """The median variance-to-mean ratio of the units' baselines (1 when none has data)."""
+    base = np.atleast_2d(np.asarray(baseline, dtype=np.float64))
+    enough = np.sum(~np.isnan(base), axis=1) >= MIN_BASELINE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(base[enough], axis=1)
+        var = np.nanvar(base[enough], axis=1, ddof=1)
+    ratio = var[mean > 0] / mean[mean > 0]
+    return float(np.median(ratio)) if ratio.size else 1.0

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from alerts.book import Book, Subscription
 from alerts.feed import atom
 from api.auth import Principal, PrincipalDep
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
 from store.aggregate import Unit, unit_names
 from store.errors import StoreError
@@ -22,6 +22,9 @@ from store.names import resolve, snapshot_names
 from store.shapes import ShapeError, shape_of
 from store.snapshot import Snapshot
 
+KEY_ONLY: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorResponse, "description": "Needs an analyst or admin key."}
+}
 router = APIRouter(prefix="/v1", tags=["alerts"], responses=ERROR_RESPONSES)
 MAX_PER_KEY = 1000
 
@@ -94,7 +97,9 @@ def checked_place(snap: Snapshot, place: dict[str, Any]) -> dict[str, Any]:
     raise FilterError("place", None, "give {unit, id}, {circle} or {polygon}")
 
 
-@router.post("/subscriptions", status_code=201, summary="Subscribe to alerts (a key)")
+@router.post(
+    "/subscriptions", status_code=201, summary="Subscribe to alerts (a key)", responses=KEY_ONLY
+)
 def post_subscription(request: Request, principal: PrincipalDep, body: SubscriptionIn) -> Any:
     """Watch a place and a selection; alerts go to the webhook, the email and the feed.
 
@@ -130,7 +135,9 @@ def post_subscription(request: Request, principal: PrincipalDep, body: Subscript
     return answer
 
 
-@router.get("/subscriptions", summary="A key's subscriptions (admin: every one)")
+@router.get(
+    "/subscriptions", summary="A key's subscriptions (admin: every one)", responses=KEY_ONLY
+)
 def get_subscriptions(request: Request, principal: PrincipalDep) -> Any:
     """The subscriptions of the key (every key's for an admin), oldest first."""
     principal.require_key("alert subscriptions need an analyst or admin key")
@@ -139,7 +146,9 @@ def get_subscriptions(request: Request, principal: PrincipalDep) -> Any:
     return json_response({"subscriptions": [_shown(request, s) for s in subs]}, {})
 
 
-@router.get("/subscriptions/{sub_id}", summary="One subscription and its latest alerts")
+@router.get(
+    "/subscriptions/{sub_id}", summary="One subscription and its latest alerts", responses=KEY_ONLY
+)
 def get_subscription(
     request: Request, principal: PrincipalDep, sub_id: Annotated[str, Path(max_length=64)]
 ) -> Any:
@@ -150,7 +159,9 @@ def get_subscription(
     return json_response({**_shown(request, sub), "alerts": alerts}, {})
 
 
-@router.delete("/subscriptions/{sub_id}", status_code=204, summary="Unsubscribe")
+@router.delete(
+    "/subscriptions/{sub_id}", status_code=204, summary="Unsubscribe", responses=KEY_ONLY
+)
 def delete_subscription(
     request: Request, principal: PrincipalDep, sub_id: Annotated[str, Path(max_length=64)]
 ) -> Response:
