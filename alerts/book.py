@@ -52,7 +52,8 @@ class Subscription:
 
     ``place``: ``{"unit": layer, "id": id}``, ``{"circle": [lon, lat, metres]}`` or
     ``{"polygon": GeoJSON}``. ``rule``: ``surge`` (a period above what the unit's history
-    predicts) or ``any_new`` (any new record of the selection; keys only).
+    predicts), ``hotspot`` (the unit becomes a new or intensifying hot spot; units only) or
+    ``any_new`` (any new record of the selection).
     """
 
     id: str

@@ -24,6 +24,7 @@ from typing import Any
 from alerts.book import DEAD, DELIVERED, Book, now
 
 SIGNATURE = "X-Cuadra-Signature"
+HOT = {"new_hot": "nuevo", "intensifying_hot": "en intensificación"}
 ALERT_ID = "X-Cuadra-Alert"
 
 
@@ -138,13 +139,21 @@ def subject(body: dict[str, Any]) -> str:
     """An alert's subject line, in Spanish."""
     if body["rule"] == "any_new":
         return f"Cuadra: nuevos registros en {place_text(body)}"
+    if body["rule"] == "hotspot":
+        return f"Cuadra: {place_text(body)} es un punto caliente {HOT[body['category']]}"
     return f"Cuadra: aumento de incidentes en {place_text(body)} ({body['period']})"
 
 
 def text(body: dict[str, Any]) -> str:
     """An alert's message, in Spanish (Mexico's number format)."""
     chosen = ", ".join(body["categories"] + body["offenses"]) or "todos los delitos"
-    if body["rule"] == "any_new":
+    if body["rule"] == "hotspot":
+        lead = (
+            f"{place_text(body)} es un punto caliente {HOT[body['category']]} de {chosen} "
+            f"al cierre de {body['period']} (análisis de puntos calientes emergentes: Gi* "
+            "espacio-temporal y tendencia de Mann-Kendall de los últimos 24 meses)."
+        )
+    elif body["rule"] == "any_new":
         lead = (
             f"La instantánea {body['snapshot']} trajo {body['new_records']:,} registros nuevos "
             f"de {chosen} en {place_text(body)}."

@@ -19,11 +19,13 @@ import numpy as np
 
 from alerts.book import Book, Outcome, Subscription
 from alerts.model import judge, pooled_dispersion
+from geo.emerging import emerging
 from store.aggregate import Unit, new_records, timeseries, unit_names, unit_series
 from store.engine import Cursor
 from store.filters import Circle, Filters
 from store.shapes import shape_of
 from store.snapshot import Snapshot
+from store.study_area import study_area
 
 YEARS = 3  # of baseline
 
@@ -108,15 +110,20 @@ def evaluate(book: Book, snap: Snapshot, cursor: Cursor, base_url: str = "") -> 
     todo = [s for s in subs if (s.id, keys[s.id]) not in done]
     outcomes: list[Outcome] = []
     groups: dict[tuple[Any, ...], list[Subscription]] = defaultdict(list)
+    hot: dict[tuple[Any, ...], list[Subscription]] = defaultdict(list)
     for s in todo:
         if s.rule == "any_new":
             outcomes.append(_any_new(snap, s, keys[s.id], cursor, base_url))
+        elif s.rule == "hotspot":
+            hot[(s.place["unit"], s.categories, s.offenses, s.sources)].append(s)
         elif "unit" in s.place:
             groups[(s.place["unit"], s.interval, s.categories, s.offenses, s.sources)].append(s)
         else:
             outcomes.append(_drawn(snap, s, periods[s.interval], first, cursor, base_url))
     for (layer, interval, *_), members in groups.items():
         outcomes.extend(_units(snap, layer, members, periods[interval], first, cursor, base_url))
+    for (layer, *_), members in hot.items():
+        outcomes.extend(_hot_spots(snap, layer, members, periods["month"], cursor, base_url))
     return book.record(outcomes, snap.id)
 
 
@@ -159,6 +166,44 @@ def _units(
     floor = pooled_dispersion(np.array(every, dtype=np.float64)) if every else 1.0
     names = [unit_names(snap, unit).get(s.place["id"]) for s in subs]
     return _verdicts(subs, rows, p, snap, base_url, names, floor)
+
+
+HOT_MONTHS = 24  # the emerging hot spot analysis behind the hotspot rule
+BECOMING = ("new_hot", "intensifying_hot")
+
+
+def _hot_spots(
+    snap: Snapshot,
+    layer: str,
+    subs: list[Subscription],
+    p: Period,
+    cursor: Cursor,
+    base_url: str,
+) -> list[Outcome]:
+    """An alert where a subscribed unit is a new or an intensifying hot spot.
+
+    The emerging hot spot categories of the layer's units over the 24 months to the period
+    (space-time Gi* and Mann-Kendall, as /v1/hotspots/emerging computes them).
+    """
+    unit = Unit("layer", layer=layer)
+    s0 = subs[0]
+    since = _month(p.start, 1 - HOT_MONTHS)
+    series = unit_series(snap, unit, "month", _selection(s0, since, p.end), cursor)
+    sa = study_area(snap, unit, None)
+    steps = len(series.periods)
+    cube = sa.cube(series.unit_ids, series.period_index, series.counts, steps)
+    labels = emerging(cube, sa.weights).labels if steps >= 4 else None
+    names = unit_names(snap, unit)
+    out = []
+    for s in subs:
+        at = sa.position.get(s.place["id"])
+        label = str(labels[at]) if labels is not None and at is not None else "no_pattern"
+        body = None
+        if label in BECOMING:
+            body = _body(s, p.key, snap, names.get(s.place["id"]), base_url, (since, p.end))
+            body["category"] = label
+        out.append(Outcome(s, p.key, body is not None, body))
+    return out
 
 
 def _drawn(

@@ -40,11 +40,12 @@ class SubscriptionIn(BaseModel):
     )
     categories: list[str] = Field(default=[], max_length=50)
     offenses: list[str] = Field(default=[], max_length=50)
-    rule: Literal["surge", "any_new"] = Field(
+    rule: Literal["surge", "hotspot", "any_new"] = Field(
         "surge",
         description="`surge`: the last complete month or week is above what the place's own "
-        "history predicts (docs/alerts.md); `any_new`: any new record of the selection in "
-        "the place after an ingest.",
+        "history predicts (docs/alerts.md); `hotspot`: the unit becomes a new or "
+        "intensifying hot spot (monthly emerging hot spot analysis; units only); "
+        "`any_new`: any new record of the selection in the place after an ingest.",
     )
     interval: Literal["month", "week"] = "month"
     alpha: float = Field(
@@ -109,6 +110,8 @@ def post_subscription(request: Request, principal: PrincipalDep, body: Subscript
     principal.require_key("alert subscriptions need an analyst or admin key")
     snap = request.app.state.store.snapshot()
     place = checked_place(snap, body.place)
+    if body.rule == "hotspot" and "unit" not in place:
+        raise FilterError("rule", body.rule, "hot spots are of units: give {unit, id}")
     names = snapshot_names(snap)
     chosen = Filters(categories=tuple(body.categories), offenses=tuple(body.offenses))
     flt = resolve(chosen, names, names)

@@ -147,14 +147,7 @@ def test_a_surge_alerts_once_by_webhook_mail_and_feed(
            "CUADRA_ALERT_BACKOFF": "0", "CUADRA_PUBLIC_URL": "http://cuadra.test"}  # fmt: skip
     try:
         # The busiest colonia of 2023, subscribed to by its id (CVEUT).
-        snap = store.snapshot()
-        files = [str(p) for p in store.data_files(snap.manifest)]
-        import duckdb
-
-        (colonia,) = duckdb.execute(
-            "SELECT colonia::VARCHAR FROM read_parquet(?) WHERE year(local_date) = 2023 "
-            "AND colonia IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC LIMIT 1", [files]
-        ).fetchone()  # fmt: skip
+        colonia = _busiest(store)
         with TestClient(
             create_app(ServerSettings(store=store_root, public_url="http://cuadra.test"))
         ) as c:
@@ -252,13 +245,7 @@ def test_a_crash_mid_evaluation_still_delivers_exactly_once(
            "CUADRA_ALERT_BACKOFF": "0"}  # fmt: skip
     try:
         store = Store(store_root)
-        files = [str(p) for p in store.data_files(store.require_manifest())]
-        import duckdb
-
-        (colonia,) = duckdb.execute(
-            "SELECT colonia::VARCHAR FROM read_parquet(?) WHERE year(local_date) = 2023 "
-            "AND colonia IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC LIMIT 1", [files]
-        ).fetchone()  # fmt: skip
+        colonia = _busiest(store)
         Book(store_root).add(Subscription("crash", "k", {"unit": "colonia", "id": colonia},
                                           webhook_url=receiver.url, webhook_secret="s",
                                           email="a@example.mx"))  # fmt: skip
@@ -351,3 +338,53 @@ def test_periods() -> None:
     assert (w.key, w.start) == ("2024-W20", date(2024, 5, 13))
     assert last_period(date(2024, 5, 18), "week").key == "2024-W19"
     assert w.baseline[1] == date(2023, 5, 15)  # 52 weeks earlier: a Monday too
+
+
+def test_the_hotspot_rule_is_the_emerging_route(
+    history: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    """A unit alerts exactly when /v1/hotspots/emerging, over the 24 months to the period,
+    calls it a new or intensifying hot spot."""
+    from alerts.book import Book, Subscription
+    from alerts.evaluate import evaluate
+    from ingest.pipeline import ingest
+    from ingest.profiles import load_profile
+    from store.engine import open_engine
+
+    root, frame = history
+    store_root = tmp_path / "store"
+    shutil.copytree(root, store_root)
+    store = Store(store_root)
+    colonia = _busiest(store)
+    name = next(n for n in frame["colonia"].unique() if _same(n, _colonia_name(store, colonia)))
+    ingest(store, [str(_surge(frame, name, tmp_path / "2024-01.csv"))], load_profile("fgj-cdmx"))
+    with store.writing():
+        _, key = KeyRing(store_root).create(Role.analyst, note="hot")
+    with TestClient(create_app(ServerSettings(store=store_root))) as c:
+        got = c.get("/v1/hotspots/emerging", params={"unit": "colonia", "interval": "month",
+                    "start": "2022-02-01", "end": "2024-02-01"},
+                    headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    assert got.status_code == 200, got.text
+    labels = {r["unit_id"]: r["category"] for r in got.json()["rows"]}
+    watched = sorted(labels, key=lambda u: (labels[u] not in ("new_hot", "intensifying_hot"), u))[
+        :40
+    ]
+    book = Book(store_root)
+    for i, unit in enumerate(watched):
+        book.add(Subscription(f"h{i}", "k", {"unit": "colonia", "id": unit}, rule="hotspot"))
+    fired = evaluate(book, store.snapshot(), open_engine())
+    expected = {f"h{i}:2024-01" for i, u in enumerate(watched)
+                if labels[u] in ("new_hot", "intensifying_hot")}  # fmt: skip
+    assert expected and set(fired) == expected  # some do become hot spots; only they alert
+    assert len(book.evaluated([(f"h{i}", "2024-01") for i in range(len(watched))])) == len(watched)
+
+
+def _busiest(store: Store) -> str:
+    import duckdb
+
+    files = [str(p) for p in store.data_files(store.require_manifest())]
+    (colonia,) = duckdb.execute(
+        "SELECT colonia::VARCHAR FROM read_parquet(?) WHERE year(local_date) = 2023 "
+        "AND colonia IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC LIMIT 1", [files]
+    ).fetchall()[0]  # fmt: skip
+    return str(colonia)

@@ -56,7 +56,7 @@ def test_compstat_figures_equal_duckdb(
     (busiest,) = duckdb.execute(
         "SELECT colonia::VARCHAR FROM read_parquet(?) WHERE year(local_date) = 2024 "
         "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1", [files]
-    ).fetchone()  # fmt: skip
+    ).fetchall()[0]  # fmt: skip
     got = client.get(
         "/v1/reports/compstat",
         params={"unit": "colonia", "id": busiest, "week": WEEK},
