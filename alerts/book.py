@@ -68,6 +68,9 @@ class Subscription:
     webhook_url: str | None = None
     webhook_secret: str | None = None
     email: str | None = None
+    # Without a key: judged on the public release's cells only, managed with its token.
+    public: bool = False
+    manage_token: str | None = None
     created: str = field(default_factory=now)
     feed_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
@@ -75,6 +78,7 @@ class Subscription:
         """What the owner sees (the webhook secret is shown only when created)."""
         out = asdict(self)
         out["webhook_secret"] = None
+        out["manage_token"] = None
         return out
 
 

@@ -10,6 +10,7 @@ interval and selection (store/aggregate.unit_series), or one per drawn area. An
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
@@ -94,26 +95,49 @@ def published_until(snap: Snapshot, cursor: Cursor) -> date:
     return last
 
 
-def evaluate(book: Book, snap: Snapshot, cursor: Cursor, base_url: str = "") -> list[str]:
-    """Evaluate every active subscription not yet evaluated for its period; new alert ids."""
+Released = Callable[[Subscription, list[date]], dict[date, int | None]]
+"""A public subscription's published monthly counts (None: withheld) for these months."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """What public subscriptions are evaluated on: the release's cells, up to its cutoff."""
+
+    counts: Released
+    until: date  # the first day not published
+
+
+def evaluate(
+    book: Book,
+    snap: Snapshot,
+    cursor: Cursor,
+    base_url: str = "",
+    release: Release | None = None,
+) -> list[str]:
+    """Evaluate every active subscription not yet evaluated for its period; new alert ids.
+
+    Public subscriptions need ``release`` (the published cells); without it they wait.
+    """
     subs = book.subscriptions()
     if not subs or not snap.manifest.files:
         return []
     first = min(date.fromisoformat(f.min_date) for f in snap.manifest.files)
     last = published_until(snap, cursor)
     periods = {i: last_period(last, i) for i in ("month", "week")}
-    keys = {
-        s.id: f"snapshot-{snap.id}" if s.rule == "any_new" else periods[s.interval].key
-        for s in subs
-    }
-    done = book.evaluated([(s.id, keys[s.id]) for s in subs])
-    todo = [s for s in subs if (s.id, keys[s.id]) not in done]
+    # The release's last month that the data also hold in full.
+    shown = min(release.until - timedelta(days=1), last) if release else None
+    released = last_period(shown, "month") if shown is not None else None
+    keys = {s.id: _key(s, snap, periods, released) for s in subs}
+    done = book.evaluated([(s.id, k) for s in subs if (k := keys[s.id]) is not None])
+    todo = [s for s in subs if keys[s.id] is not None and (s.id, keys[s.id]) not in done]
     outcomes: list[Outcome] = []
     groups: dict[tuple[Any, ...], list[Subscription]] = defaultdict(list)
     hot: dict[tuple[Any, ...], list[Subscription]] = defaultdict(list)
     for s in todo:
-        if s.rule == "any_new":
-            outcomes.append(_any_new(snap, s, keys[s.id], cursor, base_url))
+        if s.public and release is not None and released is not None:
+            outcomes.append(_public(snap, s, released, release.counts, base_url))
+        elif s.rule == "any_new":
+            outcomes.append(_any_new(snap, s, f"snapshot-{snap.id}", cursor, base_url))
         elif s.rule == "hotspot":
             hot[(s.place["unit"], s.categories, s.offenses, s.sources)].append(s)
         elif "unit" in s.place:
@@ -125,6 +149,49 @@ def evaluate(book: Book, snap: Snapshot, cursor: Cursor, base_url: str = "") -> 
     for (layer, *_), members in hot.items():
         outcomes.extend(_hot_spots(snap, layer, members, periods["month"], cursor, base_url))
     return book.record(outcomes, snap.id)
+
+
+def _key(
+    s: Subscription, snap: Snapshot, periods: dict[str, Period], released: Period | None
+) -> str | None:
+    """The period a subscription is evaluated for now (None: a public one without a release)."""
+    if s.public:
+        return released.key if released is not None else None
+    if s.rule == "any_new":
+        return f"snapshot-{snap.id}"
+    return periods[s.interval].key
+
+
+def _public(snap: Snapshot, s: Subscription, p: Period, counts: Released, base_url: str) -> Outcome:
+    """The surge rule on published cells only.
+
+    A withheld month of the baseline is unknown; a withheld month itself has no verdict
+    (it is never published later).
+    """
+    window = sorted({*p.baseline, p.start, *_months(p.earlier[0], p.recent[1])})
+    shown = counts(s, window)
+
+    def total(lo: date, hi: date) -> int | None:
+        values = [shown.get(m) for m in window if lo <= m < hi]
+        return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+
+    observed = shown.get(p.start)
+    if observed is None:
+        return Outcome(s, p.key, False, None)
+    base = [float(v) if (v := shown.get(m)) is not None else np.nan for m in p.baseline]
+    recent, earlier = total(*p.recent), total(*p.earlier)
+    if recent is None or earlier is None:
+        recent = earlier = 0  # a withheld month: no trend, rather than a guessed one
+    name = _name(snap, s.place)
+    return _verdicts([s], [(float(observed), base, recent, earlier)], p, snap, base_url, [name])[0]
+
+
+def _months(lo: date, hi: date) -> list[date]:
+    out, day = [], lo
+    while day < hi:
+        out.append(day)
+        day = _month(day, 1)
+    return out
 
 
 def _selection(s: Subscription, start: date | None = None, end: date | None = None) -> Filters:

@@ -793,16 +793,20 @@ def _run_alerts(st: Store) -> dict[str, int]:
     from alerts.book import Book
     from alerts.deliver import deliver
     from alerts.evaluate import evaluate
-    from api.settings import AlertSettings
+    from api.privacy import rules_from_settings
+    from api.routes.subscriptions import release_for
+    from api.settings import ServerSettings
     from store.engine import open_engine
 
-    settings = AlertSettings(store=st.root)
+    settings = ServerSettings(store=st.root)
     book = Book(st.root)
     if not book.subscriptions():
         return {"fired": 0, "delivered": 0, "dead": 0}
     con = open_engine()
     try:
-        fired = evaluate(book, st.snapshot(), con, settings.public_url)
+        snap = st.snapshot()
+        release = release_for(snap, rules_from_settings(settings), con)
+        fired = evaluate(book, snap, con, settings.public_url, release)
     finally:
         con.close()
     sent = deliver(book, settings.delivery())

@@ -109,6 +109,21 @@ def _sources(snap: Snapshot, year: int, months: int, delay_days: int) -> tuple[i
     return tuple(out)
 
 
+def _holding(snap: Snapshot, fam: str, snapshot: int) -> Snapshot:
+    """Snapshot ``snapshot``, or the first after it that holds the family's layer.
+
+    A layer added after a month was published has no figures in that month's snapshot:
+    they are read from the layer's first snapshot, and stay as they are after it (a later
+    ingest changes none of them, as for every published month).
+    """
+    for seq in range(snapshot, snap.id + 1):
+        older = snap if seq == snap.id else snap.store.snapshot(seq)
+        layer = older.manifest.street_layer if fam == "street" else fam
+        if fam in (TOTAL, "h3") or layer in older.manifest.layers:
+            return older
+    return snap
+
+
 def _counts(
     snap: Snapshot,
     fam: str,
@@ -121,7 +136,7 @@ def _counts(
     parts = []
     for snapshot in sorted(set(months_from)):
         months = tuple(m + 1 for m, s in enumerate(months_from) if s == snapshot)
-        older = snap if snapshot == snap.id else snap.store.snapshot(snapshot)
+        older = _holding(snap, fam, snapshot)
         parts.append(monthly_counts(older, fam, year, months, rules.finest_h3, con))
     if not parts:
         none = np.zeros(0, np.int64)

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import hmac
 import secrets
+from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.book import Book, Subscription
+from alerts.evaluate import Release
 from alerts.feed import atom
 from api.auth import Principal, PrincipalDep
+from api.deps import CursorDep
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
+from disclosure.periods import Period as ReleasePeriod
+from disclosure.rules import PublicRules
+from publication import tables
+from publication.figures import public_view, series, today, visible_names
 from store.aggregate import Unit, unit_names
+from store.engine import Cursor
 from store.errors import StoreError
 from store.filters import Circle, FilterError, Filters
 from store.keys import Role
@@ -27,6 +36,15 @@ KEY_ONLY: dict[int | str, dict[str, Any]] = {
 }
 router = APIRouter(prefix="/v1", tags=["alerts"], responses=ERROR_RESPONSES)
 MAX_PER_KEY = 1000
+MAX_PUBLIC = 10_000  # subscriptions without a key, in all
+TokenHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Subscription-Token",
+        max_length=64,
+        description="Without a key: the subscription's manage_token.",
+    ),
+]
 
 
 class SubscriptionIn(BaseModel):
@@ -57,22 +75,53 @@ class SubscriptionIn(BaseModel):
     email: str | None = Field(None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
 
 
+def release_for(snap: Snapshot, rules: PublicRules, cursor: Cursor) -> Release:
+    """The published monthly cells public subscriptions are judged on (None: withheld)."""
+    until = tables.cutoff(rules, today())
+
+    def counts(sub: Subscription, months: list[date]) -> dict[date, int | None]:
+        shown = [m for m in months if m < until]
+        if not shown:
+            return {}
+        unit = Unit("layer", layer=sub.place["unit"])
+        family = tables.unit_family(unit)
+        for year in sorted({m.year for m in shown}):
+            tables.published_table(snap, family, year, rules, cursor, until, wait=True)
+        chosen = Filters(categories=sub.categories, offenses=sub.offenses)
+        try:
+            view = public_view(snap, rules, chosen, unit, ReleasePeriod.month(shown[0]))
+        except FilterError:  # an offense the release no longer names: nothing published
+            return {}
+        values = series(snap, view, rules, unit, sub.place["id"], shown, cursor)
+        return dict(zip(shown, values, strict=True))
+
+    return Release(counts, until)
+
+
 def _book(request: Request) -> Book:
     book: Book = request.app.state.alerts
     return book
 
 
-def _owned(request: Request, principal: Principal, sub_id: str) -> Subscription:
+def _owned(request: Request, principal: Principal, sub_id: str, token: str | None) -> Subscription:
+    """The subscription if the requester holds it.
+
+    Its key or an admin key; without a key, its management token.
+    """
     sub = _book(request).get(sub_id)
-    if sub is None or (principal.role is not Role.admin and sub.owner != principal.key_id):
-        raise StoreError(f"no subscription {sub_id}")
-    return sub
+    if sub is not None and principal.public:
+        if sub.manage_token and token and hmac.compare_digest(sub.manage_token, token):
+            return sub
+    elif sub is not None and (principal.role is Role.admin or sub.owner == principal.key_id):
+        return sub
+    raise StoreError(f"no subscription {sub_id}")
 
 
 def _shown(request: Request, sub: Subscription, secret: bool = False) -> dict[str, Any]:
     out = sub.public_view()
     if secret:
         out["webhook_secret"] = sub.webhook_secret
+        out["manage_token"] = sub.manage_token
     base = request.app.state.settings.public_url.rstrip("/")
     out["feed"] = f"{base}/v1/feeds/{sub.feed_token}.atom"
     return out
@@ -98,29 +147,36 @@ def checked_place(snap: Snapshot, place: dict[str, Any]) -> dict[str, Any]:
     raise FilterError("place", None, "give {unit, id}, {circle} or {polygon}")
 
 
-@router.post(
-    "/subscriptions", status_code=201, summary="Subscribe to alerts (a key)", responses=KEY_ONLY
-)
-def post_subscription(request: Request, principal: PrincipalDep, body: SubscriptionIn) -> Any:
+@router.post("/subscriptions", status_code=201, summary="Subscribe to alerts", responses=KEY_ONLY)
+def post_subscription(
+    request: Request, principal: PrincipalDep, cursor: CursorDep, body: SubscriptionIn
+) -> Any:
     """Watch a place and a selection; alerts go to the webhook, the email and the feed.
 
     The answer holds the webhook's signing secret (shown this once) and the Atom feed's
-    address. Rules are evaluated after every ingest and by `cuadra alerts run`.
+    address. Rules are evaluated after every ingest and by `cuadra alerts run`. Without a
+    key: a unit of a boundary layer, the monthly `surge` rule, judged on the public
+    release's cells only; the answer's `manage_token` (header `X-Subscription-Token`)
+    reads and removes it.
     """
-    principal.require_key("alert subscriptions need an analyst or admin key")
     snap = request.app.state.store.snapshot()
     place = checked_place(snap, body.place)
     if body.rule == "hotspot" and "unit" not in place:
         raise FilterError("rule", body.rule, "hot spots are of units: give {unit, id}")
-    names = snapshot_names(snap)
     chosen = Filters(categories=tuple(body.categories), offenses=tuple(body.offenses))
+    if principal.public:
+        _check_public(body, place)
+        names = visible_names(snap, request.app.state.rules, cursor)
+    else:
+        names = snapshot_names(snap)
     flt = resolve(chosen, names, names)
     book = _book(request)
-    if len(book.subscriptions(principal.key_id)) >= MAX_PER_KEY:
-        raise FilterError("place", None, f"at most {MAX_PER_KEY} subscriptions per key")
+    owner = "public" if principal.public else str(principal.key_id)
+    if len(book.subscriptions(owner)) >= (MAX_PUBLIC if principal.public else MAX_PER_KEY):
+        raise FilterError("place", None, "too many subscriptions; remove some first")
     sub = Subscription(
         id=secrets.token_hex(8),
-        owner=str(principal.key_id),
+        owner=owner,
         place=place,
         categories=flt.categories,
         offenses=flt.offenses,
@@ -131,11 +187,31 @@ def post_subscription(request: Request, principal: PrincipalDep, body: Subscript
         webhook_url=body.webhook_url,
         webhook_secret=secrets.token_urlsafe(32) if body.webhook_url else None,
         email=body.email,
+        public=principal.public,
+        manage_token=secrets.token_urlsafe(24) if principal.public else None,
     )
     book.add(sub)
     answer = json_response(_shown(request, sub, secret=True), {})
     answer.status_code = 201
     return answer
+
+
+def _check_public(body: SubscriptionIn, place: dict[str, Any]) -> None:
+    """Without a key: whole units, the monthly surge rule (cells of the release)."""
+    if "unit" not in place:
+        raise FilterError(
+            "place",
+            None,
+            "without a key, alerts are for a unit of a boundary layer (the release "
+            "publishes whole units); an API key opens circles and polygons",
+        )
+    if body.rule != "surge" or body.interval != "month":
+        raise FilterError(
+            "rule",
+            body.rule,
+            "without a key, alerts are monthly surges on the release's cells; an API key "
+            "opens weeks, hot spots and new records",
+        )
 
 
 @router.get(
@@ -153,11 +229,13 @@ def get_subscriptions(request: Request, principal: PrincipalDep) -> Any:
     "/subscriptions/{sub_id}", summary="One subscription and its latest alerts", responses=KEY_ONLY
 )
 def get_subscription(
-    request: Request, principal: PrincipalDep, sub_id: Annotated[str, Path(max_length=64)]
+    request: Request,
+    principal: PrincipalDep,
+    sub_id: Annotated[str, Path(max_length=64)],
+    token: TokenHeader = None,
 ) -> Any:
     """The subscription and its 50 latest alerts (each with the snapshot it came from)."""
-    principal.require_key("alert subscriptions need an analyst or admin key")
-    sub = _owned(request, principal, sub_id)
+    sub = _owned(request, principal, sub_id, token)
     alerts = _book(request).alerts(sub.id)
     return json_response({**_shown(request, sub), "alerts": alerts}, {})
 
@@ -166,11 +244,13 @@ def get_subscription(
     "/subscriptions/{sub_id}", status_code=204, summary="Unsubscribe", responses=KEY_ONLY
 )
 def delete_subscription(
-    request: Request, principal: PrincipalDep, sub_id: Annotated[str, Path(max_length=64)]
+    request: Request,
+    principal: PrincipalDep,
+    sub_id: Annotated[str, Path(max_length=64)],
+    token: TokenHeader = None,
 ) -> Response:
     """Stop the subscription (its alerts stay in the book)."""
-    principal.require_key("alert subscriptions need an analyst or admin key")
-    sub = _owned(request, principal, sub_id)
+    sub = _owned(request, principal, sub_id, token)
     _book(request).remove(sub.id)
     return Response(status_code=204)
 

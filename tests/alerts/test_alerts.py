@@ -388,3 +388,95 @@ def _busiest(store: Store) -> str:
         "AND colonia IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC LIMIT 1", [files]
     ).fetchall()[0]  # fmt: skip
     return str(colonia)
+
+
+def test_public_subscriptions_are_judged_on_the_release(
+    history: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    """Without a key: a whole unit, monthly, managed by its token; its verdict is the
+    model's on the months /v1/timeseries publishes for that unit (withheld: unknown)."""
+    from alerts.book import Book
+    from alerts.evaluate import evaluate, last_period, published_until
+    from api.privacy import rules_from_settings
+    from api.routes.subscriptions import release_for
+    from ingest.pipeline import ingest
+    from ingest.profiles import load_profile
+    from store.engine import open_engine
+
+    root, frame = history
+    store_root = tmp_path / "store"
+    shutil.copytree(root, store_root)
+    store = Store(store_root)
+    colonia = _busiest(store)
+    name = next(n for n in frame["colonia"].unique() if _same(n, _colonia_name(store, colonia)))
+    # Alcaldías: units large enough for the release to publish most of their months.
+    from ingest.layers import add_boundary_file
+    from tests.conftest import COLONIAS
+
+    add_boundary_file(store, "alcaldia", COLONIAS, id_field="NOMDT", name_field="NOMDT",
+                      dissolve=True)  # fmt: skip
+    ingest(store, [str(_surge(frame, name, tmp_path / "2024-01.csv"))], load_profile("fgj-cdmx"))
+    import duckdb
+
+    files = [str(p) for p in store.data_files(store.require_manifest())]
+    ((alcaldia,),) = duckdb.execute(
+        "SELECT DISTINCT alcaldia::VARCHAR FROM read_parquet(?) WHERE colonia = ?", [files, colonia]
+    ).fetchall()
+    settings = ServerSettings(store=store_root)
+    with TestClient(create_app(settings)) as c:
+        for bad, param in (({"place": {"circle": [-99.13, 19.43, 500]}}, "place"),
+                           ({"place": {"unit": "alcaldia", "id": alcaldia}, "rule": "any_new"}, "rule")):  # fmt: skip
+            refused = c.post("/v1/subscriptions", json=bad)
+            assert refused.status_code == 400 and refused.json()["parameter"] == param
+        # A layer added after the months were published: its public figures are read from
+        # the layer's first snapshot (publication/tables._holding), not refused.
+        year = c.get("/v1/aggregate", params={"unit": "alcaldia", "start": "2023-01-01",
+                                              "end": "2024-01-01"})  # fmt: skip
+        assert year.status_code == 200 and len(year.json()["rows"]) == 16, year.text
+        made = c.post("/v1/subscriptions", json={"place": {"unit": "alcaldia", "id": alcaldia}})
+        assert made.status_code == 201, made.text
+        sub = made.json()
+        token = {"X-Subscription-Token": sub["manage_token"]}
+        assert c.get(f"/v1/subscriptions/{sub['id']}").status_code == 404
+        assert c.get(f"/v1/subscriptions/{sub['id']}", headers=token).status_code == 200
+        assert c.get("/v1/subscriptions").status_code == 403  # listing is for keys
+        snap = store.snapshot()
+        con = open_engine()
+        month = last_period(published_until(snap, con), "month")
+        assert month.key == "2024-01"
+        months = sorted(
+            {*month.baseline, month.start, *_month_range(month.earlier[0], month.recent[1])}
+        )
+        shown = {}
+        for m in months:
+            end = date(m.year + m.month // 12, m.month % 12 + 1, 1)
+            rows = c.get("/v1/timeseries", params={"unit": "alcaldia", "id": alcaldia,
+                         "start": m.isoformat(), "end": end.isoformat()}).json()["rows"]  # fmt: skip
+            shown[m] = rows[0]["count"]
+    release = release_for(snap, rules_from_settings(settings), con)
+    assert release.counts(Book(store_root).get(sub["id"]), months) == shown  # type: ignore[arg-type]
+    fired = evaluate(Book(store_root), snap, con, "", release)
+    observed = shown[month.start]
+    base = [np.nan if shown[m] is None else shown[m] for m in month.baseline]
+    known = all(shown[m] is not None for m in months if month.earlier[0] <= m < month.recent[1])
+    recent = (
+        sum(shown[m] or 0 for m in months if month.recent[0] <= m < month.recent[1]) if known else 0
+    )
+    earlier = (
+        sum(shown[m] or 0 for m in months if month.earlier[0] <= m < month.earlier[1])
+        if known
+        else 0
+    )
+    expected = observed is not None and bool(
+        judge([observed], [base], [recent], [earlier]).alert[0]
+    )
+    assert expected and fired == [f"{sub['id']}:2024-01"]  # the surge, seen in the release
+    assert len(Book(store_root).evaluated([(sub["id"], "2024-01")])) == 1
+
+
+def _month_range(lo: date, hi: date) -> list[date]:
+    out = []
+    while lo < hi:
+        out.append(lo)
+        lo = date(lo.year + lo.month // 12, lo.month % 12 + 1, 1)
+    return out
