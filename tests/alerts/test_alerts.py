@@ -480,3 +480,36 @@ def _month_range(lo: date, hi: date) -> list[date]:
         out.append(lo)
         lo = date(lo.year + lo.month // 12, lo.month % 12 + 1, 1)
     return out
+
+
+def test_alerts_test_and_list_on_the_command_line(tmp_path: Path) -> None:
+    """`cuadra alerts test` sends one signed test message; `alerts list` shows dead letters."""
+    from typer.testing import CliRunner
+
+    from alerts.book import Book, Outcome, Subscription
+    from alerts.deliver import Delivery, deliver
+    from api.cli import app
+
+    receiver = Receiver(codes=[200, 500, 500])
+    try:
+        book = Book(tmp_path)
+        sub = book.add(Subscription("t", "k", {"unit": "colonia", "id": "15-040"},
+                                    webhook_url=receiver.url, webhook_secret="s"))  # fmt: skip
+        done = CliRunner().invoke(app, ["alerts", "test", "t", "--store", str(tmp_path)])
+        assert done.exit_code == 0 and "webhook: sent" in done.output, done.output
+        headers, body = receiver.posts[0]
+        assert json.loads(body)["test"] is True
+        assert (
+            headers["X-Cuadra-Signature"]
+            == "sha256=" + hmac.new(b"s", body, hashlib.sha256).hexdigest()
+        )
+        body_of = {"subscription": "t", "rule": "any_new", "period": "p", "snapshot": 1,
+                   "place": sub.place, "categories": [], "offenses": [], "new_records": 2, "map": "m"}  # fmt: skip
+        book.record([Outcome(sub, "p", True, body_of)], 1)
+        deliver(book, Delivery(attempts=2, backoff=0), lambda _: None)
+        listed = CliRunner().invoke(app, ["alerts", "list", "--store", str(tmp_path), "--json"])
+        (row,) = json.loads(listed.output)["subscriptions"]
+        assert row["latest_alert"] == "t:p" and row["undelivered"][0]["status"] == "dead"
+        assert row["webhook_secret"] is None  # never shown again
+    finally:
+        receiver.close()
