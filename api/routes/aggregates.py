@@ -289,6 +289,26 @@ def named_rows(snap: Snapshot, unit: Unit, table: pa.Table) -> list[dict[str, An
     return [{"unit_id": r["unit_id"], "name": r["name"], "count": r["count"]} for r in rows]
 
 
+def _public_place(
+    ask: Ask, flt: Filters, unit: Unit | None, ident: str | None
+) -> tuple[Unit | None, str | None]:
+    """The unit a public series is of: ``unit`` and ``id``, or ``within=layer:id``.
+
+    The release publishes series of whole units: a bbox would be a new area of its own.
+    """
+    if ident is None and flt.within is not None:
+        layer, within_id = flt.within
+        return ask.unit(layer), within_id
+    if flt.bbox is not None:
+        raise FilterError(
+            "bbox",
+            flt.bbox,
+            "public series are of one unit (unit and id, or within=layer:id) or a drawn "
+            "area (within=circle:... or a posted polygon); an API key opens boxes",
+        )
+    return unit, ident
+
+
 def _unit_text(unit: Unit) -> str:
     """A unit as the ``unit`` parameter spells it."""
     if unit.kind == "h3":
@@ -388,6 +408,7 @@ def get_timeseries(
     area: dict[str, Any] = {}
     if ask.principal.public:
         flt, pub, months = _public_months(ask.request, ask.snap, ask.filters(), parsed, interval)
+        parsed, id = _public_place(ask, flt, parsed, id)
         if flt.drawn() is None:
             counts = series(ask.snap, pub, ask.rules, parsed, id, months, ask.cursor)
         else:

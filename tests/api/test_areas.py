@@ -187,3 +187,16 @@ def test_the_public_gets_whole_units_by_post_too(client: TestClient) -> None:
     assert {r["unit_id"] for r in compared.json()["rows"]} <= touched
     refused = client.post("/v1/concentration", json=shapely.geometry.mapping(HOLED))
     assert refused.status_code == 405  # routes without a drawn area take no body
+
+
+def test_a_public_series_is_of_one_whole_unit(client: TestClient) -> None:
+    """within=layer:id is the unit's published series (not the whole area's); a box is not
+    a unit of the release."""
+    year = {"start": "2023-01-01", "end": "2024-01-01"}
+    by_id = client.get("/v1/timeseries", params={"unit": "colonia", "id": "15-040", **year})
+    within = client.get("/v1/timeseries", params={"within": "colonia:15-040", **year})
+    whole = client.get("/v1/timeseries", params=year)
+    assert within.status_code == 200 and within.json()["rows"] == by_id.json()["rows"]
+    assert within.json()["rows"] != whole.json()["rows"]
+    boxed = client.get("/v1/timeseries", params={"bbox": "-99.14,19.42,-99.12,19.44", **year})
+    assert boxed.status_code == 400 and boxed.json()["parameter"] == "bbox"
