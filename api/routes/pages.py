@@ -35,13 +35,10 @@ SCRIPTS = [
     ("leaflet", "/static/vendor/leaflet/leaflet.js"),
     ("vectorgrid", "/static/vendor/vectorgrid/Leaflet.VectorGrid.bundled.min.js"),
     ("protomaps", "/static/vendor/protomaps/protomaps-leaflet.js"),
-    ("geoman", "/static/vendor/geoman/leaflet-geoman.min.js"),
 ]
-STYLES = [
-    ("leaflet_css", "/static/vendor/leaflet/leaflet.css"),
-    ("geoman_css", "/static/vendor/geoman/leaflet-geoman.css"),
-    ("cuadra_css", "/static/map.css"),
-]
+# Leaflet-Geoman (drawing an area) is loaded by map.js once the first view is up: it is
+# twice Leaflet's size, and the first view does not need it.
+STYLES = [("leaflet_css", "/static/vendor/leaflet/leaflet.css"), ("cuadra_css", "/static/map.css")]
 TITLES = {"es": "Cuadra — mapa de incidencia delictiva", "en": "Cuadra — crime map"}
 LAYERS = ("heatmap", "hex", "colonias", "cuadrantes", "hotspots", "streets")
 FILTER_KEYS = (

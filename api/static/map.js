@@ -870,6 +870,24 @@ document.addEventListener("DOMContentLoaded", function () {
       }, function () { fail(new Error(t.noLocation)); }, { timeout: 10000 });
     });
   }
+  /* Leaflet-Geoman is twice Leaflet's size and the first view does not need it: it is
+     fetched (from this server) once the map is up. */
+  function loadDrawing() {
+    var css = document.createElement("link");
+    css.rel = "stylesheet";
+    css.href = "/static/vendor/geoman/leaflet-geoman.css";
+    document.head.appendChild(css);
+    var script = document.createElement("script");
+    script.src = "/static/vendor/geoman/leaflet-geoman.min.js";
+    script.onload = function () {
+      // Geoman hooks maps made after it loads: this one gets its manager by hand.
+      if (!map.pm && L.PM && L.PM.Map) { map.pm = new L.PM.Map(map); }
+      wireDrawing();
+      placeDrawingTools();
+      document.body.dataset.drawingReady = "1";
+    };
+    document.head.appendChild(script);
+  }
   function wireDrawing() {
     if (!map.pm) { return; }
     map.pm.setLang(config.lang === "es" ? "es" : "en");
@@ -888,6 +906,12 @@ document.addEventListener("DOMContentLoaded", function () {
     areaPanel.addTo(map);
     wireNear();
   }
+  // The drawing tools sit right under the zoom buttons, above the layer list.
+  function placeDrawingTools() {
+    var bar = document.querySelector(".leaflet-pm-toolbar");
+    var zoom = document.querySelector(".leaflet-control-zoom");
+    if (bar && zoom && zoom.parentNode === bar.parentNode) { zoom.parentNode.insertBefore(bar, zoom.nextSibling); }
+  }
 
   /* Put it together. */
   var overlays = {};
@@ -901,7 +925,6 @@ document.addEventListener("DOMContentLoaded", function () {
   tileUrls();
   config.layers.forEach(function (name) { if (byName[name]) { byName[name].addTo(map); } });
   if (!config.embed) {
-    wireDrawing();  // its tools right under the zoom buttons, above the layer list
     L.control.layers(null, overlays, { collapsed: false, position: "topleft" }).addTo(map);
     panel.addTo(map);
     chart.addTo(map);
@@ -929,7 +952,9 @@ document.addEventListener("DOMContentLoaded", function () {
   Promise.all([loadColonias(), config.embed ? Promise.resolve() : loadChart(),
                config.layers.indexOf("cuadrantes") >= 0 ? loadCuadrantes() : Promise.resolve(),
                config.layers.indexOf("hotspots") >= 0 ? loadHotspots() : Promise.resolve(),
-               loadStreets(), loadHexClasses()]);
+               loadStreets(), loadHexClasses()]).then(function () {
+    if (!config.embed) { loadDrawing(); }
+  });
   window.cuadra = { map: map, state: state, reload: reload, layers: byName, fmt: fmt, askArea: askArea,
     area: function () { return areaAnswer; }, drawnGeometry: function () { return areaFeature(null).geometry; } };
 });

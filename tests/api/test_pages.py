@@ -390,7 +390,8 @@ def test_draw_an_area_and_read_its_panel(server: str, browser: object, analyst_k
     driver.get(f"{server}/map?{period}")  # type: ignore[attr-defined]
     _wait(driver, "document.body.dataset.layersReady === '1'")
     driver.execute_script("window.cuadra.map.setView([19.4326, -99.1332], 15, {animate: false})")  # type: ignore[attr-defined]  # fmt: skip
-    _wait(driver, "document.body.dataset.layersReady === '1'")
+    # Leaflet-Geoman arrives after the first view (it is not needed for it).
+    _wait(driver, "document.body.dataset.layersReady === '1' && document.body.dataset.drawingReady === '1'")  # fmt: skip
     driver.find_element("css selector", ".leaflet-pm-icon-polygon").click()  # type: ignore[attr-defined]
     surface = driver.find_element("id", driver.execute_script("return window.cuadra.map.getContainer().id"))  # type: ignore[attr-defined]  # fmt: skip
     # Five vertices around the Zócalo (offsets from the map's centre, in pixels), then the
