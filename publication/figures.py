@@ -196,6 +196,13 @@ def _touched(snap: Snapshot, unit: Unit, table: pa.Table, withheld: bool, shape:
     A touched unit without a published cell is a zero or withheld: the sum is then unknown.
     """
     units = areas.covered(snap, unit, shape)
+    if len(units) > MAX_TOUCHED:
+        raise FilterError(
+            "within",
+            f"{len(units):,} units",
+            f"the area touches {len(units):,} units of this kind; at most {MAX_TOUCHED:,}: "
+            "draw a smaller area or use coarser units",
+        )
     ids = table.column("unit_id").to_pylist()
     keep = set(units)
     table = table.filter(pa.array([i in keep for i in ids], pa.bool_()))
@@ -320,6 +327,9 @@ def area_breakdown(
     return out
 
 
+# Units a public drawn area's answer may list (an h3:9 answer for a city-wide polygon
+# would be tens of thousands).
+MAX_TOUCHED = 5_000
 # Units a public drawn area's series may add up (one lookup per unit and month).
 MAX_AREA_UNITS = 400
 

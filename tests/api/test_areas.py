@@ -200,3 +200,14 @@ def test_a_public_series_is_of_one_whole_unit(client: TestClient) -> None:
     assert within.json()["rows"] != whole.json()["rows"]
     boxed = client.get("/v1/timeseries", params={"bbox": "-99.14,19.42,-99.12,19.44", **year})
     assert boxed.status_code == 400 and boxed.json()["parameter"] == "bbox"
+
+
+def test_a_public_area_lists_at_most_5000_units(client: TestClient) -> None:
+    """Half the city at h3:9 is tens of thousands of cells: refused, naming `within`."""
+    big = shapely.box(-99.30, 19.25, -99.00, 19.55)
+    got = client.post("/v1/aggregate", params={"unit": "h3:9", **YEAR},
+                      json=shapely.geometry.mapping(big))  # fmt: skip
+    assert got.status_code == 400 and got.json()["parameter"] == "within", got.text
+    fine = client.post("/v1/aggregate", params={"unit": "h3:7", **YEAR},
+                       json=shapely.geometry.mapping(big))  # fmt: skip
+    assert fine.status_code == 200 and len(fine.json()["area"]["units"]) > 100
