@@ -15,8 +15,10 @@ REDOC      := 2.5.0
 GEOMAN     := 2.20.2
 VENDOR     := api/static/vendor
 ASSETS     := $(VENDOR)/.installed-$(LEAFLET)-$(VECTORGRID)-$(PROTOMAPS)-$(SWAGGER)-$(REDOC)-$(GEOMAN)
-# The browser tests drive Debian's Chromium through its ChromeDriver.
+# The browser tests drive Debian's Chromium through its ChromeDriver; the shared rate
+# limit test starts Debian's redis-server.
 BROWSER    := /usr/bin/chromedriver
+REDIS      := /usr/bin/redis-server
 
 .PHONY: demo test lint test-slow bench fuzz clean-store assets
 
@@ -55,6 +57,9 @@ assets: $(ASSETS)
 $(BROWSER):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 
+$(REDIS):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+
 # An install interrupted (Ctrl-C) leaves .installing behind, and perhaps a truncated tool
 # that pip would call installed: the next run starts from a new environment.
 $(STAMP): pyproject.toml
@@ -78,7 +83,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint $(ASSETS) $(BROWSER)
+test: lint $(ASSETS) $(BROWSER) $(REDIS)
 	$(BIN)/pytest -q -m "not slow"
 
 test-slow: $(STAMP)

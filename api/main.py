@@ -107,6 +107,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         keys=KeyRing(settings.store),
         tiles=settings.rate_tiles,
         in_flight=settings.rate_public_in_flight,
+        storage=settings.redis_url,
     )
     if settings.cors_origins:
         # Embeds on other sites: read-only GETs, the ETag readable for their caches.

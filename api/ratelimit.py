@@ -17,7 +17,7 @@ import time
 
 import orjson
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage
+from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -39,6 +39,7 @@ class RateLimit:
         keys: KeyRing,
         tiles: str = "1200/minute",
         in_flight: int = 4,
+        storage: str | None = None,
     ) -> None:
         self.app = app
         self.in_flight = in_flight
@@ -47,7 +48,10 @@ class RateLimit:
         self.keyed: RateLimitItem = parse(keyed)
         self.tiles: RateLimitItem = parse(tiles)
         self.keys = keys
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        # Redis (``redis://``) shares the counts among every process of a deployment;
+        # otherwise each process counts its own.
+        store = storage_from_string(storage) if storage else MemoryStorage()
+        self.limiter = MovingWindowRateLimiter(store)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Count the request; answer 429 when its key or address is over its limit."""

@@ -74,6 +74,11 @@ class ServerSettings(AlertSettings):
         "120/minute", description="Requests per client address without a key (limits syntax)."
     )
     rate_keyed: str = Field("1200/minute", description="Requests per API key.")
+    redis_url: str | None = Field(
+        None,
+        description="redis://host:port/db (CUADRA_REDIS_URL): rate limits counted in Redis, "
+        "shared by every API process; none: each process counts its own.",
+    )
     rate_public_in_flight: int = Field(
         4,
         ge=1,

@@ -128,3 +128,55 @@ async def _crowd_and_other(tmp_path: Path) -> None:
         gate.set()
         assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
         assert (await crowd.get("/fast")).status_code == 200  # its share is back
+
+
+def test_a_limit_is_shared_by_two_processes_through_redis(
+    sample_store: Store, tmp_path: Path
+) -> None:
+    """Two `cuadra serve` processes on one store and one redis-server (Debian's, started
+    here): a key's 6th request in the minute is refused by whichever process gets it."""
+    from store.keys import Role
+
+    with sample_store.writing():
+        _, key = KeyRing(sample_store.root).create(Role.analyst, note="redis")
+    ports = []
+    for _ in range(3):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    redis_port, *api_ports = ports
+    started = [subprocess.Popen(
+        ["/usr/bin/redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )]  # fmt: skip
+    env = {**os.environ, "CUADRA_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+           "CUADRA_RATE_KEYED": "5/minute", "CUADRA_WARM_RELEASE": "false"}  # fmt: skip
+    try:
+        for port in api_ports:
+            started.append(subprocess.Popen(
+                [sys.executable, "-m", "api.entry", "serve", "--store", str(sample_store.root),
+                 "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))  # fmt: skip
+        urls = [f"http://127.0.0.1:{port}" for port in api_ports]
+        for url in urls:
+            _until_up(url)
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(timeout=30, headers=headers) as client:
+            codes = [client.get(f"{urls[i % 2]}/v1/meta").status_code for i in range(7)]
+        assert codes == [200] * 5 + [429, 429], codes
+    finally:
+        for proc in started:
+            proc.terminate()
+            proc.wait()
+
+
+def _until_up(url: str) -> None:
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not start")
