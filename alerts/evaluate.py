@@ -231,7 +231,8 @@ def _units(
     rows = [_counts_of(by_unit.get(s.place["id"], {}), p, first) for s in subs]
     every = [_counts_of(series, p, first)[1] for series in by_unit.values()]
     floor = pooled_dispersion(np.array(every, dtype=np.float64)) if every else 1.0
-    names = [unit_names(snap, unit).get(s.place["id"]) for s in subs]
+    layer_names = unit_names(snap, unit)  # a dict of the layer's names: built once
+    names = [layer_names.get(s.place["id"]) for s in subs]
     return _verdicts(subs, rows, p, snap, base_url, names, floor)
 
 

@@ -20,8 +20,7 @@ import shapely
 
 from geo.hotspots import hot_spots
 from geo.stats import poisson_rate_test
-from publication.areas import layer_shapes
-from store.aggregate import Unit, aggregate, unit_names
+from store.aggregate import Unit, aggregate, layer_shapes, unit_names
 from store.compstat import Window, period_counts, windows
 from store.engine import Cursor
 from store.filters import FilterError, Filters

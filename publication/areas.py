@@ -12,25 +12,10 @@ from typing import Any
 import numpy as np
 import shapely
 
-from geo.cells import cells_to_hex, cells_to_polygons, hex_to_cells, polygon_cells
-from store.aggregate import Unit, unit_attributes
-from store.snapshot import Kind, Snapshot
-
-# A layer's shapes, parsed once per snapshot (a few layers; colonias are ~10 MB).
-SHAPES = Kind("layer shapes", items=8)
-
-
-def layer_shapes(snap: Snapshot, unit: Unit) -> tuple[dict[str, int], Any, Any]:
-    """A layer's ids (to positions), geometries and representative points, once per version."""
-    assert unit.layer is not None
-
-    def parse() -> tuple[dict[str, int], Any, Any]:
-        attrs = unit_attributes(snap, unit, geometry=True)
-        shapes = shapely.from_wkb(attrs.column("geometry").to_numpy(zero_copy_only=False))
-        index = {str(u): i for i, u in enumerate(attrs.column("unit_id").to_pylist())}
-        return index, shapes, shapely.point_on_surface(shapes)
-
-    return snap.memo(SHAPES, (unit.kind, unit.layer), parse)
+from geo.cells import cells_to_hex, polygon_cells
+from store.aggregate import Unit, layer_shapes
+from store.filters import FilterError
+from store.snapshot import Snapshot
 
 
 def covered(snap: Snapshot, unit: Unit, area: Any) -> list[str]:
@@ -44,16 +29,17 @@ def covered(snap: Snapshot, unit: Unit, area: Any) -> list[str]:
     return [ids[i] for i in np.flatnonzero(hit)]
 
 
-def touches(snap: Snapshot, unit: Unit, ids: list[str], area: Any) -> list[bool]:
-    """Whether each of ``ids`` (units of ``unit``'s kind) touches the area."""
-    if not ids:
-        return []
-    if unit.kind == "h3":
-        shapes = cells_to_polygons(hex_to_cells(ids))
-    else:
-        index, every, _ = layer_shapes(snap, unit)
-        shapes = every[[index[i] for i in ids]]
-    return [bool(v) for v in shapely.intersects(shapes, area)]
+def covered_at_most(snap: Snapshot, unit: Unit, area: Any, limit: int) -> list[str]:
+    """``covered``, refused (FilterError naming ``within``) beyond ``limit`` units."""
+    units = covered(snap, unit, area)
+    if len(units) > limit:
+        raise FilterError(
+            "within",
+            f"{len(units):,} units",
+            f"the area touches {len(units):,} units of this kind; at most {limit:,} here: "
+            "draw a smaller area or use coarser units",
+        )
+    return units
 
 
 def basis(snap: Snapshot, finest_h3: int, unit: Unit | None = None) -> Unit:

@@ -20,7 +20,7 @@ from disclosure.periods import Period
 from disclosure.rules import NotPublished, PublicRules
 from geo.cells import cells_to_latlng, hex_to_cells
 from publication import areas, tables
-from store.aggregate import Unit, aggregate
+from store.aggregate import Unit, aggregate, layer_shapes
 from store.engine import Cursor
 from store.filters import FilterError, Filters
 from store.names import Names
@@ -195,14 +195,7 @@ def _touched(snap: Snapshot, unit: Unit, table: pa.Table, withheld: bool, shape:
 
     A touched unit without a published cell is a zero or withheld: the sum is then unknown.
     """
-    units = areas.covered(snap, unit, shape)
-    if len(units) > MAX_TOUCHED:
-        raise FilterError(
-            "within",
-            f"{len(units):,} units",
-            f"the area touches {len(units):,} units of this kind; at most {MAX_TOUCHED:,}: "
-            "draw a smaller area or use coarser units",
-        )
+    units = areas.covered_at_most(snap, unit, shape, MAX_TOUCHED)
     ids = table.column("unit_id").to_pylist()
     keep = set(units)
     table = table.filter(pa.array([i in keep for i in ids], pa.bool_()))
@@ -288,14 +281,7 @@ def area_series(
     """
     drawn = pub.filters.drawn()
     assert drawn is not None
-    units = areas.covered(snap, unit, drawn)
-    if len(units) > MAX_AREA_UNITS:
-        raise FilterError(
-            "within",
-            f"{len(units)} units",
-            f"the area touches {len(units):,} units; public series go up to "
-            f"{MAX_AREA_UNITS}: draw a smaller area or use coarser units",
-        )
+    units = areas.covered_at_most(snap, unit, drawn, MAX_AREA_UNITS)
     parts = [series(snap, pub, rules, unit, u, months, cursor) for u in units]
     return units, areas.summed(parts, len(months))
 
@@ -347,7 +333,7 @@ def _selected(snap: Snapshot, unit: Unit, ids: list[str], flt: Filters) -> list[
         points = shapely.points(lon, lat)
     else:
         assert unit.layer is not None
-        index, _, surface = areas.layer_shapes(snap, unit)
+        index, _, surface = layer_shapes(snap, unit)
         points = surface[[index[i] for i in ids]]
     keep = np.ones(len(ids), dtype=bool)
     if flt.bbox is not None:
@@ -355,7 +341,7 @@ def _selected(snap: Snapshot, unit: Unit, ids: list[str], flt: Filters) -> list[
         keep &= shapely.intersects(points, shapely.box(b.minlon, b.minlat, b.maxlon, b.maxlat))
     if flt.within is not None:
         layer, ident = flt.within
-        index, shapes, _ = areas.layer_shapes(snap, Unit("layer", layer=layer))
+        index, shapes, _ = layer_shapes(snap, Unit("layer", layer=layer))
         if ident not in index:
             return [False] * len(ids)
         keep &= shapely.intersects(points, shapes[index[ident]])

@@ -13,6 +13,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import shapely
 
 from store import year_cubes
 from store.cubes import (
@@ -26,7 +27,7 @@ from store.cubes import (
 from store.errors import StoreError
 from store.filters import FilterError, Filters
 from store.layers import read_layer_columns
-from store.snapshot import Snapshot
+from store.snapshot import Kind, Snapshot
 from store.snapshots import DataFile, Manifest
 from store.sql import h3_parent, quote
 
@@ -313,6 +314,23 @@ def unit_attributes(snap: Snapshot, unit: Unit, geometry: bool = False) -> pa.Ta
     else:
         t = read_layer_columns(path, ("id", "name", "population", *extra))
     return t.rename_columns(["unit_id", "name", "population", *extra])
+
+
+# A layer's shapes, parsed once per snapshot (a few layers; colonias are ~10 MB).
+SHAPES = Kind("layer shapes", items=8)
+
+
+def layer_shapes(snap: Snapshot, unit: Unit) -> tuple[dict[str, int], Any, Any]:
+    """A layer's ids (to positions), geometries and representative points, once per version."""
+    assert unit.layer is not None
+
+    def parse() -> tuple[dict[str, int], Any, Any]:
+        attrs = unit_attributes(snap, unit, geometry=True)
+        shapes = shapely.from_wkb(attrs.column("geometry").to_numpy(zero_copy_only=False))
+        index = {str(u): i for i, u in enumerate(attrs.column("unit_id").to_pylist())}
+        return index, shapes, shapely.point_on_surface(shapes)
+
+    return snap.memo(SHAPES, (unit.kind, unit.layer), parse)
 
 
 def unit_names(snap: Snapshot, unit: Unit) -> dict[str, str | None]:

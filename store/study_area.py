@@ -17,7 +17,7 @@ import shapely
 
 from geo.cells import cells_to_hex, polygon_cells
 from geo.hotspots import GiWeights, h3_weights, queen_weights
-from store.aggregate import Unit
+from store.aggregate import Unit, layer_shapes
 from store.filters import FilterError
 from store.layers import layer_cells, read_layer_columns
 from store.snapshot import Kind, Snapshot
@@ -76,18 +76,23 @@ class StudyArea:
         return out
 
 
+def _check(unit: Unit, k: int) -> None:
+    """FilterError for units no study area is made of, or a k-ring on polygons."""
+    if unit.kind == "street":
+        raise FilterError("unit", "street", "hot spots need cells or polygons, not streets")
+    if unit.kind == "layer" and k != 1:
+        raise FilterError("k", k, "polygons have queen neighbours; k applies to H3 cells")
+
+
 def study_area(snap: Snapshot, unit: Unit, area: str | None, k: int = 1) -> StudyArea:
     """The study area of ``unit`` and its neighbours.
 
     H3 cells covering ``area`` (default: the first boundary layer) with k-ring
     neighbours, or all polygons of a layer with queen contiguity.
     """
-    if unit.kind == "street":
-        raise FilterError("unit", "street", "hot spots need cells or polygons, not streets")
+    _check(unit, k)
     if unit.kind == "layer":
         assert unit.layer is not None
-        if k != 1:
-            raise FilterError("k", k, "polygons have queen neighbours; k applies to H3 cells")
         if area not in (None, unit.layer):
             raise FilterError("area", area, f"a {unit.layer} unit is its own study area")
         path = snap.path(snap.layer(unit.layer).path)
@@ -124,16 +129,13 @@ def drawn_study_area(snap: Snapshot, unit: Unit, drawn: Any, k: int = 1) -> Stud
 
     Cells have their k-ring neighbours among them, polygons their queen neighbours.
     """
-    if unit.kind == "street":
-        raise FilterError("unit", "street", "hot spots need cells or polygons, not streets")
+    _check(unit, k)
     if unit.kind == "layer":
-        assert unit.layer is not None
-        if k != 1:
-            raise FilterError("k", k, "polygons have queen neighbours; k applies to H3 cells")
-        table = read_layer_columns(snap.path(snap.layer(unit.layer).path), ("id", "geometry"))
-        geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+        # The layer's shapes as parsed once per snapshot (store/aggregate.layer_shapes).
+        index, geoms, _ = layer_shapes(snap, unit)
         hit = np.flatnonzero(shapely.intersects(geoms, drawn))
-        ids = [str(table.column("id")[int(i)].as_py()) for i in hit]
+        every = list(index)
+        ids = [every[i] for i in hit]
         weights = queen_weights(geoms[hit])
         position = {u: i for i, u in enumerate(ids)}
         return StudyArea(ids, position, weights, GiWeights.of(weights), "drawn area", "queen")

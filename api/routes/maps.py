@@ -14,8 +14,7 @@ from api.context import Ask, AskDep
 from api.errors import ERROR_RESPONSES
 from api.routes.tiles import heat_layer
 from api.tile_data import attribution
-from publication.areas import layer_shapes
-from store.aggregate import Unit, unit_names
+from store.aggregate import Unit, layer_shapes, unit_names
 from store.filters import FilterError
 from store.snapshot import Snapshot
 from tiles.layer import CellLayer
