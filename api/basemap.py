@@ -60,7 +60,10 @@ def build_store_basemap(
             )
         )
     path = path or archive_path(store)
-    return path, build_basemap(layers, path, maxzoom=maxzoom, attribution=attribution)
+    tiles = build_basemap(layers, path, maxzoom=maxzoom, attribution=attribution)
+    if path == archive_path(store):
+        store.push(f"{FOLDER}/{ARCHIVE}")  # a remote store's servers bring it from there
+    return path, tiles
 
 
 @dataclass(frozen=True)

@@ -45,15 +45,17 @@ console = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 StoreOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
-        "--store", help="Store folder [default: $CUADRA_STORE or data/store].", show_default=False
+        "--store",
+        help="Store folder, or s3://bucket/prefix [default: $CUADRA_STORE or data/store].",
+        show_default=False,
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _store(path: Path | None) -> Store:
+def _store(path: str | None) -> Store:
     if path is not None:
         return Store(path)
     # Imported here: pydantic-settings costs a tenth of a second at every start.
@@ -361,7 +363,7 @@ def info(
     manifest = snap.manifest
     summary = snapshot_summary(snap)
     data: dict[str, Any] = {
-        "store": str(st.root),
+        "store": st.location,
         "snapshot": manifest.snapshot,
         "snapshots": st.snapshots(),
         "created_at": manifest.created_at,
@@ -526,11 +528,11 @@ def keys_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a key and print it once: it is stored only as a hash."""
-    from store.keys import KeyRing, Role
+    from store.keys import KEYS, KeyRing, Role
 
     st = _store(store)
     try:
-        with st.writing():
+        with st.editing(KEYS):
             record, text = KeyRing(st.root).create(Role(role.value), tuple(scope or ()), note)
     except StoreError as exc:
         _fail(exc)
@@ -594,11 +596,11 @@ def keys_revoke(
     store: StoreOpt = None,
 ) -> None:
     """Revoke a key: requests with it are refused from then on."""
-    from store.keys import KeyRing
+    from store.keys import KEYS, KeyRing
 
     st = _store(store)
     try:
-        with st.writing():
+        with st.editing(KEYS):
             record = KeyRing(st.root).revoke(key_id)
     except StoreError as exc:
         _fail(exc)
@@ -615,6 +617,15 @@ def serve(
     port: Annotated[
         int | None, typer.Option(min=1, max=65535, help="Port [default: CUADRA_PORT or 8000].")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes sharing the port, each answering from the same snapshot "
+            "[default: CUADRA_WORKERS or 1].",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API and the map."""
     import uvicorn
@@ -622,31 +633,44 @@ def serve(
     from api.main import create_app
     from api.settings import ServerSettings, StoreSettings
 
-    given: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    given: dict[str, Any] = {
+        k: v for k, v in (("host", host), ("port", port), ("workers", workers)) if v is not None
+    }
     settings = ServerSettings(store=store or StoreSettings().store, **given)
     busy = _port_in_use(settings.host, settings.port)
     if busy is not None:
         _fail(busy)
         return
     logging.getLogger("cuadra.api").setLevel(logging.INFO)
-    if settings.warm_release:
-        _warm_release(settings)
+    if settings.warm_release and settings.workers == 1:
+        _warm_release(settings)  # with workers, each warms itself (api/main.py)
     console.print(
-        f"Serving {settings.store} on http://{settings.host}:{settings.port} (Ctrl-C to stop)"
+        f"Serving {settings.store} on http://{settings.host}:{settings.port} with "
+        f"{settings.workers} process{'es' if settings.workers > 1 else ''} (Ctrl-C to stop)"
     )
     # Uvicorn's access log off: the app writes one structured record per request itself.
     # Forwarded headers only from a configured proxy: uvicorn trusts them from 127.0.0.1 by
     # default, and a client on the host could then pick its own address for the rate limit.
     proxies = ",".join(settings.trusted_proxies)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        access_log=False,
-        proxy_headers=bool(proxies),
-        forwarded_allow_ips=proxies or None,
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "info",
+        "access_log": False,
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": proxies or None,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    # Worker processes build their app from the environment: the options given here go there.
+    os.environ.update(
+        CUADRA_STORE=str(settings.store),
+        CUADRA_HOST=settings.host,
+        CUADRA_PORT=str(settings.port),
+        CUADRA_WORKERS=str(settings.workers),
     )
+    uvicorn.run("api.main:create_app", factory=True, workers=settings.workers, **common)
 
 
 def _port_in_use(host: str, port: int) -> Exception | None:
@@ -688,24 +712,14 @@ def demo(
         _fail(exc)
         return
     if not no_serve:
-        serve(store=st.root, port=port)
+        serve(store=st.location, port=port)
 
 
 def _warm_release(settings: Any) -> None:
     """Build the public release's default blocks in the background while serving."""
-    import threading
+    from api.main import warm_in_background
 
-    from api.privacy import rules_from_settings
-    from publication import tables
-    from publication.figures import today
-
-    def run() -> None:
-        try:
-            tables.warm(Store(settings.store), rules_from_settings(settings), today())
-        except Exception:  # a failed warm-up only means slower first answers
-            logging.getLogger("cuadra.api").exception("warming the public release failed")
-
-    threading.Thread(target=run, name="cuadra-warm", daemon=True).start()
+    warm_in_background(Store(settings.store), settings)
 
 
 report_app = typer.Typer(help="Reports: the weekly CompStat pack.", no_args_is_help=True)
@@ -798,7 +812,7 @@ def _run_alerts(st: Store) -> dict[str, int]:
     from api.settings import ServerSettings
     from store.engine import open_engine
 
-    settings = ServerSettings(store=st.root)
+    settings = ServerSettings(store=st.location)
     book = Book(st.root)
     if not book.subscriptions():
         return {"fired": 0, "delivered": 0, "dead": 0}
@@ -890,7 +904,7 @@ def alerts_test(
     if sub is None:
         _fail(StoreError(f"no subscription {sub_id}"))
         return
-    settings = AlertSettings(store=st.root)
+    settings = AlertSettings(store=st.location)
     for channel, error in send_test(sub, settings.delivery(), settings.public_url).items():
         out.print(f"{channel}: {'sent' if error is None else error}")
 

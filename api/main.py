@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
@@ -43,6 +45,7 @@ from publication import tables
 from store import Store
 from store.engine import open_engine
 from store.keys import KeyRing
+from store.objects import local_root
 
 log = logging.getLogger("cuadra.api")
 
@@ -51,27 +54,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """Build the app for a store; tests call this with their own settings."""
     settings = settings or ServerSettings()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.store = Store(settings.store)
-        app.state.keys = KeyRing(settings.store)
-        app.state.alerts = Book(settings.store)
-        app.state.rules = rules_from_settings(settings)
-        app.state.settings = settings
-        # One query engine for the app; each request takes its own cursor (a connection
-        # is not thread-safe, and FastAPI runs sync routes in a thread pool).
-        app.state.engine = open_engine(threads=2)
-        try:
-            yield
-        finally:
-            app.state.engine.close()
-            tables.shutdown()
-
     app = FastAPI(
         title="Cuadra",
         summary="Georeferenced crime aggregates, hotspots and tiles from an H3-indexed store.",
         version=version("cuadra"),
-        lifespan=lifespan,
+        lifespan=_lifespan(settings),
         # /docs and /redoc are served with their assets from /static (api/routes/pages.py).
         docs_url=None,
         redoc_url=None,
@@ -104,7 +91,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         RateLimit,
         public=settings.rate_public,
         keyed=settings.rate_keyed,
-        keys=KeyRing(settings.store),
+        keys=KeyRing(local_root(settings.store)),
         tiles=settings.rate_tiles,
         in_flight=settings.rate_public_in_flight,
         storage=settings.redis_url,
@@ -125,6 +112,100 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.add_middleware(RequestLog)
 
     return app
+
+
+def warm_in_background(store: Store, settings: ServerSettings) -> None:
+    """Build (or read) the public release of every published year, in a thread."""
+    from publication.figures import today
+
+    def run() -> None:
+        try:
+            tables.warm(store, rules_from_settings(settings), today())
+        except Exception:  # a failed warm-up only means slower first answers
+            log.exception("warming the public release failed")
+
+    threading.Thread(target=run, name="cuadra-warm", daemon=True).start()
+
+
+def _prepare_each_snapshot(store: Store, engine: Any) -> ThreadPoolExecutor:
+    """Build each new current snapshot's span cubes in the background, one at a time.
+
+    A question about any range of years then finds them built, however long ago the
+    snapshot's first request was (store/span_cubes.py); one asked meanwhile waits for the
+    build it needs, as it would have built it itself.
+    """
+    from store import span_cubes
+
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cuadra-prepare")
+
+    def prepare(snap: Any) -> None:
+        def run() -> None:
+            cursor = engine.cursor()
+            try:
+                span_cubes.prepare(snap, cursor)
+            except Exception:
+                log.exception("preparing snapshot %s failed", snap.id)
+            finally:
+                cursor.close()
+
+        worker.submit(run)
+
+    store.on_new_snapshot = prepare
+    if store.manifest() is not None:
+        store.snapshot()  # the current one, prepared from the start
+    return worker
+
+
+def _follow(store: Store, seconds: float) -> threading.Event:
+    """Bring a remote store's new snapshots here every ``seconds``, in the background.
+
+    Requests keep reading the snapshot they began with; a new one is served once every
+    file it names is on this machine. A local store's readers see new manifests at once.
+    """
+    stop = threading.Event()
+    if store.remote is None:
+        return stop
+
+    def follow() -> None:
+        while not stop.wait(seconds):
+            try:
+                store.refresh()
+            except Exception:  # the object store unreachable for a while: keep serving
+                log.exception("refreshing %s failed", store.location)
+
+    threading.Thread(target=follow, name="cuadra-refresh", daemon=True).start()
+    return stop
+
+
+def _lifespan(settings: ServerSettings) -> Any:
+    """What the app opens at start and closes at shutdown: the store, the engine, the workers."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.store = store = Store(settings.store)
+        app.state.keys = KeyRing(store.root)
+        app.state.alerts = Book(store.root)
+        app.state.rules = rules_from_settings(settings)
+        app.state.settings = settings
+        # One query engine for the app; each request takes its own cursor (a connection
+        # is not thread-safe, and FastAPI runs sync routes in a thread pool).
+        app.state.engine = open_engine(threads=2)
+        stop = _follow(store, settings.refresh_seconds)
+        preparing = _prepare_each_snapshot(store, app.state.engine)
+        if settings.workers > 1 and settings.warm_release:
+            # One of `cuadra serve --workers N`: tables another worker built (or is
+            # building) are read from the store, not built again.
+            warm_in_background(store, settings)
+        try:
+            yield
+        finally:
+            stop.set()
+            store.on_new_snapshot = None
+            preparing.shutdown(wait=True, cancel_futures=True)
+            app.state.engine.close()
+            tables.shutdown()
+
+    return lifespan
 
 
 KEY_REQUIRED = "x-key-required"

@@ -16,7 +16,9 @@ class StoreSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CUADRA_", extra="ignore")
 
-    store: Path = Field(DEFAULT_STORE, description="Store folder (CUADRA_STORE).")
+    store: Path | str = Field(
+        DEFAULT_STORE, description="Store folder, or s3://bucket/prefix (CUADRA_STORE)."
+    )
 
 
 class AlertSettings(StoreSettings):
@@ -57,6 +59,15 @@ class ServerSettings(AlertSettings):
 
     host: str = Field("127.0.0.1", description="Address to listen on (CUADRA_HOST).")
     port: int = Field(8000, ge=1, le=65535, description="Port (CUADRA_PORT).")
+    workers: int = Field(
+        1, ge=1, le=64, description="Server processes sharing the port (CUADRA_WORKERS)."
+    )
+    refresh_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="How often a server looks for a remote store's new snapshot "
+        "(CUADRA_REFRESH_SECONDS); a local store's are seen at once.",
+    )
     basemap: str | None = Field(
         None,
         description="The map's basemap (CUADRA_BASEMAP): a PMTiles file (a Protomaps extract, "

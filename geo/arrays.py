@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 import numpy as np
 import numpy.typing as npt
 
@@ -17,10 +19,13 @@ def ranges(starts: Ints, lengths: Ints) -> Ints:
     return (offsets + np.arange(total)).astype(np.int64)
 
 
+K = TypeVar("K", bound=np.integer[Any])
+
+
 def group_sum(
-    keys: Ints, values: npt.NDArray[np.int64] | npt.NDArray[np.float64]
-) -> tuple[Ints, Ints]:
-    """Distinct keys (sorted) and the integer sum of ``values`` per key."""
+    keys: npt.NDArray[K], values: npt.NDArray[np.int64] | npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[K], Ints]:
+    """Distinct keys (sorted, of the keys' dtype) and the integer sum of ``values`` per key."""
     distinct, inverse = np.unique(keys, return_inverse=True)
     total = np.bincount(inverse, weights=values, minlength=distinct.size)
     return distinct, np.rint(total).astype(np.int64)

@@ -24,7 +24,7 @@ from ingest.parts import PartResult
 from ingest.prepare import preload_layers, prepare_part, worker_pool
 from ingest.profiles import Profile
 from ingest.readers import file_sha256, iter_source
-from store import Store
+from store import SnapshotConflict, Store
 from store.snapshots import Batch, Manifest
 from store.transaction import Transaction
 
@@ -35,6 +35,8 @@ Progress = Callable[[str], None]
 # flat however large its input (benchmarks/RESULTS.md, "Scale").
 DEFAULT_BATCH_ROWS = 1_000_000
 ENGINES = ("local", "dask")
+# Commits refused because another writer (on another machine) published first.
+COMMIT_ATTEMPTS = 3
 
 
 @dataclass
@@ -61,6 +63,7 @@ class IngestReport:
     replaced: list[str] = field(default_factory=list)  # batches an --replace release replaced
     date_precision: str = "day"  # the profile's: "day" or "month"
     engine: str = "local"
+    commit_attempts: int = 1  # more when another writer committed first (a remote store)
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -133,33 +136,66 @@ def ingest(
     expect_rows = expect_rows if expect_rows is not None else profile.expect.rows
     stages.begin("reading")
     batch_id = _check_inputs(paths, profile, sha256 or profile.expect.sha256)
-    with store.transaction(batch_id) as txn:
-        parent = txn.parent
-        if parent is not None and batch_id in parent.batches:
-            return _already(parent, batch_id, profile, paths, stages.started)
-        stages.begin("validating, enriching and writing")
-        results = _run_parts(
-            store, txn, paths, profile, now, batch_id, batch_rows, engine, scheduler, replace
-        )
-        input_rows = sum(r.input_rows for r in results)
-        if expect_rows is not None and input_rows != expect_rows:
-            raise IngestError(
-                f"expected {expect_rows} data rows, the input has {input_rows}: the file may be "
-                "truncated or not the one declared; nothing was ingested"
-            )
-        stages.begin("committing")
-        report = _report(results, parent, profile, paths, batch_id, engine)
-        rejects = [r.rejects for r in results if r.rejects.num_rows]
-        if rejects:
-            report.rejects_file = txn.write_rejects(batch_id[:16], rejects)
-        if not report.balanced():  # a bug, never the input's fault
-            raise IngestError(f"row accounting does not balance: {report.to_dict()}")
-        files = [f for r in results for f in r.files]
-        committed = txn.commit(files, _batch(report), replace)
-        report.snapshot = committed.snapshot
-        report.replaced = committed.batches[batch_id].replaced
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            with store.transaction(batch_id) as txn:
+                parent = txn.parent
+                if parent is not None and batch_id in parent.batches:
+                    return _already(parent, batch_id, profile, paths, stages.started)
+                job = _Job(paths, profile, now, batch_id, batch_rows, engine, scheduler, replace)
+                report = _write_and_commit(store, txn, job, expect_rows, stages)
+            report.commit_attempts = attempt
+            break
+        except SnapshotConflict:
+            # Another machine's writer published first: its records may hold some of
+            # ours, so the whole input is checked again against the new snapshot.
+            if attempt == COMMIT_ATTEMPTS:
+                raise
+            stages.begin(f"another writer committed first; again ({attempt + 1})")
     report.stage_seconds = stages.end()
     report.seconds = round(time.perf_counter() - stages.started, 3)
+    return report
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One ingest's inputs and choices, as the stages after reading need them."""
+
+    paths: list[str]
+    profile: Profile
+    now: datetime
+    batch_id: str
+    batch_rows: int
+    engine: str
+    scheduler: str | None
+    replace: bool
+
+
+def _write_and_commit(
+    store: Store, txn: Transaction, job: _Job, expect_rows: int | None, stages: _Stages
+) -> IngestReport:
+    """Validate, enrich and write the inputs in a transaction, then commit them."""
+    parent = txn.parent
+    paths, profile, batch_id, engine = job.paths, job.profile, job.batch_id, job.engine
+    stages.begin("validating, enriching and writing")
+    results = _run_parts(store, txn, job)
+    input_rows = sum(r.input_rows for r in results)
+    if expect_rows is not None and input_rows != expect_rows:
+        raise IngestError(
+            f"expected {expect_rows} data rows, the input has {input_rows}: the file may be "
+            "truncated or not the one declared; nothing was ingested"
+        )
+    stages.begin("committing")
+    report = _report(results, parent, profile, paths, batch_id, engine)
+    rejects = [r.rejects for r in results if r.rejects.num_rows]
+    if rejects:
+        report.rejects_file = txn.write_rejects(batch_id[:16], rejects)
+    if not report.balanced():  # a bug, never the input's fault
+        raise IngestError(f"row accounting does not balance: {report.to_dict()}")
+    files = [f for r in results for f in r.files]
+    committed = txn.commit(files, _batch(report), job.replace)
+    report.snapshot = committed.snapshot
+    report.replaced = committed.batches[batch_id].replaced
     return report
 
 
@@ -204,29 +240,19 @@ def _check_inputs(paths: list[str], profile: Profile, sha256: str | None) -> str
     return _batch_id(profile, digests)
 
 
-def _run_parts(
-    store: Store,
-    txn: Transaction,
-    paths: list[str],
-    profile: Profile,
-    now: datetime,
-    batch_id: str,
-    batch_rows: int,
-    engine: str,
-    scheduler: str | None,
-    replace: bool,
-) -> list[PartResult]:
+def _run_parts(store: Store, txn: Transaction, job: _Job) -> list[PartResult]:
     """Every part of the inputs validated, enriched and written, on the chosen engine."""
     parent = txn.parent
+    paths, profile, batch_rows, replace = job.paths, job.profile, job.batch_rows, job.replace
     ctx = PartContext(
         root=str(store.root),
         snapshot=parent.snapshot if parent else None,
         profile=profile,
-        now=now,
-        batch_id=batch_id,
+        now=job.now,
+        batch_id=job.batch_id,
         writer=txn.writer(),
     )
-    if engine == "local" and parent is not None:
+    if job.engine == "local" and parent is not None:
         # Load the layers on a worker while this thread reads the input.
         worker_pool().submit(preload_layers, store, parent)
     # A replacing release is compared with nothing stored: its records are the source's.
@@ -237,8 +263,8 @@ def _run_parts(
 
         stored = pl.Series("e", existing)
     parts = (part for path in paths for part in iter_source(path, profile, batch_rows))
-    if engine == "dask":
-        return run_dask(prepare_part, ctx, parts, stored, txn.staging(), scheduler)
+    if job.engine == "dask":
+        return run_dask(prepare_part, ctx, parts, stored, txn.staging(), job.scheduler)
     return run_local(prepare_part, ctx, parts, stored)
 
 

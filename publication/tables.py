@@ -8,25 +8,34 @@ published year in the background when a server starts. docs/privacy.md has the r
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import logging
 import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import date, timedelta
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from cachetools import LRUCache
 
-from disclosure import periods
+import disclosure
+from disclosure import periods, table_file
 from disclosure.offenses import Forest
 from disclosure.offenses import forest as offense_forest
 from disclosure.periods import Period
 from disclosure.rules import PublicRules
 from disclosure.table import TOTAL, Counts, Family, Nesting, PublishedTable, build_table
+from store import monthly
 from store.aggregate import Unit
 from store.engine import Cursor, open_engine
 from store.monthly import monthly_counts, nesting
@@ -305,6 +314,8 @@ def published_table(
     with _lock:
         hit = _tables.get(key)
         pending = _pending.get(key)
+    if hit is None:
+        hit = _stored(snap.store, key)  # built by another process, or before a restart
     if hit is not None:
         return hit
     if pending is not None and not wait:
@@ -315,21 +326,85 @@ def published_table(
         # table it will not build (45 concurrent requests would scan them 45 times).
         with _lock:
             pending = _pending.get(key)
-            if pending is None and key not in _tables:
+            if pending is None and key not in _tables and not _building_elsewhere(snap, key):
                 pending = _submit(key, snap, fam, year, rules, until)
         raise NotReady(max(5, min(bound, 10**6) // 20_000), pending)
-    counts = _counts(snap, fam, year, rules, con, months_from)
     with _lock:
         building = _building.setdefault(key, threading.Lock())
-    with building:  # one build per key; requests for other tables go on meanwhile
+    # One build per key: in this process (the lock), and on this machine (the file lock:
+    # the other server processes wait, then read the file it wrote).
+    with building, _machine_lock(snap.store, key):
         with _lock:
             hit = _tables.get(key)
         if hit is None:
+            hit = _stored(snap.store, key)
+        if hit is None:
+            counts = _counts(snap, fam, year, rules, con, months_from)
             hit = _table(snap, fam, year, rules, con, until, counts)
-            with _lock:
-                _tables[key] = hit
-                _building.pop(key, None)
+            snap.store.put_object(_file_name(key), table_file.dump(hit))
+        with _lock:
+            _tables[key] = hit
+            _building.pop(key, None)
     return hit
+
+
+RELEASE = "release"  # the store's folder of published tables
+
+
+def _file_name(key: tuple[Any, ...]) -> str:
+    """Where a table is kept in the store: named by everything it is built from."""
+    _, months_from, fam, year, rules, names, size = key
+    what = [_code(), list(months_from), fam, year, asdict(rules), list(names), size]
+    digest = hashlib.sha256(json.dumps(what).encode("utf-8")).hexdigest()[:32]
+    return f"{RELEASE}/{fam}-{year}-{digest}.npz"
+
+
+@lru_cache(maxsize=1)
+def _code() -> str:
+    """The digest of the code that decides a table: another version builds its own."""
+    files = sorted(Path(disclosure.__file__).parent.glob("*.py"))
+    files += [Path(monthly.__file__), Path(__file__)]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _stored(store: Store, key: tuple[Any, ...]) -> PublishedTable | None:
+    """A table kept in the store, cached here once read; None if none is kept."""
+    data = store.get_object(_file_name(key))
+    table = table_file.load(data) if data is not None else None
+    if table is not None:
+        with _lock:
+            _tables[key] = table
+    return table
+
+
+@contextmanager
+def _machine_lock(store: Store, key: tuple[Any, ...]) -> Iterator[None]:
+    """Held while this machine builds a table (an advisory file lock in the store folder)."""
+    path = store.root / (_file_name(key) + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _building_elsewhere(snap: Snapshot, key: tuple[Any, ...]) -> bool:
+    """Whether another process on this machine is building the table now."""
+    path = snap.store.root / (_file_name(key) + ".lock")
+    if not path.exists():
+        return False
+    with open(path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
 
 
 def _retry_after(pending: Future[PublishedTable]) -> int:
@@ -451,6 +526,8 @@ def warm(store: Store, rules: PublicRules, today: date) -> None:
                     except NotReady as building:
                         if building.pending is not None:
                             building.pending.result()  # raises what the build raised
+                        else:
+                            time.sleep(0.5)  # another server process is building it
         _warm[root] = "ready"
     except Exception:
         _warm[root] = "failed"
@@ -464,11 +541,18 @@ def status(root: Any) -> str:
     return _warm.get(str(root), "none")
 
 
-def clear() -> None:
-    """Forget every cached table (tests; a store rebuilt in place)."""
+def clear(kept: Store | None = None) -> None:
+    """Forget every cached table (tests; a store rebuilt in place).
+
+    ``kept``: also delete the tables kept in that store's folder (not a remote's objects),
+    so that they are built again.
+    """
     with _lock:
         _tables.clear()
     _opened.cache_clear()
+    if kept is not None:
+        for path in (kept.root / RELEASE).glob("*.npz"):
+            path.unlink(missing_ok=True)
 
 
 def cutoff(rules: PublicRules, today: date) -> date:

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
 
-from store import year_cubes
+from store import span_cubes
 from store.cubes import (
     CUBE_H3_RES,
     H3_FAMILY,
@@ -275,14 +275,14 @@ def _hot(
     plan: _Plan,
     cur: duckdb.DuckDBPyConnection,
 ) -> Counts | None:
-    """The counts from year cubes in memory (store/year_cubes.py), None where they do not apply."""
+    """The counts from span and year cubes in memory (store/span_cubes.py)."""
     family = unit.cube_family
     assert family is not None
     within = None
     if filters.within is not None:
         assert plan.ids is not None  # within on a cube is the unit's own layer
         within = _position(plan.ids, filters.within[1])
-    got = year_cubes.counts(snap, family, unit.res, filters, within, cur)
+    got = span_cubes.range_counts(snap, family, unit.res, filters, within, cur)
     if got is None:
         return None
     keys, n = got

@@ -26,6 +26,7 @@ from store.snapshots import fsync_dir
 
 ACCESS = "access"
 KEYS_FILE = "keys.json"
+KEYS = f"{ACCESS}/{KEYS_FILE}"  # relative to the store root
 _PREFIX = "cdr"
 
 

@@ -64,13 +64,13 @@ def _summary(snap: Snapshot, sources: tuple[str, ...]) -> Summary:
         ]
         cats = dict(
             con.execute(
-                f"SELECT category, count(*) FROM incidents WHERE {where} GROUP BY 1 ORDER BY 2 DESC",
+                f"SELECT category, count(*) FROM incidents WHERE {where} GROUP BY 1 ORDER BY 2 DESC, 1",
                 params,
             ).fetchall()
         )
         offs = dict(
             con.execute(
-                f"SELECT offense, count(*) FROM incidents WHERE {where} GROUP BY 1 ORDER BY 2 DESC",
+                f"SELECT offense, count(*) FROM incidents WHERE {where} GROUP BY 1 ORDER BY 2 DESC, 1",
                 params,
             ).fetchall()
         )

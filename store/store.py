@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,8 +20,9 @@ import pyarrow.compute as pc
 from cachetools import LRUCache
 
 from store.cubes import CUBES, CubeSpec, build_rollup, cube_specs, rollup_key
-from store.errors import StoreError
+from store.errors import SnapshotConflict, StoreError
 from store.incidents import INCIDENTS, conform, read_incidents, write_incidents
+from store.keys import KEYS
 from store.layers import (
     BoundaryData,
     LoadedBoundary,
@@ -32,6 +34,7 @@ from store.layers import (
     write_boundary,
     write_streets,
 )
+from store.objects import Remote, cache_folder, is_remote
 from store.parquet import read_parquet
 from store.schema import RESERVED
 from store.snapshot import Memo, Snapshot
@@ -42,6 +45,7 @@ from store.snapshots import (
     Layer,
     Manifest,
     list_snapshots,
+    manifest_path,
     publish,
     read_manifest,
 )
@@ -58,23 +62,168 @@ STREET_REACH = DEFAULT_STREET_DISTANCE
 # Snapshot objects a store keeps, least recently asked for first out (the current one and
 # a few older ones read with as_of).
 KEPT_SNAPSHOTS = 8
+# Objects of a remote store that change in place: read again when their ETag changes.
+MUTABLE = (KEYS, "basemap/basemap.pmtiles")
 
 # The enrich stage for stored records: the new layer version's column (ingest supplies it).
 Enricher = Callable[[pa.Table, Manifest, Layer], pa.Array]
 
 
 class Store:
-    """A Cuadra store rooted at a folder.
+    """A Cuadra store rooted at a folder, or on object storage (``s3://bucket/prefix``).
 
     Readers call ``manifest()`` and read exactly the files it names; writers hold an
-    advisory lock, write new files, and publish a new manifest atomically.
+    advisory lock, write new files, and publish a new manifest atomically. A remote
+    store's files are read from this machine's cache folder (``root``), which holds a
+    snapshot's manifest only once every file it names is there (store/objects.py);
+    ``refresh`` brings the remote's newest snapshot.
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root).resolve()
+        self.remote: Remote | None = None
+        if is_remote(root):
+            self.remote = Remote(str(root))
+            self.root = cache_folder(self.remote.url)
+            self.location = self.remote.url
+        else:
+            self.root = Path(root).resolve()
+            self.location = str(self.root)
         self.memo = Memo()  # what readers derive from snapshots, bounded per kind
         self._snapshots: LRUCache[tuple[int, str], Snapshot] = LRUCache(maxsize=KEPT_SNAPSHOTS)
         self._snapshots_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._etags: dict[str, str] = {}  # mutable objects' ETags as last brought here
+        # Called with each newly current snapshot when first read (a server prepares it).
+        self.on_new_snapshot: Callable[[Snapshot], None] | None = None
+        if self.remote is not None:
+            self.refresh()
+
+    # -- a remote store's objects ------------------------------------------------------
+
+    def refresh(self) -> int | None:
+        """Bring a remote store's newest snapshot and changed mutable objects here.
+
+        The snapshot's files first, then its manifest: a reader of the cache folder sees
+        the new snapshot whole or not at all. Returns the newest snapshot's number (None
+        for a local or empty store). A local store needs no refresh.
+        """
+        if self.remote is None:
+            return None
+        with self._refresh_lock:
+            published = sorted(
+                int(Path(key).stem)
+                for key in self.remote.listing(MANIFESTS)
+                if Path(key).stem.isdigit() and key.endswith(".json")
+            )
+            if published and not manifest_path(self.root, published[-1]).exists():
+                self._bring(published[-1])
+            for rel in MUTABLE:
+                etag = self.remote.etag(rel)
+                if etag is not None and etag != self._etags.get(rel):
+                    self.remote.download(rel, self.root / rel)
+                    self._etags[rel] = etag
+            return published[-1] if published else None
+
+    def _bring(self, seq: int) -> bool:
+        """Download a remote snapshot's files, then its manifest; False if there is none."""
+        assert self.remote is not None
+        got = self.remote.get(f"{MANIFESTS}/{seq:08d}.json")
+        if got is None:
+            return False
+        manifest = Manifest.from_json(got[0].decode("utf-8"))
+        for rel in sorted(_named(manifest)):
+            if not (self.root / rel).exists():
+                if not self.remote.download(rel, self.root / rel):
+                    raise StoreError(f"{self.location}: snapshot {seq} names {rel}, which is gone")
+        _publish_here(self.root, manifest)
+        return True
+
+    def _publish(self, manifest: Manifest, parent: Manifest | None) -> None:
+        """Publish a written snapshot: upload its new files, then its manifest, if remote."""
+        if self.remote is not None:
+            known = _named(parent) if parent is not None else set()
+            for rel in sorted(_named(manifest) - known):
+                self.remote.put(rel, self.root / rel)
+            for batch in manifest.batches.values():
+                if parent is None or batch.batch not in parent.batches:
+                    self._upload_loose(batch.rejects)
+            key = f"{MANIFESTS}/{manifest.snapshot:08d}.json"
+            if not self.remote.put(key, manifest.to_json().encode("utf-8"), etag=None):
+                raise SnapshotConflict(
+                    f"snapshot {manifest.snapshot} was published by another writer"
+                )
+            _publish_here(self.root, manifest)
+            return
+        publish(self.root, manifest)
+
+    def _upload_loose(self, path: str | None) -> None:
+        if path is None or self.remote is None:
+            return
+        local = Path(path)
+        if local.is_file() and local.resolve().is_relative_to(self.root):
+            self.remote.put(local.resolve().relative_to(self.root).as_posix(), local)
+
+    def push(self, rel: str) -> None:
+        """Upload a mutable object written here (a remote store's basemap); no-op if local."""
+        if self.remote is not None:
+            self.remote.put(rel, self.root / rel)
+            self._etags[rel] = self.remote.etag(rel) or ""
+
+    @contextmanager
+    def editing(self, rel: str) -> Iterator[Path]:
+        """Change a mutable object under the writer lock; yields its local path.
+
+        On a remote store the object is read first and written back only if no other
+        writer changed it meanwhile (``If-Match``); otherwise StoreError, and nothing
+        is lost: the change can be made again.
+        """
+        with self.writing():
+            if self.remote is None:
+                yield self.root / rel
+                return
+            before = self.remote.get(rel)
+            path = self.root / rel
+            if before is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(before[0])
+            try:
+                yield path
+                if not self.remote.put(rel, path.read_bytes(), etag=before[1] if before else None):
+                    raise StoreError(f"{rel} was changed by another writer meanwhile: run again")
+            except BaseException:
+                # The copy here is no longer the remote's: the next refresh brings it again.
+                self._etags.pop(rel, None)
+                path.unlink(missing_ok=True)
+                raise
+            self._etags[rel] = self.remote.etag(rel) or ""
+
+    def put_object(self, rel: str, data: bytes) -> bool:
+        """Store an immutable object under the store if none is there; False if one was."""
+        path = self.root / rel
+        if self.remote is not None and not self.remote.put(rel, data, etag=None):
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return self.remote is not None
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return True
+
+    def get_object(self, rel: str) -> bytes | None:
+        """An immutable object under the store (brought here once if remote); None if absent."""
+        path = self.root / rel
+        if not path.exists() and self.remote is not None:
+            self.remote.download(rel, path)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
 
     # -- reading ---------------------------------------------------------------------
 
@@ -88,23 +237,33 @@ class Store:
         key = (manifest.snapshot, manifest.created_at)
         with self._snapshots_lock:
             snap = self._snapshots.get(key)
+            fresh = snap is None
             if snap is None:
                 snap = self._snapshots[key] = Snapshot(self, manifest)
+        if fresh and as_of is None and self.on_new_snapshot is not None:
+            self.on_new_snapshot(snap)
         return snap
 
     def snapshots(self) -> list[int]:
         """Published snapshot numbers, ascending."""
+        if self.remote is not None:
+            keys = self.remote.listing(MANIFESTS)
+            return sorted(int(Path(k).stem) for k in keys if Path(k).stem.isdigit())
         return list_snapshots(self.root)
 
     def manifest(self, as_of: int | None = None) -> Manifest | None:
         """The current snapshot's manifest, or snapshot ``as_of``; None if empty."""
+        if as_of is not None and self.remote is not None:
+            if not manifest_path(self.root, as_of).exists():
+                with self._refresh_lock:
+                    self._bring(as_of)
         return read_manifest(self.root, as_of)
 
     def require_manifest(self, as_of: int | None = None) -> Manifest:
         """Like ``manifest`` but raise a clear error on an empty store."""
         manifest = self.manifest(as_of)
         if manifest is None:
-            raise StoreError(f"the store at {self.root} is empty: ingest a file first")
+            raise StoreError(f"the store at {self.location} is empty: ingest a file first")
         return manifest
 
     def data_files(self, manifest: Manifest) -> list[Path]:
@@ -192,6 +351,7 @@ class Store:
         with open(self.root / ".writer.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                self.refresh()  # another machine's writer may have published since
                 yield self.manifest()
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
@@ -265,7 +425,7 @@ class Store:
             street_layer=parent.street_layer if parent else None,
             rollups=rollups,
         )
-        publish(self.root, manifest)
+        self._publish(manifest, parent)
         return manifest
 
     def file_sources(self, data_file: DataFile) -> set[str]:
@@ -373,7 +533,7 @@ class Store:
             written = write_incidents(self.root, conformed, "relayer", specs)
             files.extend(replace(w, source=f.source) for w in written)
         manifest = replace(draft, files=files)
-        publish(self.root, manifest)
+        self._publish(manifest, parent)
         return manifest
 
     def _rel(self, path: str) -> str:
@@ -382,16 +542,10 @@ class Store:
     def vacuum(self, dry_run: bool = False) -> list[Path]:
         """Delete files no published snapshot names (left by killed writers)."""
         keep: set[Path] = set()
-        for seq in self.snapshots():
+        for seq in list_snapshots(self.root):
             m = read_manifest(self.root, seq)
             assert m is not None
-            keep.update(self.root / f.path for f in m.files)
-            keep.update(self.root / c for f in m.files for c in f.cubes.values())
-            keep.update(self.root / r for r in m.rollups.values())
-            for layer in m.layers.values():
-                keep.add(self.root / layer.path)
-                if layer.cells_path:
-                    keep.add(self.root / layer.cells_path)
+            keep.update(self.root / rel for rel in _named(m))
         garbage = [
             p
             for folder in (self.root / INCIDENTS, self.root / LAYERS, self.root / CUBES)
@@ -405,6 +559,26 @@ class Store:
             for p in garbage:
                 p.unlink(missing_ok=True)
         return garbage
+
+
+def _named(manifest: Manifest) -> set[str]:
+    """Every file a manifest names, relative to the store root."""
+    named = {f.path for f in manifest.files}
+    named.update(c for f in manifest.files for c in f.cubes.values())
+    named.update(manifest.rollups.values())
+    for layer in manifest.layers.values():
+        named.add(layer.path)
+        if layer.cells_path:
+            named.add(layer.cells_path)
+    return named
+
+
+def _publish_here(root: Path, manifest: Manifest) -> None:
+    """Publish a manifest the remote already holds in the cache folder (once)."""
+    try:
+        publish(root, manifest)
+    except SnapshotConflict:
+        pass  # brought by another process sharing the folder
 
 
 def _set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:

@@ -5,7 +5,8 @@ the same cube rows a DuckDB query would, but from arrays kept in memory per (sna
 family, year), sorted by offense then month: the rows of one offense and a range of months
 are one slice, and the counts per unit one ``bincount``. DuckDB's fixed cost per query
 (binding, reading Parquet footers, a few milliseconds) was most of such a question's time.
-Longer windows, and filters a cube cannot answer, go to DuckDB as before.
+Whole years come from the span cubes (store/span_cubes.py); the year cubes give the months
+at either end of a range, and the public release's monthly counts (store/monthly.py).
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from geo.arrays import group_sum, ranges
-from store.cubes import H3_FAMILY, h3_parent
+from geo.arrays import ranges
+from store.cubes import H3_FAMILY
 from store.filters import Filters
 from store.snapshot import Kind, Snapshot
 
-MAX_YEARS = 3  # longer windows read the rollups through DuckDB
 # Memory for year cubes, per store a process serves; least recently used go first.
 YEAR_CUBES = Kind("year cubes", bytes=512 * 2**20)
 
@@ -52,15 +52,7 @@ class YearCube:
 
     def rows(self, flt: Filters, year: int) -> npt.NDArray[np.int64]:
         """Row positions matching the filters within this year."""
-        codes = np.arange(len(self.offenses))
-        if flt.offenses:
-            codes = np.array(
-                [self.offenses[o] for o in flt.offenses if o in self.offenses], dtype=np.int64
-            )
-        if flt.categories:
-            codes = codes[np.isin(self.category[codes], list(flt.categories))]
-        if not flt.include_sensitive:
-            codes = codes[~self.sensitive[codes]]
+        codes = offense_codes(self.offenses, self.category, self.sensitive, flt)
         first = 1 if flt.start is None or flt.start.year < year else flt.start.month
         last = 13 if flt.end is None or flt.end.year > year else flt.end.month
         # Rows are sorted by (offense code, month): one slice per offense, found at once.
@@ -71,6 +63,23 @@ class YearCube:
             wanted = [i for i, s in enumerate(self.sources) if s in flt.sources]
             rows = rows[np.isin(self.source[rows], wanted)]
         return rows
+
+
+def offense_codes(
+    offenses: dict[str, int],
+    category: npt.NDArray[np.object_],
+    sensitive: npt.NDArray[np.bool_],
+    flt: Filters,
+) -> npt.NDArray[np.int64]:
+    """The codes of a cube's offenses that the filters' offenses, categories and sensitivity keep."""
+    codes = np.arange(len(offenses))
+    if flt.offenses:
+        codes = np.array([offenses[o] for o in flt.offenses if o in offenses], dtype=np.int64)
+    if flt.categories:
+        codes = codes[np.isin(category[codes], list(flt.categories))]
+    if not flt.include_sensitive:
+        codes = codes[~sensitive[codes]]
+    return codes
 
 
 def _load(snap: Snapshot, family: str, year: int, con: duckdb.DuckDBPyConnection) -> YearCube:
@@ -133,41 +142,3 @@ def _load(snap: Snapshot, family: str, year: int, con: duckdb.DuckDBPyConnection
 def year_cube(snap: Snapshot, family: str, year: int, con: duckdb.DuckDBPyConnection) -> YearCube:
     """The year's cube of a family, read once while the snapshot's values are kept."""
     return snap.memo(YEAR_CUBES, (family, year), lambda: _load(snap, family, year, con))
-
-
-def counts(
-    snap: Snapshot,
-    family: str,
-    res: int | None,
-    flt: Filters,
-    within: int | None,
-    con: duckdb.DuckDBPyConnection,
-) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]] | None:
-    """Counts per unit key (layer position, -1 for none; or H3 cell at ``res``).
-
-    None when the window is open or longer than MAX_YEARS years (DuckDB answers those).
-    ``within`` keeps one layer position only (``within`` on the unit's own layer).
-    """
-    if flt.start is None or flt.end is None:
-        return None
-    years = range(flt.start.year, flt.end.year + (1 if flt.end > date(flt.end.year, 1, 1) else 0))
-    if len(years) > MAX_YEARS:
-        return None
-    keys: list[npt.NDArray[Any]] = []
-    values: list[npt.NDArray[np.int64]] = []
-    for year in years:
-        cube = year_cube(snap, family, year, con)
-        rows = cube.rows(flt, year)
-        unit = cube.unit[rows]
-        n = cube.n[rows]
-        if within is not None:
-            keep = unit == within
-            unit, n = unit[keep], n[keep]
-        if family == H3_FAMILY and res is not None:
-            none = unit == 0
-            unit = np.where(none, np.uint64(0), h3_parent(unit, res))
-        keys.append(unit)
-        values.append(n)
-    unit = np.concatenate(keys) if keys else np.zeros(0, np.int64)
-    n = np.concatenate(values) if values else np.zeros(0, np.int64)
-    return group_sum(unit, n)

@@ -154,3 +154,52 @@ def analyst_key(sample_store: Store) -> str:
     with sample_store.writing():
         _, text = KeyRing(sample_store.root).create(Role.analyst, note="tests")
     return text
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's standalone S3 server on loopback (a real S3 protocol peer), and a bucket.
+
+    Sets the ``AWS_*`` variables that the store's client (and each `cuadra` process the
+    tests start) reads; yields the bucket's URL.
+    """
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = Path(sys.executable).parent / "moto_server"
+    proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "cuadra",
+           "AWS_SECRET_ACCESS_KEY": "cuadra-tests", "AWS_REGION": "us-east-1",
+           "AWS_ALLOW_HTTP": "true"}  # fmt: skip
+    before = {k: os.environ.get(k) for k in [*env, "CUADRA_CACHE"]}
+    os.environ.update(env)
+    os.environ["CUADRA_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.2)
+        # A bucket is made with a plain S3 call (PUT /bucket): the store never makes one.
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/cuadra", method="PUT"))
+        yield "s3://cuadra"
+    finally:
+        proc.terminate()
+        proc.wait()
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

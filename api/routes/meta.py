@@ -15,7 +15,7 @@ from api.errors import ERROR_RESPONSES
 from disclosure.offenses import ALL
 from publication import tables
 from publication.figures import today, visible_names, whole_area_counts
-from store import Store
+from store import Store, span_cubes
 from store.engine import version as engine_version
 from store.query import snapshot_summary
 from store.snapshot import Kind, Snapshot
@@ -33,6 +33,10 @@ class Health(BaseModel):
     release: str = Field(
         description="The public release's background build: `none` (not started: built on "
         "demand), `warming`, `ready` or `failed`."
+    )
+    cubes: str = Field(
+        description="The current snapshot's span cubes (any range of years in one step): "
+        "`none`, `preparing`, `ready` or `failed`."
     )
     duckdb: str = Field(description="DuckDB version.")
 
@@ -92,6 +96,7 @@ def health(request: Request) -> Health:
         snapshot=manifest.snapshot if manifest else None,
         version=version("cuadra"),
         release=tables.status(_store(request).root),
+        cubes=span_cubes.prepared(_store(request).root),
         duckdb=engine_version(),
     )
 

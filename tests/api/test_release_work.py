@@ -40,10 +40,10 @@ def test_years_without_records_evict_nothing(client: TestClient) -> None:
 
 
 def test_a_large_table_is_built_off_the_request(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, sample_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inline = client.get("/v1/aggregate", params=H3_YEAR).json()
-    tables.clear()
+    tables.clear(sample_store)  # neither in memory nor kept in the store
     monkeypatch.setattr(tables, "INLINE_COUNTS", 10)
     started = time.perf_counter()
     first = client.get("/v1/aggregate", params=H3_YEAR)
@@ -66,7 +66,7 @@ def test_a_large_table_is_built_off_the_request(
 def test_a_build_under_way_ends_with_the_server(
     sample_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tables.clear()
+    tables.clear(sample_store)
     monkeypatch.setattr(tables, "INLINE_COUNTS", 10)
     settings = ServerSettings(store=sample_store.root, warm_release=False)
     with TestClient(create_app(settings)) as client:
