@@ -562,7 +562,9 @@ def keys_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Every key (active and revoked), without the keys themselves."""
     from store.keys import KeyRing
 
-    keys = KeyRing(_store(store).root).keys()
+    st = _store(store)
+    st.refresh(snapshots=False)  # a remote store's key ring, not its snapshot's files
+    keys = KeyRing(st.root).keys()
     rows: list[dict[str, Any]] = [
         {
             "id": k.id,
@@ -636,7 +638,11 @@ def serve(
     given: dict[str, Any] = {
         k: v for k, v in (("host", host), ("port", port), ("workers", workers)) if v is not None
     }
-    settings = ServerSettings(store=store or StoreSettings().store, **given)
+    try:
+        settings = ServerSettings(store=store or StoreSettings().store, **given)
+    except ValueError as exc:  # pydantic's ValidationError names the setting and the rule
+        _fail(ValueError(f"invalid setting: {exc}"))
+        return
     busy = _port_in_use(settings.host, settings.port)
     if busy is not None:
         _fail(busy)

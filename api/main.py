@@ -128,13 +128,12 @@ def warm_in_background(store: Store, settings: ServerSettings) -> None:
 
 
 def _prepare_each_snapshot(store: Store, engine: Any) -> ThreadPoolExecutor:
-    """Build each new current snapshot's span cubes in the background, one at a time.
+    """Prepare each new current snapshot in the background, one at a time (store/warm.py).
 
-    A question about any range of years then finds them built, however long ago the
-    snapshot's first request was (store/span_cubes.py); one asked meanwhile waits for the
-    build it needs, as it would have built it itself.
+    Its first asks then find the offense list, the summary and the span cubes built; one
+    asked meanwhile waits for the span cube it needs rather than building another.
     """
-    from store import span_cubes
+    from store import warm
 
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cuadra-prepare")
 
@@ -142,7 +141,7 @@ def _prepare_each_snapshot(store: Store, engine: Any) -> ThreadPoolExecutor:
         def run() -> None:
             cursor = engine.cursor()
             try:
-                span_cubes.prepare(snap, cursor)
+                warm.prepare(snap, cursor)
             except Exception:
                 log.exception("preparing snapshot %s failed", snap.id)
             finally:

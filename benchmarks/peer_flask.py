@@ -22,11 +22,13 @@ import numpy as np
 from flask import Flask, Response, jsonify, request
 from harness import POINTS
 from PIL import Image
+from pyproj import Transformer
 from scipy.ndimage import gaussian_filter
 
 app = Flask(__name__)
 _local = threading.local()
 _db = duckdb.connect()
+_mercator = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
 
 
 def _cursor() -> duckdb.DuckDBPyConnection:
@@ -83,9 +85,11 @@ def heatmap(z: int, x: int, y: int) -> Response:
         )
         .fetchnumpy()
     )
-    xy = mercantile.xy(pts["longitud"], pts["latitud"])
-    lo, hi = mercantile.xy(b.west, b.south), mercantile.xy(b.east, b.north)
-    grid, _, _ = np.histogram2d(xy[1], xy[0], bins=256, range=[[lo[1], hi[1]], [lo[0], hi[0]]])
+    xs, ys = _mercator.transform(pts["longitud"], pts["latitud"])
+    box = mercantile.xy_bounds(x, y, z)
+    grid, _, _ = np.histogram2d(
+        ys, xs, bins=256, range=[[box.bottom, box.top], [box.left, box.right]]
+    )
     smooth = gaussian_filter(grid[::-1], 6)
     level = (
         (255 * smooth / smooth.max()).astype(np.uint8)

@@ -298,19 +298,8 @@ def published_table(
     :class:`NotReady` is raised until it is there (``wait``: build it here, for warm-up).
     A year without records is an empty table, cached at a nominal size.
     """
-    months_from = sources(snap, year, until, rules.delay_days)
-    tree = forest(snap)
-    # Keyed by the snapshots the months are read from, not the current one: a table
-    # outlives ingests that change none of its months.
-    key = (
-        str(snap.root),
-        months_from,
-        fam,
-        year,
-        rules,
-        tree.names,
-        _family_size(snap.manifest, fam),
-    )
+    key = _key(snap, fam, year, rules, until)
+    months_from, tree = key[1], forest(snap)
     with _lock:
         hit = _tables.get(key)
         pending = _pending.get(key)
@@ -349,6 +338,17 @@ def published_table(
 
 
 RELEASE = "release"  # the store's folder of published tables
+
+
+def _key(snap: Snapshot, fam: str, year: int, rules: PublicRules, until: date) -> tuple[Any, ...]:
+    """What a table is built from, which names it in memory and in the store.
+
+    The snapshots its months are read from, not the current one: a table outlives ingests
+    that change none of its months.
+    """
+    months_from = sources(snap, year, until, rules.delay_days)
+    size = _family_size(snap.manifest, fam)
+    return (str(snap.root), months_from, fam, year, rules, forest(snap).names, size)
 
 
 def _file_name(key: tuple[Any, ...]) -> str:
@@ -517,6 +517,12 @@ def warm(store: Store, rules: PublicRules, today: date) -> None:
         families.append("street")
     con = open_engine(threads=1)
     try:
+        # Every table already kept in the store (built by another process, or before a
+        # restart): public answers read them as asked, none waits for a build, so the
+        # server is ready now; the loop below only brings them into memory.
+        kept = [_file_name(_key(snap, fam, y, rules, until)) for y in years for fam in families]
+        if all(store.has_object(name) for name in kept):
+            _warm[root] = "ready"
         for year in sorted(years, key=lambda y: y != first):
             for fam in families:
                 while True:

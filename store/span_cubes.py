@@ -94,28 +94,6 @@ def span_cube(snap: Snapshot, family: str, con: duckdb.DuckDBPyConnection) -> Sp
                 _building.pop(key, None)
 
 
-_prepared: dict[str, str] = {}  # store folder -> "preparing" | "ready" | "failed"
-
-
-def prepare(snap: Snapshot, con: duckdb.DuckDBPyConnection) -> None:
-    """Build every family's span cube of a snapshot (a server's first asks then find them)."""
-    root = str(snap.root)
-    _prepared[root] = "preparing"
-    families = {family for f in snap.manifest.files for family in f.cubes}
-    try:
-        for family in sorted(families):
-            span_cube(snap, family, con)
-    except Exception:
-        _prepared[root] = "failed"
-        raise
-    _prepared[root] = "ready"
-
-
-def prepared(root: object) -> str:
-    """How far preparing a store's current snapshot got: none, preparing, ready, failed."""
-    return _prepared.get(str(root), "none")
-
-
 def _load(snap: Snapshot, family: str, con: duckdb.DuckDBPyConnection) -> SpanCube:
     manifest = snap.manifest
     yearly = rollup_key(family, yearly=True)

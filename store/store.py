@@ -95,28 +95,29 @@ class Store:
         self._etags: dict[str, str] = {}  # mutable objects' ETags as last brought here
         # Called with each newly current snapshot when first read (a server prepares it).
         self.on_new_snapshot: Callable[[Snapshot], None] | None = None
-        if self.remote is not None:
-            self.refresh()
+        # A remote store is brought here when first read, not when opened: `keys list`
+        # needs no snapshot's files.
+        self._refreshed = False
 
     # -- a remote store's objects ------------------------------------------------------
 
-    def refresh(self) -> int | None:
+    def refresh(self, snapshots: bool = True) -> int | None:
         """Bring a remote store's newest snapshot and changed mutable objects here.
 
         The snapshot's files first, then its manifest: a reader of the cache folder sees
         the new snapshot whole or not at all. Returns the newest snapshot's number (None
-        for a local or empty store). A local store needs no refresh.
+        for a local or empty store, or with ``snapshots=False``: the key ring and basemap
+        only). A local store needs no refresh.
         """
         if self.remote is None:
             return None
         with self._refresh_lock:
-            published = sorted(
-                int(Path(key).stem)
-                for key in self.remote.listing(MANIFESTS)
-                if Path(key).stem.isdigit() and key.endswith(".json")
-            )
-            if published and not manifest_path(self.root, published[-1]).exists():
-                self._bring(published[-1])
+            published: list[int] = []
+            if snapshots:
+                published = self.snapshots()
+                if published and not manifest_path(self.root, published[-1]).exists():
+                    self._bring(published[-1])
+                self._refreshed = True
             for rel in MUTABLE:
                 etag = self.remote.etag(rel)
                 if etag is not None and etag != self._etags.get(rel):
@@ -215,6 +216,12 @@ class Store:
             Path(tmp).unlink(missing_ok=True)
         return True
 
+    def has_object(self, rel: str) -> bool:
+        """Whether an immutable object is under the store (here, or in a remote's bucket)."""
+        if (self.root / rel).exists():
+            return True
+        return self.remote is not None and self.remote.etag(rel) is not None
+
     def get_object(self, rel: str) -> bytes | None:
         """An immutable object under the store (brought here once if remote); None if absent."""
         path = self.root / rel
@@ -253,6 +260,8 @@ class Store:
 
     def manifest(self, as_of: int | None = None) -> Manifest | None:
         """The current snapshot's manifest, or snapshot ``as_of``; None if empty."""
+        if self.remote is not None and not self._refreshed:
+            self.refresh()
         if as_of is not None and self.remote is not None:
             if not manifest_path(self.root, as_of).exists():
                 with self._refresh_lock:

@@ -15,7 +15,7 @@ from api.errors import ERROR_RESPONSES
 from disclosure.offenses import ALL
 from publication import tables
 from publication.figures import today, visible_names, whole_area_counts
-from store import Store, span_cubes
+from store import Store, warm
 from store.engine import version as engine_version
 from store.query import snapshot_summary
 from store.snapshot import Kind, Snapshot
@@ -35,8 +35,8 @@ class Health(BaseModel):
         "demand), `warming`, `ready` or `failed`."
     )
     cubes: str = Field(
-        description="The current snapshot's span cubes (any range of years in one step): "
-        "`none`, `preparing`, `ready` or `failed`."
+        description="The current snapshot prepared for first asks (offense list, summary, span "
+        "cubes): `none`, `preparing`, `ready` or `failed`."
     )
     duckdb: str = Field(description="DuckDB version.")
 
@@ -96,7 +96,7 @@ def health(request: Request) -> Health:
         snapshot=manifest.snapshot if manifest else None,
         version=version("cuadra"),
         release=tables.status(_store(request).root),
-        cubes=span_cubes.prepared(_store(request).root),
+        cubes=warm.prepared(_store(request).root),
         duckdb=engine_version(),
     )
 

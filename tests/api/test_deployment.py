@@ -251,3 +251,25 @@ def _diff(a: bytes, b: bytes) -> int:
     return next(
         (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
     )
+
+
+def test_a_snapshot_is_prepared_before_anyone_asks(sample_store: Store) -> None:
+    """A server builds the offense list, the summary and every family's span cube of its
+    snapshot in the background: the first ask of any range finds them (none is built then)."""
+    from store.snapshot import Snapshot
+    from store.span_cubes import SPAN_CUBES
+
+    with TestClient(create_app(ServerSettings(store=sample_store.root))) as client:
+        deadline = time.time() + 60
+        while client.get("/health").json()["cubes"] != "ready":
+            assert time.time() < deadline, client.get("/health").json()
+            time.sleep(0.1)
+        snap: Snapshot = client.app.state.store.snapshot()  # type: ignore[attr-defined]
+        families = {family for f in snap.manifest.files for family in f.cubes}
+        assert families == {"colonia", "cuadrante", "street", "h3"}
+
+        def not_built() -> None:
+            raise AssertionError("a span cube was not prepared")
+
+        for family in families:
+            assert snap.memo(SPAN_CUBES, family, not_built).years >= 6
