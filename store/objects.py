@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from store.errors import StoreError
@@ -60,34 +62,50 @@ class Remote:
         except Exception as exc:  # obstore's configuration errors name the variable
             raise StoreError(f"cannot open {self.url}: {exc}") from exc
 
+    @contextmanager
+    def _reaching(self, what: str) -> Iterator[None]:
+        """Errors of the object store as one-line StoreErrors naming the store."""
+        from obstore.exceptions import BaseError
+
+        try:
+            yield
+        except FileNotFoundError:
+            raise
+        except (BaseError, OSError) as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+            raise StoreError(f"cannot {what} {self.url}: {first}") from exc
+
     def listing(self, prefix: str) -> dict[str, str]:
         """Keys under a folder-like prefix, with their ETags."""
         import obstore
 
         found: dict[str, str] = {}
-        for chunk in obstore.list(self._store, prefix=prefix.rstrip("/") + "/"):
-            for meta in chunk:
-                found[meta["path"]] = meta.get("e_tag") or ""
+        with self._reaching("list"):
+            for chunk in obstore.list(self._store, prefix=prefix.rstrip("/") + "/"):
+                for meta in chunk:
+                    found[meta["path"]] = meta.get("e_tag") or ""
         return found
 
     def get(self, key: str) -> tuple[bytes, str] | None:
         """An object's bytes and ETag; None if there is no such object."""
         import obstore
 
-        try:
-            result = obstore.get(self._store, key)
-        except FileNotFoundError:
-            return None
-        return bytes(result.bytes()), result.meta.get("e_tag") or ""
+        with self._reaching("read from"):
+            try:
+                result = obstore.get(self._store, key)
+            except FileNotFoundError:
+                return None
+            return bytes(result.bytes()), result.meta.get("e_tag") or ""
 
     def etag(self, key: str) -> str | None:
         """An object's ETag, None if there is no such object."""
         import obstore
 
-        try:
-            return obstore.head(self._store, key).get("e_tag") or ""
-        except FileNotFoundError:
-            return None
+        with self._reaching("read from"):
+            try:
+                return obstore.head(self._store, key).get("e_tag") or ""
+            except FileNotFoundError:
+                return None
 
     def put(self, key: str, data: bytes | Path, *, etag: str | None | bool = True) -> bool:
         """Write an object; False if the condition failed.
@@ -100,33 +118,35 @@ class Remote:
 
         mode: str | dict[str, str]
         mode = "overwrite" if etag is True else "create" if etag is None else {"e_tag": str(etag)}
-        try:
-            if isinstance(data, Path):
-                with data.open("rb") as fh:
-                    obstore.put(self._store, key, fh, mode=mode)  # type: ignore[arg-type]
-            else:
-                obstore.put(self._store, key, data, mode=mode)  # type: ignore[arg-type]
-        except (AlreadyExistsError, PreconditionError):
-            return False
+        with self._reaching("write to"):
+            try:
+                if isinstance(data, Path):
+                    with data.open("rb") as fh:
+                        obstore.put(self._store, key, fh, mode=mode)  # type: ignore[arg-type]
+                else:
+                    obstore.put(self._store, key, data, mode=mode)  # type: ignore[arg-type]
+            except (AlreadyExistsError, PreconditionError):
+                return False
         return True
 
     def download(self, key: str, target: Path) -> bool:
         """Copy an object to a local file (atomically); False if there is no such object."""
         import obstore
 
-        try:
-            result = obstore.get(self._store, key)
-        except FileNotFoundError:
-            return False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".dl-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                for chunk in result.stream(min_chunk_size=8 << 20):
-                    fh.write(chunk)
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with self._reaching("read from"):
+            try:
+                result = obstore.get(self._store, key)
+            except FileNotFoundError:
+                return False
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".dl-", dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    for chunk in result.stream(min_chunk_size=8 << 20):
+                        fh.write(chunk)
+                os.replace(tmp, target)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
         return True
 
     def delete(self, keys: list[str]) -> None:
@@ -134,4 +154,5 @@ class Remote:
         import obstore
 
         if keys:
-            obstore.delete(self._store, keys)
+            with self._reaching("delete from"):
+                obstore.delete(self._store, keys)

@@ -173,3 +173,19 @@ def test_keys_are_shared_and_edits_do_not_cross(s3_server: str, tmp_path: Path) 
     ring = KeyRing(a.root).keys()
     assert [(k.id, k.active) for k in ring] == [(record.id, False)]
     assert KeyRing(b.root).authenticate(text) is None
+
+
+def test_an_unreachable_object_store_is_a_one_line_error(
+    s3_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens here once the socket is closed
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed}")
+    with machine(tmp_path / "a"):
+        store = Store(fresh(s3_server))
+        with pytest.raises(StoreError, match=r"^cannot list s3://cuadra/\w+: ") as err:
+            store.manifest()
+    assert "\n" not in str(err.value)
