@@ -1,8 +1,10 @@
 """Rate limits per API key and per client address (SPEC §6), with 429 and Retry-After.
 
 A pure ASGI middleware over the ``limits`` library's moving-window limiter, in memory
-(one process). Requests with a valid key count against the key; all others against the
-client's address, so that made-up keys cannot escape the address's limit.
+(one process) or in Redis (every process of a deployment). Requests with a valid key count
+against the key; all others against the client's address, so that made-up keys cannot
+escape the address's limit. While Redis cannot be reached, each process counts its own
+(and says so in its log) rather than failing every request.
 
 An address also has a cap on requests in flight (tiles apart): its requests beyond it
 are refused at once, before they take a thread, so that one client's crowd of
@@ -12,6 +14,7 @@ concurrent requests cannot hold the interpreter while other clients wait (issue 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -23,7 +26,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from store.keys import KeyRing
 
+log = logging.getLogger("cuadra.api")
+
 EXEMPT = ("/health",)
+# After Redis fails, the process counts in memory for this long before trying it again.
+REDIS_RETRY_SECONDS = 5.0
 EXEMPT_PREFIXES = ("/static/",)  # Leaflet and our script: files, not queries
 TILE_PREFIX = "/v1/tiles/"  # a map view asks for dozens of tiles at once: their own limit
 
@@ -50,8 +57,14 @@ class RateLimit:
         self.keys = keys
         # Redis (``redis://``) shares the counts among every process of a deployment;
         # otherwise each process counts its own.
-        store = storage_from_string(storage) if storage else MemoryStorage()
+        store = (
+            storage_from_string(storage, socket_connect_timeout=0.5, socket_timeout=0.5)
+            if storage
+            else MemoryStorage()
+        )
         self.limiter = MovingWindowRateLimiter(store)
+        self.local = MovingWindowRateLimiter(MemoryStorage()) if storage else self.limiter
+        self.shared_down_until = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Count the request; answer 429 when its key or address is over its limit."""
@@ -73,7 +86,14 @@ class RateLimit:
                 return
             self.flying[who] = self.flying.get(who, 0) + 1
         try:
-            if self.limiter.hit(item, who):
+            limiter = self._limiter()
+            try:
+                allowed = limiter.hit(item, who)
+            except Exception as exc:  # Redis unreachable: count here until it is back
+                self._shared_failed(exc)
+                limiter = self.local
+                allowed = limiter.hit(item, who)
+            if allowed:
                 await self.app(scope, receive, send)
                 return
         finally:
@@ -81,9 +101,23 @@ class RateLimit:
                 self.flying[who] -= 1
                 if not self.flying[who]:
                     del self.flying[who]
-        reset = self.limiter.get_window_stats(item, who).reset_time
+        reset = limiter.get_window_stats(item, who).reset_time
         retry = max(1, math.ceil(reset - time.time()))
         await _refuse(send, retry, f"more than {item} requests; retry in {retry} s")
+
+    def _limiter(self) -> MovingWindowRateLimiter:
+        """The shared limiter, or this process's own while the shared one is failing."""
+        return self.local if time.monotonic() < self.shared_down_until else self.limiter
+
+    def _shared_failed(self, exc: Exception) -> None:
+        if self.limiter is self.local:
+            raise exc  # an in-memory limiter does not fail
+        self.shared_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        log.warning(
+            "rate limits: Redis unreachable (%s); counting in this process for %.0f s",
+            exc,
+            REDIS_RETRY_SECONDS,
+        )
 
     def _identify(self, scope: Scope) -> tuple[RateLimitItem, str]:
         headers = dict(scope.get("headers", ()))

@@ -180,3 +180,19 @@ def _until_up(url: str) -> None:
         except httpx.HTTPError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not start")
+
+
+def test_limits_hold_in_each_process_while_redis_is_down(
+    sample_store: Store, analyst_key: str
+) -> None:
+    """CUADRA_REDIS_URL names a server that is not there: requests are still answered
+    (not 500), and a key's 6th request in the minute is still refused, counted here."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    settings = ServerSettings(store=sample_store.root, redis_url=f"redis://127.0.0.1:{closed}/0",
+                              rate_keyed="5/minute", warm_release=False)  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        headers = {"X-API-Key": analyst_key}
+        codes = [client.get("/v1/meta", headers=headers).status_code for _ in range(7)]
+    assert codes == [200] * 5 + [429, 429], codes
