@@ -9,6 +9,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -132,10 +133,14 @@ class Store:
         if got is None:
             return False
         manifest = Manifest.from_json(got[0].decode("utf-8"))
-        for rel in sorted(_named(manifest)):
-            if not (self.root / rel).exists():
-                if not self.remote.download(rel, self.root / rel):
-                    raise StoreError(f"{self.location}: snapshot {seq} names {rel}, which is gone")
+        remote = self.remote
+        missing = [rel for rel in sorted(_named(manifest)) if not (self.root / rel).exists()]
+
+        def bring(rel: str) -> None:
+            if not remote.download(rel, self.root / rel):
+                raise StoreError(f"{self.location}: snapshot {seq} names {rel}, which is gone")
+
+        _in_parallel(bring, missing)
         _publish_here(self.root, manifest)
         return True
 
@@ -143,8 +148,10 @@ class Store:
         """Publish a written snapshot: upload its new files, then its manifest, if remote."""
         if self.remote is not None:
             known = _named(parent) if parent is not None else set()
-            for rel in sorted(_named(manifest) - known):
-                self.remote.put(rel, self.root / rel)
+            remote = self.remote
+            _in_parallel(
+                lambda rel: remote.put(rel, self.root / rel), sorted(_named(manifest) - known)
+            )
             for batch in manifest.batches.values():
                 if parent is None or batch.batch not in parent.batches:
                     self._upload_loose(batch.rejects)
@@ -580,6 +587,22 @@ def _named(manifest: Manifest) -> set[str]:
         if layer.cells_path:
             named.add(layer.cells_path)
     return named
+
+
+# Objects moved at once between the bucket and the cache folder (the client releases the
+# interpreter while it waits on the network).
+TRANSFERS = 8
+
+
+def _in_parallel(move: Callable[[str], object], keys: list[str]) -> None:
+    """Upload or download every key, several at a time; the first error is raised."""
+    if len(keys) <= 1:
+        for key in keys:
+            move(key)
+        return
+    with ThreadPoolExecutor(max_workers=TRANSFERS) as pool:
+        for done in [pool.submit(move, key) for key in keys]:
+            done.result()
 
 
 def _publish_here(root: Path, manifest: Manifest) -> None:
