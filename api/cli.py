@@ -48,7 +48,7 @@ StoreOpt = Annotated[
     str | None,
     typer.Option(
         "--store",
-        help="Store folder, or s3://bucket/prefix [default: $CUADRA_STORE or data/store].",
+        help="Store folder, or s3://bucket/prefix \\[default: $CUADRA_STORE or data/store].",
         show_default=False,
     ),
 ]
@@ -398,10 +398,10 @@ def info(
 @app.command()
 def diff(
     before: Annotated[
-        int | None, typer.Argument(min=1, help="The earlier snapshot [default: AFTER's parent].")
+        int | None, typer.Argument(min=1, help="The earlier snapshot \\[default: AFTER's parent].")
     ] = None,
     after: Annotated[
-        int | None, typer.Argument(min=1, help="The later snapshot [default: the current one].")
+        int | None, typer.Argument(min=1, help="The later snapshot \\[default: the current one].")
     ] = None,
     unit: Annotated[
         str, typer.Option("--unit", help="colonia, cuadrante, street, h3:5..12, ...")
@@ -614,10 +614,10 @@ def keys_revoke(
 def serve(
     store: StoreOpt = None,
     host: Annotated[
-        str | None, typer.Option(help="Address to listen on [default: CUADRA_HOST or 127.0.0.1].")
+        str | None, typer.Option(help="Address to listen on \\[default: CUADRA_HOST or 127.0.0.1].")
     ] = None,
     port: Annotated[
-        int | None, typer.Option(min=1, max=65535, help="Port [default: CUADRA_PORT or 8000].")
+        int | None, typer.Option(min=1, max=65535, help="Port \\[default: CUADRA_PORT or 8000].")
     ] = None,
     workers: Annotated[
         int | None,
@@ -625,7 +625,7 @@ def serve(
             min=1,
             max=64,
             help="Server processes sharing the port, each answering from the same snapshot "
-            "[default: CUADRA_WORKERS or 1].",
+            "\\[default: CUADRA_WORKERS or 1].",
         ),
     ] = None,
 ) -> None:
@@ -700,11 +700,11 @@ def demo(
     data_dir: Annotated[
         Path | None,
         typer.Option(
-            "--data", help="Folder with the Mexico City files [default: ../shared/data/cdmx]."
+            "--data", help="Folder with the Mexico City files \\[default: ../shared/data/cdmx]."
         ),
     ] = None,
     port: Annotated[
-        int | None, typer.Option(min=1, max=65535, help="Port [default: CUADRA_PORT or 8000].")
+        int | None, typer.Option(min=1, max=65535, help="Port \\[default: CUADRA_PORT or 8000].")
     ] = None,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Load the data and stop.")] = False,
 ) -> None:
@@ -745,15 +745,15 @@ def report_compstat(
     unit: Annotated[str, typer.Option("--unit", help="A boundary layer: alcaldia, colonia, ...")],
     week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2024-W20.")],
     ident: Annotated[
-        str | None, typer.Option("--id", help="The unit [default: every unit of the layer].")
+        str | None, typer.Option("--id", help="The unit \\[default: every unit of the layer].")
     ] = None,
     out_file: Annotated[
-        Path | None, typer.Option("--out", help="Write here [default: standard output].")
+        Path | None, typer.Option("--out", help="Write here \\[default: standard output].")
     ] = None,
     fmt: Annotated[
         ReportFormat | None,
         typer.Option(
-            "--format", help="html, json or csv [default: from --out's suffix, else json]."
+            "--format", help="html, json or csv \\[default: from --out's suffix, else json]."
         ),
     ] = None,
     category: Annotated[
