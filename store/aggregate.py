@@ -137,10 +137,14 @@ class _Plan:
         return self.ids.take(keys)
 
 
+# The position of an id the layer does not have. Not -1, which in-memory cubes use for
+# "outside every unit": an unknown id counts zero, as it would over the incidents.
+UNKNOWN_POSITION = -2
+
+
 def _position(ids: pa.Array, unit_id: str) -> int:
-    # -1 matches nothing: an unknown id counts zero, as it would over the incidents.
-    found = pc.index(ids, unit_id).as_py()
-    return int(found)
+    found = int(pc.index(ids, unit_id).as_py())
+    return found if found >= 0 else UNKNOWN_POSITION
 
 
 def _plan(

@@ -205,8 +205,7 @@ def range_counts(
     unit = np.concatenate([p[0].astype(dtype) for p in parts]) if parts else np.zeros(0, dtype)
     n = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
     if within is not None:
-        # An unknown id (-1) must match nothing, not the records outside every unit.
-        keep = (unit == within) & (within >= 0)
+        keep = unit == within
         unit, n = unit[keep], n[keep]
     if family == H3_FAMILY and res is not None:
         cells = unit.astype(np.uint64)

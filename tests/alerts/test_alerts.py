@@ -277,17 +277,30 @@ def test_a_crash_mid_evaluation_still_delivers_exactly_once(
         receiver.close()
 
 
+def _webhook_subscription(book: Any, sub_id: str, colonia: str, receiver: Receiver) -> Any:
+    """A colonia subscription of key ``k`` delivered to the local receiver, secret ``s``."""
+    from alerts.book import Subscription
+
+    return book.add(Subscription(sub_id, "k", {"unit": "colonia", "id": colonia},
+                                 webhook_url=receiver.url, webhook_secret="s"))  # fmt: skip
+
+
+def _any_new_alert(sub: Any, new_records: int) -> dict[str, Any]:
+    """The body of an ``any_new`` alert of period ``p`` in snapshot 1."""
+    return {"subscription": sub.id, "rule": "any_new", "period": "p", "snapshot": 1,
+            "place": sub.place, "categories": [], "offenses": [], "new_records": new_records,
+            "map": "m"}  # fmt: skip
+
+
 def test_a_dead_letter_after_the_last_try(tmp_path: Path) -> None:
-    from alerts.book import Book, Outcome, Subscription
+    from alerts.book import Book, Outcome
     from alerts.deliver import Delivery, deliver
 
     receiver = Receiver(codes=[500, 502, 503])
     try:
         book = Book(tmp_path)
-        sub = book.add(Subscription("d", "k", {"unit": "colonia", "id": "x"},
-                                    webhook_url=receiver.url, webhook_secret="s"))  # fmt: skip
-        body = {"subscription": "d", "rule": "any_new", "period": "p", "snapshot": 1,
-                "place": sub.place, "categories": [], "offenses": [], "new_records": 1, "map": "m"}  # fmt: skip
+        sub = _webhook_subscription(book, "d", "x", receiver)
+        body = _any_new_alert(sub, 1)
         assert book.record([Outcome(sub, "p", True, body)], 1) == ["d:p"]
         assert book.record([Outcome(sub, "p", True, body)], 2) == []  # once per period
         waits: list[float] = []
@@ -486,15 +499,14 @@ def test_alerts_test_and_list_on_the_command_line(tmp_path: Path) -> None:
     """`cuadra alerts test` sends one signed test message; `alerts list` shows dead letters."""
     from typer.testing import CliRunner
 
-    from alerts.book import Book, Outcome, Subscription
+    from alerts.book import Book, Outcome
     from alerts.deliver import Delivery, deliver
     from api.cli import app
 
     receiver = Receiver(codes=[200, 500, 500])
     try:
         book = Book(tmp_path)
-        sub = book.add(Subscription("t", "k", {"unit": "colonia", "id": "15-040"},
-                                    webhook_url=receiver.url, webhook_secret="s"))  # fmt: skip
+        sub = _webhook_subscription(book, "t", "15-040", receiver)
         done = CliRunner().invoke(app, ["alerts", "test", "t", "--store", str(tmp_path)])
         assert done.exit_code == 0 and "webhook: sent" in done.output, done.output
         headers, body = receiver.posts[0]
@@ -503,9 +515,7 @@ def test_alerts_test_and_list_on_the_command_line(tmp_path: Path) -> None:
             headers["X-Cuadra-Signature"]
             == "sha256=" + hmac.new(b"s", body, hashlib.sha256).hexdigest()
         )
-        body_of = {"subscription": "t", "rule": "any_new", "period": "p", "snapshot": 1,
-                   "place": sub.place, "categories": [], "offenses": [], "new_records": 2, "map": "m"}  # fmt: skip
-        book.record([Outcome(sub, "p", True, body_of)], 1)
+        book.record([Outcome(sub, "p", True, _any_new_alert(sub, 2))], 1)
         deliver(book, Delivery(attempts=2, backoff=0), lambda _: None)
         listed = CliRunner().invoke(app, ["alerts", "list", "--store", str(tmp_path), "--json"])
         (row,) = json.loads(listed.output)["subscriptions"]
