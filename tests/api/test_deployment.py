@@ -134,12 +134,18 @@ def _get(url: str, key: str) -> tuple[int, dict[str, str], bytes]:
         return err.code, dict(err.headers), err.read()
 
 
+def _is_live_worker(proc: psutil.Process) -> bool:
+    # A killed worker stays a zombie until the supervisor reaps it; it is not a worker.
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE and "spawn" in " ".join(proc.cmdline())
+    except (psutil.ZombieProcess, psutil.NoSuchProcess):
+        return False
+
+
 def _workers(supervisor: int, n: int) -> list[int]:
     deadline = time.time() + 60
     while time.time() < deadline:
-        kids = [
-            p.pid for p in psutil.Process(supervisor).children() if "spawn" in " ".join(p.cmdline())
-        ]
+        kids = [p.pid for p in psutil.Process(supervisor).children() if _is_live_worker(p)]
         if len(kids) == n:
             return kids
         time.sleep(0.2)
