@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 ALPHA = 0.01
 MIN_COUNT = 5
@@ -72,6 +71,9 @@ def judge(
     dispersion_floor
         The least φ (``pooled_dispersion`` of the layer's units).
     """
+    # Imported here: scipy.stats is half a second of a server's start (api.main warms it).
+    from scipy import stats
+
     obs = np.asarray(observed, dtype=np.float64)
     base = np.atleast_2d(np.asarray(baseline, dtype=np.float64))
     known = np.sum(~np.isnan(base), axis=1)

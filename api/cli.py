@@ -630,9 +630,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the HTTP API and the map."""
-    import uvicorn
-
-    from api.main import create_app
+    from api import processes
     from api.settings import ServerSettings, StoreSettings
 
     given: dict[str, Any] = {
@@ -654,29 +652,7 @@ def serve(
         f"Serving {settings.store} on http://{settings.host}:{settings.port} with "
         f"{settings.workers} process{'es' if settings.workers > 1 else ''} (Ctrl-C to stop)"
     )
-    # Uvicorn's access log off: the app writes one structured record per request itself.
-    # Forwarded headers only from a configured proxy: uvicorn trusts them from 127.0.0.1 by
-    # default, and a client on the host could then pick its own address for the rate limit.
-    proxies = ",".join(settings.trusted_proxies)
-    common: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": "info",
-        "access_log": False,
-        "proxy_headers": bool(proxies),
-        "forwarded_allow_ips": proxies or None,
-    }
-    if settings.workers == 1:
-        uvicorn.run(create_app(settings), **common)
-        return
-    # Worker processes build their app from the environment: the options given here go there.
-    os.environ.update(
-        CUADRA_STORE=str(settings.store),
-        CUADRA_HOST=settings.host,
-        CUADRA_PORT=str(settings.port),
-        CUADRA_WORKERS=str(settings.workers),
-    )
-    uvicorn.run("api.main:create_app", factory=True, workers=settings.workers, **common)
+    processes.run(settings)
 
 
 def _port_in_use(host: str, port: int) -> Exception | None:

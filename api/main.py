@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import threading
@@ -155,6 +156,36 @@ def _prepare_each_snapshot(store: Store, engine: Any) -> ThreadPoolExecutor:
     return worker
 
 
+# Imported by a few routes only (the map pages; comparisons, hot spots and alerts), and
+# three quarters of a second of a process's start together.
+DEFERRED_IMPORTS = ("folium", "scipy.stats")
+
+
+def warm_process(app: FastAPI) -> None:
+    """Build what a new process's first requests would otherwise pay for.
+
+    FastAPI builds an included router's routes on the first request that passes through it
+    (a fifth of a second for ours); the OpenAPI schema builds them all. Then the deferred
+    imports, in the order a map asks for them. Run in a thread by each server process, or
+    once by the parent of forked workers (api/processes.py).
+    """
+    app.openapi()
+    for name in DEFERRED_IMPORTS:
+        importlib.import_module(name)
+
+
+def _warm_in_background(app: FastAPI) -> None:
+    """``warm_process`` in a thread: the process answers meanwhile."""
+
+    def run() -> None:
+        try:
+            warm_process(app)
+        except Exception:  # only slower first answers
+            log.exception("warming the process failed")
+
+    threading.Thread(target=run, name="cuadra-warm-process", daemon=True).start()
+
+
 def _follow(store: Store, seconds: float) -> threading.Event:
     """Bring a remote store's new snapshots here every ``seconds``, in the background.
 
@@ -189,6 +220,7 @@ def _lifespan(settings: ServerSettings) -> Any:
         # One query engine for the app; each request takes its own cursor (a connection
         # is not thread-safe, and FastAPI runs sync routes in a thread pool).
         app.state.engine = open_engine(threads=2)
+        _warm_in_background(app)
         stop = _follow(store, settings.refresh_seconds)
         preparing = _prepare_each_snapshot(store, app.state.engine)
         if settings.workers > 1 and settings.warm_release:

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 import shapely
-from scipy import special, stats
+from scipy import special
 
 from geo.cells import grid_disks
 from geo.errors import GeoError
@@ -163,6 +163,9 @@ def queen_weights(polygons: Sequence[shapely.Geometry] | npt.NDArray[np.object_]
 
 def fdr(p: Sequence[float] | Floats) -> Floats:
     """Benjamini-Hochberg adjusted p-values (false discovery rate)."""
+    # Imported here: scipy.stats is half a second of a server's start (api.main warms it).
+    from scipy import stats
+
     values = np.asarray(p, dtype=np.float64)
     if values.size == 0:
         return values

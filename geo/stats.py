@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import binomtest
 
 from geo.errors import GeoError
 
@@ -28,6 +27,9 @@ def poisson_rate_test(
     length_a, length_b
         The periods' lengths (days), both positive.
     """
+    # Imported here: scipy.stats is half a second of a server's start, and few ask this.
+    from scipy.stats import binomtest
+
     if length_a <= 0 or length_b <= 0:
         raise GeoError(f"period lengths must be positive, got {length_a} and {length_b}")
     a = np.asarray(count_a, dtype=np.int64)

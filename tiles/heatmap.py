@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import io
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
-from scipy import signal
+from scipy import fft
 
 from geo.kde import quartic
 from tiles.grid import TILE_SIZE, Bounds
@@ -57,6 +58,27 @@ def _kernel(radius: float) -> npt.NDArray[np.float64]:
     return k / k.sum()
 
 
+@lru_cache(maxsize=32)
+def _kernel_spectrum(radius: float, length: int) -> npt.NDArray[np.complex128]:
+    return fft.rfft2(_kernel(radius), (length, length))
+
+
+def _convolved_core(grid: npt.NDArray[np.float64], radius: float, pad: int) -> npt.NDArray[Any]:
+    """The grid convolved with the kernel, without its ``pad`` margin, by FFT.
+
+    scipy.fft rather than scipy.signal.fftconvolve: importing scipy.signal is half a second
+    of every server process's start, for this one call. The transform is as long as the
+    full convolution (no wrap-around); the kernel's spectrum is kept per radius and length.
+    """
+    n = grid.shape[0]
+    length = fft.next_fast_len(n + 2 * pad, real=True)
+    full = fft.irfft2(
+        fft.rfft2(grid, (length, length)) * _kernel_spectrum(radius, length), (length, length)
+    )
+    # Full convolution index i is grid index i - pad; the core starts at grid index pad.
+    return full[2 * pad : n, 2 * pad : n]
+
+
 def density(
     x: npt.ArrayLike,
     y: npt.ArrayLike,
@@ -84,8 +106,8 @@ def density(
     if not inside.any():
         return np.zeros((size, size))
     binned = np.bincount(row[inside] * n + col[inside], weights=ws[inside], minlength=n * n)
-    smooth = signal.fftconvolve(binned.reshape(n, n), _kernel(r), mode="same")
-    core = smooth[pad : pad + cells, pad : pad + cells] / (cell * cell)
+    grid = binned.reshape(n, n).astype(np.float64, copy=False)  # float already: weights
+    core = _convolved_core(grid, radius=r, pad=pad) / (cell * cell)
     # FFT leaves values of about 1e-16 where there is nothing: those are zero.
     core[core < 1e-12 * max(float(core.max()), 1e-300)] = 0.0
     return np.repeat(np.repeat(core, STEP, axis=0), STEP, axis=1)

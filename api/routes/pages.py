@@ -14,7 +14,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import folium
 from fastapi import APIRouter, Query, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
@@ -67,6 +66,8 @@ def category_labels() -> dict[str, dict[str, str]]:
 def _page(
     request: Request, snap: Snapshot, embed: bool, lang: str, layers: tuple[str, ...], metric: str
 ) -> HTMLResponse:
+    import folium  # here: its import (with pandas) is a tenth of a server's start
+
     settings = request.app.state.settings
     bounds = area_bounds(snap) or (-99.37, 19.05, -98.94, 19.59)
     centre = [(bounds[1] + bounds[3]) / 2, (bounds[0] + bounds[2]) / 2]

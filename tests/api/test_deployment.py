@@ -135,10 +135,10 @@ def _get(url: str, key: str) -> tuple[int, dict[str, str], bytes]:
 
 
 def _is_live_worker(proc: psutil.Process) -> bool:
-    # A killed worker stays a zombie until the supervisor reaps it; it is not a worker.
+    # A killed worker stays a zombie until the arbiter reaps it; it is not a worker.
     try:
-        return proc.status() != psutil.STATUS_ZOMBIE and "spawn" in " ".join(proc.cmdline())
-    except (psutil.ZombieProcess, psutil.NoSuchProcess):
+        return bool(proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
         return False
 
 
@@ -180,11 +180,13 @@ def served(s3_server: str, tmp_path: Path) -> Iterator[tuple[str, str, Store, in
             time.sleep(0.2)
         yield base, key, store, proc.pid
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)  # to the arbiter alone: it stops its workers
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+            raise AssertionError("the server did not stop within 20 s of SIGINT") from None
 
 
 def _status(url: str) -> int:

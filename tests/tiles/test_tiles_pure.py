@@ -92,6 +92,32 @@ def test_heatmap_density_integrates_to_the_weights(robbery_cells: tuple[np.ndarr
     assert grid.sum() * pixel**2 == pytest.approx(w[inner].sum(), rel=1e-6)
 
 
+@pytest.mark.parametrize("zoom", [11, 14, 17])
+def test_heatmap_density_is_the_direct_kernel_sum(
+    robbery_cells: tuple[np.ndarray, ...], zoom: int
+) -> None:
+    """Every density cell equals the kernel summed over the points, without any FFT."""
+    x, y, w = robbery_cells
+    tx, ty = mercantile.tile(-99.1332, 19.4326, zoom)[:2]
+    b = mercator_bounds(zoom, tx, ty)
+    radius = 300.0
+    grid = heatmap.density(x, y, w, b, radius)[:: heatmap.STEP, :: heatmap.STEP]
+    cells = grid.shape[0]
+    cell = (b.east - b.west) / cells
+    kernel = heatmap._kernel(radius / cell)
+    half = kernel.shape[0] // 2
+    # Each point sits at the centre of its cell; a cell's value is its neighbours' kernels.
+    col = np.floor((x - b.west) / cell).astype(np.int64)
+    row = np.floor((b.north - y) / cell).astype(np.int64)
+    near = (col > -half - 1) & (col < cells + half) & (row > -half - 1) & (row < cells + half)
+    assert near.sum() > 0
+    expected = np.zeros((cells + 4 * half, cells + 4 * half))  # the tile and two radii
+    for r, c, weight in zip(row[near] + half, col[near] + half, w[near], strict=True):
+        expected[r : r + 2 * half + 1, c : c + 2 * half + 1] += weight * kernel
+    expected = expected[2 * half : 2 * half + cells, 2 * half : 2 * half + cells] / cell**2
+    assert grid == pytest.approx(expected, rel=1e-9, abs=1e-12 * expected.max())
+
+
 def test_png_is_a_transparent_palette_image() -> None:
     values = np.zeros((256, 256))
     values[100:140, 100:140] = 5.0
