@@ -646,8 +646,6 @@ def serve(
         _fail(busy)
         return
     logging.getLogger("cuadra.api").setLevel(logging.INFO)
-    if settings.warm_release and settings.workers == 1:
-        _warm_release(settings)  # with workers, each warms itself (api/main.py)
     console.print(
         f"Serving {settings.store} on http://{settings.host}:{settings.port} with "
         f"{settings.workers} process{'es' if settings.workers > 1 else ''} (Ctrl-C to stop)"
@@ -695,13 +693,6 @@ def demo(
         return
     if not no_serve:
         serve(store=st.location, port=port)
-
-
-def _warm_release(settings: Any) -> None:
-    """Build the public release's default blocks in the background while serving."""
-    from api.main import warm_in_background
-
-    warm_in_background(Store(settings.store), settings)
 
 
 report_app = typer.Typer(help="Reports: the weekly CompStat pack.", no_args_is_help=True)

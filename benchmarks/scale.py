@@ -7,9 +7,13 @@ time and peak RSS). Then each store is served and timed on two questions by colo
 one year (2023) and the whole record — and on H3 cells at resolution 8 over every offense
 (one year, 2024; a window with month edges, July 2021 to 2024; and every year the store
 holds up to 2025), over a keep-alive connection, once the server says its snapshot's span
-cubes are built. Rewrites the "Scale" section of benchmarks/RESULTS.md.
+cubes are built. Rewrites the "Scale" section of benchmarks/RESULTS.md. With ``--load
+STORE``, then the load run of benchmarks/workers.py (1 and 4 processes and the DuckDB +
+Flask peer under locust) on that store, whose public release is kept: its "Load by
+processes" section.
 
     .venv/bin/python benchmarks/scale.py [--copies 10] [--requests 40] [--engine local]
+        [--load DEMO_STORE [--load-seconds 15]]
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from harness import CDMX, CUADRA, POINTS, ROOT, measure, pct, run, serve
 from results import replace_section
+from workers import load_run
 
 OFFENSE = "ROBO A TRANSEUNTE EN VIA PUBLICA CON VIOLENCIA"
 QUESTIONS = {
@@ -98,7 +103,19 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--engine", default="local", choices=["local", "dask"])
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--load", type=Path, help="a store with a kept release: load run on it")
+    parser.add_argument("--load-seconds", type=int, default=15)
     args = parser.parse_args()
+    scale_run(args)
+    if args.load:
+        # A fresh environment: the load run's servers must not inherit this run's settings.
+        for name in ("CUADRA_RATE_PUBLIC", "CUADRA_WARM_RELEASE"):
+            os.environ.pop(name, None)
+        load_run(args.load, args.load_seconds, write=not args.no_write)
+
+
+def scale_run(args: argparse.Namespace) -> None:
+    """Ingest and time both scales; print (and write) the "Scale" section."""
     os.environ.setdefault("CUADRA_RATE_PUBLIC", "100000/minute")
     # As in aggregates.py: the timed requests are an analyst's (exact counts). Building the
     # public release of every year in the background (some 50 re-dated years at 10x, 7 at

@@ -88,10 +88,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    load_run(args.store, args.seconds, write=not args.no_write)
+
+
+def load_run(store: Path, seconds: int, write: bool = True) -> None:
+    """Drive 1 and 4 processes and the peer; print (and write) the "Load by processes"."""
     work = Path(tempfile.mkdtemp(prefix="cuadra-workers-"))
     results: dict[str, list[tuple[int, float, float, int]]] = {}
     for kind in ("cuadra-1", "cuadra-4", "peer"):
-        proc, url = start(kind, args.store)
+        proc, url = start(kind, store)
         try:
             if kind != "peer":
                 # Routed to once the release is there (kept in the store: seconds).
@@ -99,7 +104,7 @@ def main() -> None:
             step(url, 4, 3, work)  # warm-up
             results[kind] = []
             for users in STEPS:
-                rps, p99, failed = step(url, users, args.seconds, work)
+                rps, p99, failed = step(url, users, seconds, work)
                 results[kind].append((users, rps, p99, failed))
                 print(
                     kind,
@@ -130,12 +135,12 @@ def main() -> None:
                   f"throughput within p99 ≤ {P99_MS} ms." if best["peer"] else
                   f"the peer's p99 exceeded {P99_MS} ms (or it failed) at every step."))  # fmt: skip
     print(*lines, summary, sep="\n")
-    if not args.no_write:
+    if write:
         replace_section("Load by processes", [
             f"{date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} cores; `python "
-            f"benchmarks/workers.py --store <demo store> --seconds {args.seconds}`: public traffic "
+            f"benchmarks/workers.py --store <demo store> --seconds {seconds}`: public traffic "
             "(colonia counts 1 : heatmap tiles 3, no think time), locust on the same machine, "
-            f"each step {args.seconds} s. Cells: requests a second (p99).", "",
+            f"each step {seconds} s. Cells: requests a second (p99).", "",
             "| server | " + " | ".join(f"{u} users" for u in STEPS) + f" | best with p99 ≤ {P99_MS} ms |",
             "|---" * (len(STEPS) + 2) + "|", *lines, "", summary, "",
         ])  # fmt: skip
