@@ -5,19 +5,35 @@ deliveries are written in one transaction, and (subscription, period) is the key
 evaluation: a rule is evaluated once per subscription and period, and a process killed
 mid-evaluation leaves either all of it or none (a rerun does the rest). Deliveries are an
 outbox: each is sent until it succeeds or runs out of attempts (then ``dead``).
+
+On a store in a bucket the book is an object there, shared by every server and the ingest
+host: each write downloads the current book, makes its change in one transaction, and puts
+it back only if nobody changed it meanwhile (the store's conditional edit), else makes it
+again on the newer book; servers bring new versions with the store's refresh. Writes are
+few (a subscription made or removed, an evaluation run, a delivery settled), so a
+whole-file edit costs little.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import secrets
 import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from store import EditConflict, Store
+from store.store import BOOK
+
+T = TypeVar("T")
+# A shared book's write is tried this many times against writers elsewhere.
+EDIT_ATTEMPTS = 10
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -111,22 +127,51 @@ class Outcome:
 class Book:
     """The alerts book of a store."""
 
-    def __init__(self, store_root: Path) -> None:
-        self.path = Path(store_root) / "alerts" / "alerts.sqlite"
+    def __init__(
+        self, store_root: Path, editing: Callable[[str], AbstractContextManager[Path]] | None = None
+    ) -> None:
+        """The book under ``store_root``; ``editing``: a shared book's conditional edit."""
+        self.path = Path(store_root) / BOOK
+        self._editing = editing
         self._ready = False
 
+    @classmethod
+    def of(cls, store: Store) -> Book:
+        """A store's book: shared through the bucket when the store is remote."""
+        if store.remote is None:
+            return cls(store.root)
+        store.refresh(snapshots=False)  # the bucket's current book, before the first read
+        return cls(store.root, editing=store.editing)
+
     def _connect(self) -> sqlite3.Connection:
-        # Made on first use: a server over a store that has no alerts writes nothing.
-        if not self._ready:
+        # Made on first use: a server over a store that has no alerts writes nothing. A
+        # shared book's file is replaced under us (a new version, or none yet): checked
+        # every time.
+        if not self._ready or self._editing is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with closing(sqlite3.connect(self.path, timeout=30)) as first:
                 first.executescript(SCHEMA)
             self._ready = True
         con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         con.row_factory = sqlite3.Row
-        con.execute("PRAGMA journal_mode=WAL")
+        # A shared book is uploaded as one file: no write-ahead log beside it.
+        con.execute(f"PRAGMA journal_mode={'DELETE' if self._editing else 'WAL'}")
         con.execute("PRAGMA synchronous=FULL")  # an alert written is an alert kept
         return con
+
+    def _write(self, change: Callable[[sqlite3.Connection], T]) -> T:
+        """Apply ``change`` in one transaction; on a shared book, put it back or redo it."""
+        if self._editing is None:
+            with self.transaction() as con:
+                return change(con)
+        for attempt in range(EDIT_ATTEMPTS):
+            try:
+                with self._editing(BOOK), self.transaction() as con:
+                    return change(con)
+            except EditConflict:
+                # Writers elsewhere: apart a little, more each time.
+                time.sleep(random.uniform(0.02, 0.1) * (attempt + 1))
+        raise EditConflict(f"the alerts book changed under {EDIT_ATTEMPTS} attempts: try again")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -144,12 +189,13 @@ class Book:
 
     def add(self, sub: Subscription) -> Subscription:
         """Store a new subscription."""
-        with self.transaction() as con:
-            con.execute(
+        self._write(
+            lambda con: con.execute(
                 "INSERT INTO subscriptions (id, owner, created, body, feed_token) "
                 "VALUES (?, ?, ?, ?, ?)",
                 _to_row(sub),
             )
+        )
         return sub
 
     def subscriptions(self, owner: str | None = None, active: bool = True) -> list[Subscription]:
@@ -180,11 +226,14 @@ class Book:
 
     def remove(self, sub_id: str) -> bool:
         """Deactivate a subscription (its alerts stay in the book); False if unknown."""
-        with self.transaction() as con:
-            done = con.execute(
-                "UPDATE subscriptions SET active = 0 WHERE id = ? AND active = 1", [sub_id]
+        done = self._write(
+            lambda con: (
+                con.execute(
+                    "UPDATE subscriptions SET active = 0 WHERE id = ? AND active = 1", [sub_id]
+                ).rowcount
             )
-            return done.rowcount > 0
+        )
+        return done > 0
 
     def evaluated(self, periods: list[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which (subscription, period) pairs were evaluated already."""
@@ -220,9 +269,10 @@ class Book:
         An evaluation already in the book is skipped with its alert: a rerun (after a crash,
         or a second ``alerts run``) fires nothing twice. Returns the new alerts' ids.
         """
-        fired: list[str] = []
         stamp = now()
-        with self.transaction() as con:
+
+        def change(con: sqlite3.Connection) -> list[str]:
+            fired: list[str] = []
             for o in outcomes:
                 sub = o.subscription
                 done = con.execute(
@@ -252,16 +302,19 @@ class Book:
                         [alert, channel, PENDING, stamp],
                     )
                 fired.append(alert)
-        return fired
+            return fired
+
+        return self._write(change)
 
     def settle(
         self, alert: str, channel: str, status: str, attempts: int, error: str | None, next_at: str
     ) -> None:
         """Record a delivery attempt's outcome."""
-        with self.transaction() as con:
-            con.execute(
+        self._write(
+            lambda con: con.execute(
                 "UPDATE deliveries SET status = ?, attempts = ?, last_error = ?, next_at = ?, "
                 "delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END "
                 "WHERE alert = ? AND channel = ?",
                 [status, attempts, error, next_at, status, now(), alert, channel],
             )
+        )

@@ -786,7 +786,7 @@ def _run_alerts(st: Store) -> dict[str, int]:
     from store.engine import open_engine
 
     settings = ServerSettings(store=st.location)
-    book = Book(st.root)
+    book = Book.of(st)
     if not book.subscriptions():
         return {"fired": 0, "delivered": 0, "dead": 0}
     con = open_engine()
@@ -838,7 +838,7 @@ def alerts_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Every subscription with its latest alert and its deliveries not yet done."""
     from alerts.book import Book
 
-    book = Book(_store(store).root)
+    book = Book.of(_store(store))
     pending = book.deliveries("pending") + book.deliveries("dead")
     rows = []
     for sub in book.subscriptions():
@@ -873,7 +873,7 @@ def alerts_test(
     from api.settings import AlertSettings
 
     st = _store(store)
-    sub = Book(st.root).get(sub_id)
+    sub = Book.of(st).get(sub_id)
     if sub is None:
         _fail(StoreError(f"no subscription {sub_id}"))
         return

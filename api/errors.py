@@ -14,7 +14,7 @@ from geo.errors import GeoError
 from ingest.errors import IngestError
 from publication.tables import NotReady
 from store.engine import QueryInterrupted
-from store.errors import StoreError
+from store.errors import EditConflict, StoreError
 from store.filters import FilterError
 
 
@@ -34,6 +34,8 @@ STATUS_CODES: dict[type[Exception], tuple[int, str]] = {
     FilterError: (400, "invalid_parameter"),
     GeoError: (400, "invalid_geometry"),
     IngestError: (400, "invalid_input"),
+    # A shared object (the alerts book) kept changing under a write: try again shortly.
+    EditConflict: (503, "busy"),
     StoreError: (404, "not_found"),
 }
 

@@ -214,7 +214,7 @@ def _lifespan(settings: ServerSettings) -> Any:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = store = Store(settings.store)
         app.state.keys = KeyRing(store.root)
-        app.state.alerts = Book(store.root)
+        app.state.alerts = Book.of(store)
         app.state.rules = rules_from_settings(settings)
         app.state.settings = settings
         # One query engine for the app; each request takes its own cursor (a connection

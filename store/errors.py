@@ -7,3 +7,7 @@ class StoreError(RuntimeError):
 
 class SnapshotConflict(StoreError):
     """Another writer published a snapshot first; retry on the new one."""
+
+
+class EditConflict(StoreError):
+    """Another writer changed a shared object (keys, alerts book) meanwhile; edit it again."""

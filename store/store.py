@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from cachetools import LRUCache
 
 from store.cubes import CUBES, CubeSpec, build_rollup, cube_specs, rollup_key
-from store.errors import SnapshotConflict, StoreError
+from store.errors import EditConflict, SnapshotConflict, StoreError
 from store.incidents import INCIDENTS, conform, read_incidents, write_incidents
 from store.keys import KEYS
 from store.layers import (
@@ -64,7 +64,9 @@ STREET_REACH = DEFAULT_STREET_DISTANCE
 # a few older ones read with as_of).
 KEPT_SNAPSHOTS = 8
 # Objects of a remote store that change in place: read again when their ETag changes.
-MUTABLE = (KEYS, "basemap/basemap.pmtiles")
+# The alerts book (alerts/book.py): a SQLite file, shared through the bucket when remote.
+BOOK = "alerts/alerts.sqlite"
+MUTABLE = (KEYS, "basemap/basemap.pmtiles", BOOK)
 
 # The enrich stage for stored records: the new layer version's column (ingest supplies it).
 Enricher = Callable[[pa.Table, Manifest, Layer], pa.Array]
@@ -122,7 +124,8 @@ class Store:
             for rel in MUTABLE:
                 etag = self.remote.etag(rel)
                 if etag is not None and etag != self._etags.get(rel):
-                    self.remote.download(rel, self.root / rel)
+                    with self._object_lock(rel):  # not over a copy being edited
+                        self.remote.download(rel, self.root / rel)
                     self._etags[rel] = etag
             return published[-1] if published else None
 
@@ -182,28 +185,55 @@ class Store:
         """Change a mutable object under the writer lock; yields its local path.
 
         On a remote store the object is read first and written back only if no other
-        writer changed it meanwhile (``If-Match``); otherwise StoreError, and nothing
-        is lost: the change can be made again.
+        writer changed it meanwhile (``If-Match``); otherwise EditConflict, and nothing
+        is lost: the change can be made again. The background refresh waits meanwhile: it
+        must not bring the bucket's copy over the one being changed.
         """
-        with self.writing():
-            if self.remote is None:
+        if self.remote is None:
+            with self.writing():
                 yield self.root / rel
-                return
-            before = self.remote.get(rel)
-            path = self.root / rel
-            if before is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(before[0])
+            return
+        with self._refresh_lock, self._object_lock(rel):
+            yield from self._edit_remote(rel)
+
+    @contextmanager
+    def _object_lock(self, rel: str) -> Iterator[None]:
+        """One process at a time changes a mutable object's copy here (workers share it)."""
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                yield path
-                if not self.remote.put(rel, path.read_bytes(), etag=before[1] if before else None):
-                    raise StoreError(f"{rel} was changed by another writer meanwhile: run again")
-            except BaseException:
-                # The copy here is no longer the remote's: the next refresh brings it again.
-                self._etags.pop(rel, None)
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _edit_remote(self, rel: str) -> Iterator[Path]:
+        assert self.remote is not None
+        before = self.remote.get(rel)
+        path = self.root / rel
+        if before is not None:
+            # Replaced, not rewritten: a reader of the old copy (a SQLite book) keeps its file.
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = path.with_name(f".edit-{path.name}")
+            fresh.write_bytes(before[0])
+            os.replace(fresh, path)
+        try:
+            yield path
+            if not self.remote.put(rel, path.read_bytes(), etag=before[1] if before else None):
+                raise EditConflict(f"{rel} was changed by another writer meanwhile: run again")
+        except BaseException:
+            # The copy here is no longer the remote's: bring the remote's back, so that
+            # readers here keep a whole one (a book's subscriptions), or leave none.
+            self._etags.pop(rel, None)
+            try:
+                restored = self.remote.download(rel, path)
+            except StoreError:
+                restored = False
+            if not restored:
                 path.unlink(missing_ok=True)
-                raise
-            self._etags[rel] = self.remote.etag(rel) or ""
+            raise
+        self._etags[rel] = self.remote.etag(rel) or ""
 
     def put_object(self, rel: str, data: bytes) -> bool:
         """Store an immutable object under the store if none is there; False if one was."""

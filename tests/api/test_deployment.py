@@ -255,6 +255,60 @@ def test_workers_switch_snapshots_whole_and_outlive_a_killed_one(
     assert first_pids[0] not in now and first_pids[1] in now
 
 
+def _send(method: str, url: str, key: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={
+        "X-API-Key": key, "Content-Type": "application/json"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def _eventually(check: Any, seconds: float = 15) -> None:
+    deadline = time.time() + seconds
+    while not check():
+        assert time.time() < deadline, "not seen in time"
+        time.sleep(0.2)
+
+
+def test_subscriptions_made_on_one_server_are_seen_on_another(
+    served: tuple[str, str, Store, int], tmp_path: Path
+) -> None:
+    """Server A (two workers sharing one cache) and server B (another machine's cache) on
+    one bucket: a subscription made on A is listed on B, and one removed on B is gone on A."""
+    base, key, store, _ = served
+    circle = {"place": {"circle": [-99.1332, 19.4326, 800]}}
+    made = [_send("POST", f"{base}/v1/subscriptions", key, circle) for _ in range(3)]
+    assert all(status == 201 for status, _ in made), made
+    ids = [body["id"] for _, body in made]
+    os.environ["CUADRA_CACHE"], before = str(tmp_path / "server-b"), os.environ["CUADRA_CACHE"]
+    try:
+        app = create_app(ServerSettings(store=store.location, refresh_seconds=0.2))
+        with TestClient(app, headers={"X-API-Key": key}) as b:
+
+            def listed_on_b() -> set[str]:
+                return {s["id"] for s in b.get("/v1/subscriptions").json()["subscriptions"]}
+
+            assert listed_on_b() == set(ids)  # the book B read at start
+            assert b.delete(f"/v1/subscriptions/{ids[0]}").status_code == 204
+            made_on_b = b.post("/v1/subscriptions", json=circle)
+            assert made_on_b.status_code == 201, made_on_b.text
+    finally:
+        os.environ["CUADRA_CACHE"] = before
+
+    def listed_on_a() -> set[str]:
+        status, body = _send("GET", f"{base}/v1/subscriptions", key)
+        assert status == 200, body
+        return {s["id"] for s in body["subscriptions"]}
+
+    # Every request may reach either of A's workers: each must have brought B's changes.
+    now = {*ids[1:], made_on_b.json()["id"]}
+    _eventually(lambda: all(listed_on_a() == now for _ in range(6)))
+
+
 def _diff(a: bytes, b: bytes) -> int:
     return next(
         (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))

@@ -6,6 +6,7 @@ import gzip
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -189,3 +190,68 @@ def test_an_unreachable_object_store_is_a_one_line_error(
         with pytest.raises(StoreError, match=r"^cannot list s3://cuadra/\w+: ") as err:
             store.manifest()
     assert "\n" not in str(err.value)
+
+
+def test_the_alerts_book_is_shared_by_every_machine(s3_server: str, tmp_path: Path) -> None:
+    """Subscriptions made on two servers, sixteen of them at once, and an evaluation run
+    on the ingest host all land in the one book in the bucket; each server reads them once
+    its store refreshes, and a removal made on one is seen on the other."""
+    from alerts.book import Book, Outcome, Subscription
+
+    url = fresh(s3_server)
+    stores = {}
+    for name in ("a", "b", "host"):
+        with machine(tmp_path / name):
+            stores[name] = Store(url)
+    books = {name: Book.of(store) for name, store in stores.items()}
+    place = {"unit": "colonia", "id": "02-001"}
+    books["a"].add(Subscription("first", "key-a", place, webhook_url="http://127.0.0.1:9/hook"))
+    books["b"].add(Subscription("second", "key-b", place))
+    # b's edit began from the bucket's book, which held a's subscription.
+    assert [s.id for s in books["b"].subscriptions()] == ["first", "second"]
+    assert [s.id for s in books["a"].subscriptions()] == ["first"]  # not refreshed yet
+    stores["a"].refresh(snapshots=False)
+    assert [s.id for s in books["a"].subscriptions()] == ["first", "second"]
+
+    def subscribe(name: str) -> None:
+        for i in range(8):
+            books[name].add(Subscription(f"{name}-{i}", f"key-{name}", place))
+
+    racing = [threading.Thread(target=subscribe, args=(n,)) for n in ("a", "b")]
+    for t in racing:
+        t.start()
+    for t in racing:
+        t.join()
+    expected = {"first", "second"} | {f"{n}-{i}" for n in "ab" for i in range(8)}
+    stores["host"].refresh(snapshots=False)
+    assert {s.id for s in books["host"].subscriptions()} == expected
+
+    # Deterministically: a writes while b's edit is under way; b's put is refused, and b
+    # makes its change again on the book that holds a's.
+    meanwhile: list[str] = []
+
+    @contextmanager
+    def interleaved(rel: str) -> Iterator[Path]:
+        with stores["b"].editing(rel) as path:
+            if not meanwhile:
+                meanwhile.append("during")
+                books["a"].add(Subscription("during", "key-a", place))
+            yield path
+
+    Book(stores["b"].root, editing=interleaved).add(Subscription("after", "key-b", place))
+    expected |= {"during", "after"}
+    assert {s.id for s in books["b"].subscriptions()} == expected
+
+    assert books["b"].remove("second")
+    first = books["host"].get("first")
+    assert first is not None
+    fired = books["host"].record([Outcome(first, "2024-05", True, {"count": 9})], snapshot=1)
+    assert fired == ["first:2024-05"]
+    for name in ("a", "b"):
+        stores[name].refresh(snapshots=False)
+        assert books[name].get("second") is None
+        assert [a["id"] for a in books[name].alerts("first")] == ["first:2024-05"]
+        assert [(d["alert"], d["status"]) for d in books[name].deliveries()] == [
+            ("first:2024-05", "pending")
+        ]
+    assert len(books["a"].subscriptions()) == len(expected) - 1
