@@ -30,7 +30,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from harness import CDMX, POINTS, get_when_ready, pct, run, serve
+from harness import CDMX, POINTS, get_when_ready, pct, run, serve, write_redated_profile
 from results import replace_section
 
 HERE = Path(__file__).resolve().parent
@@ -159,10 +159,7 @@ def main() -> None:
     # year of the 10x store in the background would compete with the timed requests.
     os.environ["CUADRA_WARM_RELEASE"] = "false"
     work = Path(tempfile.mkdtemp(prefix="cuadra-api-bench-"))
-    # The fgj-cdmx profile without its start date, which the re-dated copies precede.
-    profile = (ROOT / "data" / "profiles" / "fgj-cdmx.toml").read_text(encoding="utf-8")
-    profile = "\n".join(ln for ln in profile.splitlines() if not ln.startswith("start_date"))
-    (work / "profile.toml").write_text(profile, encoding="utf-8")
+    write_redated_profile(work)
     lines = []
     try:
         duck = time_duckdb(args.requests)

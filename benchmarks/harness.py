@@ -92,6 +92,16 @@ def get_when_ready(
         time.sleep(min(float(response.headers.get("Retry-After", "1")), 5.0))
 
 
+def write_redated_profile(work: Path) -> Path:
+    """``work/profile.toml``: the fgj-cdmx profile without its start date, which the
+    re-dated copies of the scale benchmarks precede."""
+    profile = (ROOT / "data" / "profiles" / "fgj-cdmx.toml").read_text(encoding="utf-8")
+    profile = "\n".join(ln for ln in profile.splitlines() if not ln.startswith("start_date"))
+    path = work / "profile.toml"
+    path.write_text(profile, encoding="utf-8")
+    return path
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile (1..99) of the values."""
     return statistics.quantiles(values, n=100)[int(q) - 1]

@@ -34,7 +34,7 @@ from urllib.parse import urlencode, urlparse
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from harness import CDMX, CUADRA, POINTS, ROOT, measure, pct, run, serve
+from harness import CDMX, CUADRA, POINTS, measure, pct, run, serve, write_redated_profile
 from results import replace_section
 from workers import load_run
 
@@ -124,10 +124,7 @@ def scale_run(args: argparse.Namespace) -> None:
     # Exact answers (an analyst key): the public sees cells of its release, and a public
     # request without dates is the last whole year, not the whole record.
     work = Path(tempfile.mkdtemp(prefix="cuadra-scale-"))
-    # The fgj-cdmx profile without its start date, which the re-dated copies precede.
-    profile = (ROOT / "data" / "profiles" / "fgj-cdmx.toml").read_text(encoding="utf-8")
-    profile = "\n".join(ln for ln in profile.splitlines() if not ln.startswith("start_date"))
-    (work / "profile.toml").write_text(profile, encoding="utf-8")
+    write_redated_profile(work)
     results: dict[int, dict[str, object]] = {}
     try:
         for copies in (1, args.copies):
