@@ -344,6 +344,47 @@ def streets_add(
 
 
 @app.command()
+def vacuum(
+    store: StoreOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")
+    ] = False,
+    grace_hours: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="On a bucket, keep what was written less than this long ago: an ingest on "
+            "another machine uploads its files before its manifest.",
+        ),
+    ] = 24,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete data files no snapshot names (left by killed or refused writers).
+
+    On a bucket (s3://...) its objects and this machine's cache folder; published
+    snapshots are never touched.
+    """
+    from datetime import timedelta
+
+    st = _store(store)
+    try:
+        gone = st.vacuum(dry_run=dry_run, grace=timedelta(hours=grace_hours))
+    except StoreError as exc:
+        _fail(exc)
+        return
+    names = [p.relative_to(st.root).as_posix() for p in gone]
+    if as_json:
+        out.print_json(json.dumps({"store": st.location, "dry_run": dry_run, "files": names}))
+        return
+    for name in names:
+        out.print(name, highlight=False, soft_wrap=True)
+    verb = "would delete" if dry_run else "deleted"
+    out.print(
+        f"{st.location}: {verb} {len(names)} file{'s' if len(names) != 1 else ''}", soft_wrap=True
+    )
+
+
+@app.command()
 def info(
     store: StoreOpt = None,
     as_of: Annotated[

@@ -169,7 +169,7 @@ def scale_run(args: argparse.Namespace) -> None:
         for c, r in results.items()
     ]  # fmt: skip
     ratios = (
-        f"10× over 1×: time {many['wall'] / one['wall']:.1f}× (target ≤ 12×), peak memory "  # type: ignore[operator]
+        f"{args.copies}× over 1×: time {many['wall'] / one['wall']:.1f}× (target ≤ 12×), peak memory "  # type: ignore[operator]
         f"{many['peak'] / one['peak']:.2f}× (target ≤ 2×); /v1/aggregate p50 "  # type: ignore[operator]
         + ", ".join(
             f"{name} {statistics.median(many['times'][name]) / statistics.median(one['times'][name]):.2f}×"  # type: ignore[index]

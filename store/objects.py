@@ -22,6 +22,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from store.errors import StoreError
@@ -84,6 +85,17 @@ class Remote:
             for chunk in obstore.list(self._store, prefix=prefix.rstrip("/") + "/"):
                 for meta in chunk:
                     found[meta["path"]] = meta.get("e_tag") or ""
+        return found
+
+    def modified(self, prefix: str) -> dict[str, datetime]:
+        """Keys under a folder-like prefix, with the time each was last written."""
+        import obstore
+
+        found: dict[str, datetime] = {}
+        with self._reaching("list"):
+            for chunk in obstore.list(self._store, prefix=prefix.rstrip("/") + "/"):
+                for meta in chunk:
+                    found[meta["path"]] = meta["last_modified"]
         return found
 
     def get(self, key: str) -> tuple[bytes, str] | None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -64,6 +64,9 @@ STREET_REACH = DEFAULT_STREET_DISTANCE
 # a few older ones read with as_of).
 KEPT_SNAPSHOTS = 8
 # Objects of a remote store that change in place: read again when their ETag changes.
+# How old an object no manifest names must be before vacuum deletes it from a bucket:
+# longer than any ingest takes to upload its files and put its manifest.
+VACUUM_GRACE = timedelta(days=1)
 # The alerts book (alerts/book.py): a SQLite file, shared through the bucket when remote.
 BOOK = "alerts/alerts.sqlite"
 MUTABLE = (KEYS, "basemap/basemap.pmtiles", BOOK)
@@ -585,8 +588,42 @@ class Store:
     def _rel(self, path: str) -> str:
         return Path(path).resolve().relative_to(self.root).as_posix()
 
-    def vacuum(self, dry_run: bool = False) -> list[Path]:
-        """Delete files no published snapshot names (left by killed writers)."""
+    def vacuum(self, dry_run: bool = False, grace: timedelta = VACUUM_GRACE) -> list[Path]:
+        """Delete files no published snapshot names (left by killed writers).
+
+        A local store is cleaned under the writer lock. On a remote store, the bucket's
+        objects that no manifest names and that were written more than ``grace`` ago (a
+        writer elsewhere uploads its files before it puts its manifest: give it that long),
+        then the cache folder's. Returns what was (or, with ``dry_run``, would be) deleted,
+        as paths under the store's root.
+        """
+        if self.remote is None:
+            with self.writing():  # no writer here meanwhile: none can be half-way
+                return self._vacuum_here(dry_run, None)
+        # The cache folder too, with the same grace: a server may be bringing a snapshot's
+        # files here, whose manifest comes last.
+        cutoff = (datetime.now(UTC) - grace).timestamp()
+        return self._vacuum_bucket(dry_run, grace) + self._vacuum_here(dry_run, cutoff)
+
+    def _vacuum_bucket(self, dry_run: bool, grace: timedelta) -> list[Path]:
+        assert self.remote is not None
+        keep: set[str] = set()
+        for seq in self.snapshots():
+            got = self.remote.get(f"{MANIFESTS}/{seq:08d}.json")
+            if got is not None:
+                keep |= _named(Manifest.from_json(got[0].decode("utf-8")))
+        cutoff = datetime.now(UTC) - grace
+        garbage = sorted(
+            key
+            for folder in (INCIDENTS, LAYERS, CUBES)
+            for key, written in self.remote.modified(folder).items()
+            if key not in keep and written < cutoff
+        )
+        if not dry_run:
+            self.remote.delete(garbage)
+        return [self.root / key for key in garbage]
+
+    def _vacuum_here(self, dry_run: bool, cutoff: float | None) -> list[Path]:
         keep: set[Path] = set()
         for seq in list_snapshots(self.root):
             m = read_manifest(self.root, seq)
@@ -599,6 +636,7 @@ class Store:
             for p in folder.rglob("*")
             if p.is_file()
             if p not in keep
+            if cutoff is None or p.stat().st_mtime < cutoff
         ]
         garbage += list((self.root / MANIFESTS).glob(".tmp-*"))
         if not dry_run:

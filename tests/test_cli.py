@@ -45,6 +45,17 @@ def test_ingest_report_and_info(tmp_path: Path) -> None:
     assert all(Path(f).exists() for f in data["files"]) and len(data["files"]) >= 6
     assert data["date_min"] >= "2019-01-01"
 
+    # A data file no snapshot names (what a killed ingest leaves): listed, then deleted.
+    stray = Path(data["files"][0]).with_name("stray.parquet")
+    stray.write_bytes(Path(data["files"][0]).read_bytes())
+    listed = runner.invoke(app, ["vacuum", "--store", str(store), "--dry-run", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.output)["files"] == [stray.relative_to(store).as_posix()]
+    assert stray.exists()
+    done = runner.invoke(app, ["vacuum", "--store", str(store)])
+    assert done.exit_code == 0 and "deleted 1 file" in done.output, done.output
+    assert not stray.exists() and all(Path(f).exists() for f in data["files"])
+
 
 def test_errors_are_clear_and_exit_2(tmp_path: Path) -> None:
     store = tmp_path / "store"

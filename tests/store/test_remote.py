@@ -255,3 +255,31 @@ def test_the_alerts_book_is_shared_by_every_machine(s3_server: str, tmp_path: Pa
             ("first:2024-05", "pending")
         ]
     assert len(books["a"].subscriptions()) == len(expected) - 1
+
+
+def test_vacuum_clears_the_bucket_of_what_no_snapshot_names(s3_server: str, tmp_path: Path) -> None:
+    """An object a refused or killed writer left (named by no manifest) is deleted from the
+    bucket once older than the grace period, and not before; every snapshot still reads."""
+    from datetime import timedelta
+
+    url = fresh(s3_server)
+    first, _ = halves(tmp_path, 1_000)
+    with machine(tmp_path / "a"):
+        store = Store(url)
+        ingest(store, [str(first)], load_profile("fgj-cdmx"))
+    manifest = store.require_manifest()
+    named = manifest.files[0].path
+    assert store.remote is not None
+    # What a writer killed after uploading, before its manifest put, leaves behind.
+    orphan = named.replace(".parquet", "-orphan.parquet")
+    assert orphan != named and orphan.startswith("incidents/")
+    store.remote.put(orphan, (store.root / named).read_bytes(), etag=None)
+    assert store.vacuum(dry_run=True) == []  # younger than a day: a writer may be at work
+    assert store.vacuum(dry_run=True, grace=timedelta(0)) == [store.root / orphan]
+    assert store.remote.etag(orphan) is not None  # a dry run deletes nothing
+    assert store.vacuum(grace=timedelta(0)) == [store.root / orphan]
+    assert store.remote.etag(orphan) is None
+    assert store.vacuum(grace=timedelta(0)) == []
+    with machine(tmp_path / "b"):
+        reader = Store(url)
+    assert reader.read(reader.require_manifest(), ["incident_id"]).num_rows == manifest.rows
