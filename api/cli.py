@@ -821,8 +821,8 @@ def _run_alerts(st: Store) -> dict[str, int]:
     from alerts.book import Book
     from alerts.deliver import deliver
     from alerts.evaluate import evaluate
+    from api.alert_release import release_for
     from api.privacy import rules_from_settings
-    from api.routes.subscriptions import release_for
     from api.settings import ServerSettings
     from store.engine import open_engine
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Request
@@ -12,18 +11,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.book import Book, Subscription
-from alerts.evaluate import Release
 from alerts.feed import atom
 from api.auth import Principal, PrincipalDep
 from api.deps import CursorDep
 from api.errors import ERROR_RESPONSES, ErrorResponse
 from api.responses import json_response
-from disclosure.periods import Period as ReleasePeriod
-from disclosure.rules import PublicRules
-from publication import tables
-from publication.figures import public_view, series, today, visible_names
+from publication.figures import visible_names
 from store.aggregate import Unit, unit_names
-from store.engine import Cursor
 from store.errors import StoreError
 from store.filters import Circle, FilterError, Filters
 from store.keys import Role
@@ -73,29 +67,6 @@ class SubscriptionIn(BaseModel):
         None, max_length=2000, pattern=r"^https?://", description="POSTed the alert as JSON."
     )
     email: str | None = Field(None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
-
-
-def release_for(snap: Snapshot, rules: PublicRules, cursor: Cursor) -> Release:
-    """The published monthly cells public subscriptions are judged on (None: withheld)."""
-    until = tables.cutoff(rules, today())
-
-    def counts(sub: Subscription, months: list[date]) -> dict[date, int | None]:
-        shown = [m for m in months if m < until]
-        if not shown:
-            return {}
-        unit = Unit("layer", layer=sub.place["unit"])
-        family = tables.unit_family(unit)
-        for year in sorted({m.year for m in shown}):
-            tables.published_table(snap, family, year, rules, cursor, until, wait=True)
-        chosen = Filters(categories=sub.categories, offenses=sub.offenses)
-        try:
-            view = public_view(snap, rules, chosen, unit, ReleasePeriod.month(shown[0]))
-        except FilterError:  # an offense the release no longer names: nothing published
-            return {}
-        values = series(snap, view, rules, unit, sub.place["id"], shown, cursor)
-        return dict(zip(shown, values, strict=True))
-
-    return Release(counts, until)
 
 
 def _book(request: Request) -> Book:

@@ -410,8 +410,8 @@ def test_public_subscriptions_are_judged_on_the_release(
     model's on the months /v1/timeseries publishes for that unit (withheld: unknown)."""
     from alerts.book import Book
     from alerts.evaluate import evaluate, last_period, published_until
+    from api.alert_release import release_for
     from api.privacy import rules_from_settings
-    from api.routes.subscriptions import release_for
     from ingest.pipeline import ingest
     from ingest.profiles import load_profile
     from store.engine import open_engine
