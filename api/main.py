@@ -51,15 +51,19 @@ from store.objects import local_root
 log = logging.getLogger("cuadra.api")
 
 
-def create_app(settings: ServerSettings | None = None) -> FastAPI:
-    """Build the app for a store; tests call this with their own settings."""
+def create_app(settings: ServerSettings | None = None, *, serving: bool = False) -> FastAPI:
+    """Build the app for a store; tests call this with their own settings.
+
+    ``serving``: built by `cuadra serve` (api/processes.py), whose every process warms the
+    public release on start when the settings say so (a test's app builds none unasked).
+    """
     settings = settings or ServerSettings()
 
     app = FastAPI(
         title="Cuadra",
         summary="Georeferenced crime aggregates, hotspots and tiles from an H3-indexed store.",
         version=version("cuadra"),
-        lifespan=_lifespan(settings),
+        lifespan=_lifespan(settings, warm_release=serving and settings.warm_release),
         # /docs and /redoc are served with their assets from /static (api/routes/pages.py).
         docs_url=None,
         redoc_url=None,
@@ -115,7 +119,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     return app
 
 
-def warm_in_background(store: Store, settings: ServerSettings) -> None:
+def _warm_release(store: Store, settings: ServerSettings) -> None:
     """Build (or read) the public release of every published year, in a thread."""
     from publication.figures import today
 
@@ -166,16 +170,20 @@ def warm_process(app: FastAPI) -> None:
 
     FastAPI builds an included router's routes on the first request that passes through it
     (a fifth of a second for ours); the OpenAPI schema builds them all. Then the deferred
-    imports, in the order a map asks for them. Run in a thread by each server process, or
-    once by the parent of forked workers (api/processes.py).
+    imports, in the order a map asks for them. `cuadra serve` runs it before listening
+    (with workers, once in their parent: api/processes.py); any other app's lifespan runs
+    it in a thread.
     """
     app.openapi()
     for name in DEFERRED_IMPORTS:
         importlib.import_module(name)
+    app.state.warm = True
 
 
 def _warm_in_background(app: FastAPI) -> None:
-    """``warm_process`` in a thread: the process answers meanwhile."""
+    """``warm_process`` in a thread, unless done already: the process answers meanwhile."""
+    if getattr(app.state, "warm", False):
+        return
 
     def run() -> None:
         try:
@@ -207,7 +215,7 @@ def _follow(store: Store, seconds: float) -> threading.Event:
     return stop
 
 
-def _lifespan(settings: ServerSettings) -> Any:
+def _lifespan(settings: ServerSettings, warm_release: bool) -> Any:
     """What the app opens at start and closes at shutdown: the store, the engine, the workers."""
 
     @asynccontextmanager
@@ -223,10 +231,10 @@ def _lifespan(settings: ServerSettings) -> Any:
         _warm_in_background(app)
         stop = _follow(store, settings.refresh_seconds)
         preparing = _prepare_each_snapshot(store, app.state.engine)
-        if settings.workers > 1 and settings.warm_release:
-            # One of `cuadra serve --workers N`: tables another worker built (or is
-            # building) are read from the store, not built again.
-            warm_in_background(store, settings)
+        if warm_release:
+            # With `--workers N`, each worker: tables another built (or is building) are
+            # read from the store, not built again.
+            _warm_release(store, settings)
         try:
             yield
         finally:

@@ -20,9 +20,8 @@ from fastapi import FastAPI
 from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker
 
-from api.main import create_app, warm_in_background, warm_process
+from api.main import create_app, warm_process
 from api.settings import ServerSettings
-from store import Store
 
 # A worker that has not reported for this long is replaced. Generous: a worker reports
 # from its event loop, which a long table build in its threads may hold back a while.
@@ -85,15 +84,11 @@ def run(settings: ServerSettings) -> None:
     """Serve ``settings`` until stopped: uvicorn alone for one process, else gunicorn."""
     import uvicorn
 
-    app = create_app(settings)
+    app = create_app(settings, serving=True)
     # Before listening: a load balancer routes to the process once it answers, and its
     # first answers should not wait. With workers, in the parent: every fork inherits it.
     warm_process(app)
     if settings.workers == 1:
-        if settings.warm_release:
-            # Once warm, not meanwhile: both hold the interpreter. (Each of several workers
-            # starts its own in its lifespan, reading what another built: api/main.py.)
-            warm_in_background(Store(settings.store), settings)
         uvicorn.run(app, **uvicorn_options(settings))
         return
     _Arbiter(

@@ -48,11 +48,16 @@ def build_cdmx_store(root: Path) -> str:
     return str(made["key"])
 
 
-def serve(root: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``cuadra serve`` over a store on a free port; the process and its URL."""
+def free_port() -> int:
+    """A port nothing listens on now, on loopback."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+def serve(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``cuadra serve`` over a store on a free port; the process and its URL."""
+    port = free_port()
     proc = subprocess.Popen([*CUADRA, "serve", "--store", str(root), "--port", str(port)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -20,27 +20,22 @@ from pathlib import Path
 
 import httpx
 from aggregates import build_store, ten_offenses
-from harness import CUADRA, ROOT, pct, write_redated_profile
-from workers import _port
+from harness import pct, serve, write_redated_profile
 
 from store import Store
 from store.keys import KeyRing, Role
 
 
 def _serve(root: Path) -> tuple[subprocess.Popen[bytes], httpx.Client]:
+    """``cuadra serve`` on a store, with an analyst key, once its span cubes are built."""
     store = Store(root)
     with store.writing():
         _, key = KeyRing(store.root).create(Role.analyst, note="scale_ab")
-    port = _port()
-    proc = subprocess.Popen([*CUADRA, "serve", "--store", str(root), "--port", str(port)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key})
-    for _ in range(600):  # until its span cubes are built (store/warm.py)
-        try:
-            if client.get("/health").json().get("cubes") == "ready":
-                return proc, client
-        except httpx.TransportError:
-            pass
+    proc, url = serve(root)
+    client = httpx.Client(base_url=url, headers={"X-API-Key": key})
+    for _ in range(600):  # store/warm.py prepares the snapshot in the background
+        if client.get("/health").json().get("cubes") == "ready":
+            return proc, client
         time.sleep(0.2)
     raise SystemExit(f"the server of {root} was not ready")
 

@@ -29,9 +29,8 @@ from pathlib import Path
 
 import httpx
 import psutil
-from harness import CUADRA, ROOT
+from harness import CUADRA, ROOT, free_port
 from results import replace_section
-from workers import _port
 
 FIRST_ASKS = {
     "map page": ("/map", {}),
@@ -67,7 +66,7 @@ def _first_pids(log: Path) -> list[int]:
 
 def one_start(store: Path, workers: int, log: Path) -> dict[str, float]:
     """Seconds from `cuadra serve` to each milestone, for one fresh process."""
-    port = _port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     t0 = time.perf_counter()
     with open(log, "wb") as out:

@@ -17,7 +17,6 @@ import argparse
 import csv
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,18 +25,12 @@ from datetime import date
 from pathlib import Path
 
 import httpx
-from harness import CUADRA, ROOT, wait_for_release
+from harness import CUADRA, ROOT, free_port, wait_for_release
 from results import replace_section
 
 HERE = Path(__file__).resolve().parent
 STEPS = (1, 4, 8, 16, 32)
 P99_MS = 250
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _up(url: str, proc: subprocess.Popen[bytes]) -> None:
@@ -55,7 +48,7 @@ def _up(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 def start(kind: str, store: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start a server: ``cuadra-1``, ``cuadra-4`` or ``peer``."""
-    port = _port()
+    port = free_port()
     env = {**os.environ, "CUADRA_RATE_PUBLIC": "10000000/minute", "CUADRA_RATE_TILES": "10000000/minute",
            "CUADRA_RATE_PUBLIC_IN_FLIGHT": "1000"}  # fmt: skip
     if kind == "peer":
